@@ -2,6 +2,8 @@
 //!
 //! Rules in, event in, scrubbed event and a report out.
 
+pub mod builtin;
+
 use std::net::IpAddr;
 
 /// What kind of payload is being scrubbed.
