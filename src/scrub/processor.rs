@@ -25,6 +25,8 @@ struct Frame<'a> {
     node: NodeId,
     /// The segment in `_meta` and reports; `None` for virtual levels.
     meta: Option<Seg<'a>>,
+    /// Signature of the selector-relevant path up to here (see [`Walker::app_mask`]).
+    sig: u128,
 }
 
 /// A borrowed `_meta` path segment (made owned only when something is recorded).
@@ -62,6 +64,70 @@ pub struct Walker<'r, 'a> {
     opts: WalkOptions,
     /// Set by `process_text` when a rule deleted the value.
     pending_delete: bool,
+    /// Whether any selector names an array index (then indices are part of signatures).
+    index_sensitive: bool,
+    /// Path signature → matching applications, for this walk.
+    memo: std::collections::HashMap<u128, u64, BuildSigHasher>,
+    /// The same, shared by every walk over these rules (bounded).
+    shared_memo: Option<&'r SharedMemo>,
+}
+
+/// Selector results shared across events of one rule set.
+pub type SharedMemo = dashmap::DashMap<u128, u64, BuildSigHasher>;
+
+/// Bound on the shared memo: distinct path shapes beyond this are evaluated each time.
+const SHARED_MEMO_CAP: usize = 1 << 16;
+
+/// Two independent 64-bit FNV-style lanes: a collision needs both to collide.
+struct SigHasher(u64, u64);
+
+impl SigHasher {
+    fn new(parent: u128) -> Self {
+        SigHasher(parent as u64, (parent >> 64) as u64)
+    }
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        self.1 = (self.1 ^ u64::from(b))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+    fn u64(&mut self, v: u64) {
+        for b in v.to_le_bytes() {
+            self.byte(b);
+        }
+    }
+    fn finish(&self) -> u128 {
+        (u128::from(self.1) << 64) | u128::from(self.0)
+    }
+}
+
+/// The memo keys are already hashes: pass them through.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct BuildSigHasher;
+
+/// Hasher for keys that are hashes already.
+pub struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+impl std::hash::BuildHasher for BuildSigHasher {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
 }
 
 enum Outcome {
@@ -82,7 +148,11 @@ fn json_types(v: &Value<'_>) -> Types {
 
 impl<'r, 'a> Walker<'r, 'a> {
     /// A walker over the event schema.
-    pub fn new(apps: &'r [Application], opts: WalkOptions) -> Self {
+    pub fn new(
+        apps: &'r [Application],
+        opts: WalkOptions,
+        shared_memo: Option<&'r SharedMemo>,
+    ) -> Self {
         Walker {
             apps,
             schema: schema::event_schema(),
@@ -91,6 +161,9 @@ impl<'r, 'a> Walker<'r, 'a> {
             report: ScrubReport::default(),
             opts,
             pending_delete: false,
+            index_sensitive: apps.iter().any(|a| a.selector.names_index()),
+            memo: std::collections::HashMap::with_capacity_and_hasher(256, BuildSigHasher),
+            shared_memo,
         }
     }
 
@@ -121,12 +194,13 @@ impl<'r, 'a> Walker<'r, 'a> {
             if canonical == "message" && !matches!(v, Value::Object(_)) {
                 // A plain `message` is the event's formatted log message.
                 let logentry = self.schema.key_child(schema::ROOT, "logentry");
-                self.frames.push(Frame {
+                self.push_frame(Frame {
                     key: Some(Cow::Borrowed("logentry")),
                     index: None,
                     types: Types::of(ValueType::LogEntry),
                     node: logentry,
                     meta: None,
+                    sig: 0,
                 });
                 let node = self.schema.key_child(logentry, "formatted");
                 self.enter(Some(Cow::Borrowed("formatted")), None, node, Some(seg), v);
@@ -157,12 +231,13 @@ impl<'r, 'a> Walker<'r, 'a> {
         v: &mut Value<'a>,
     ) {
         let types = self.types_for(node, v);
-        self.frames.push(Frame {
+        self.push_frame(Frame {
             key,
             index,
             types,
             node,
             meta,
+            sig: 0,
         });
         if let Outcome::Delete = self.walk(v) {
             *v = Value::Null;
@@ -221,12 +296,13 @@ impl<'r, 'a> Walker<'r, 'a> {
                 } else if node.values_wrapper {
                     // Legacy bare array form of `exception`, `breadcrumbs`, `threads`.
                     let values = self.schema.values_child(node_id);
-                    self.frames.push(Frame {
+                    self.push_frame(Frame {
                         key: Some(Cow::Borrowed("values")),
                         index: None,
                         types: Types::of(ValueType::Array),
                         node: values,
                         meta: None,
+                        sig: 0,
                     });
                     self.walk_array(items, values);
                     self.frames.pop();
@@ -268,17 +344,15 @@ impl<'r, 'a> Walker<'r, 'a> {
                 let key = k.decoded_cow();
                 let before = self.meta.len();
                 let node = elem;
-                self.frames.push(Frame {
+                let types = self.types_for(node, value);
+                self.push_frame(Frame {
                     key: Some(key),
                     index: None,
-                    types: Types::NONE,
+                    types,
                     node,
                     meta: Some(Seg::Index(1)),
+                    sig: 0,
                 });
-                let types = self.types_for(node, value);
-                if let Some(f) = self.frames.last_mut() {
-                    f.types = types;
-                }
                 if let Outcome::Delete = self.walk(value) {
                     *value = Value::Null;
                 }
@@ -304,12 +378,13 @@ impl<'r, 'a> Walker<'r, 'a> {
                         _ => Cow::Borrowed(""),
                     };
                     let child = self.schema.key_child(node_id, &key);
-                    self.frames.push(Frame {
+                    self.push_frame(Frame {
                         key: None,
                         index: None,
                         types: Types::NONE,
                         node: node_id,
                         meta: Some(Seg::Index(i)),
+                        sig: 0,
                     });
                     self.enter(Some(key), None, child, Some(Seg::Index(1)), &mut pair[1]);
                     self.frames.pop();
@@ -317,6 +392,75 @@ impl<'r, 'a> Walker<'r, 'a> {
                 other => self.enter(None, Some(i), elem, Some(Seg::Index(i)), other),
             }
         }
+    }
+
+    /// Pushes a frame, computing its path signature from its parent's.
+    fn push_frame(&mut self, mut frame: Frame<'a>) {
+        let parent = self
+            .frames
+            .last()
+            .map_or(0x9E37_79B9_7F4A_7C15_u128, |f| f.sig);
+        frame.sig = if frame.key.is_none() && frame.index.is_none() {
+            // Virtual levels are invisible to selectors.
+            parent
+        } else {
+            let mut h = SigHasher::new(parent);
+            match (&frame.key, frame.index) {
+                (Some(k), _) => {
+                    h.byte(1);
+                    for b in k.bytes() {
+                        h.byte(b.to_ascii_lowercase());
+                    }
+                    // Non-ASCII keys compare by full lowercase; keep them exact.
+                    if !k.is_ascii() {
+                        for b in k.bytes() {
+                            h.byte(b);
+                        }
+                    }
+                }
+                (None, Some(i)) => {
+                    h.byte(2);
+                    if self.index_sensitive {
+                        h.u64(i as u64);
+                    }
+                }
+                (None, None) => {}
+            }
+            h.u64(u64::from(frame.types.bits()));
+            h.u64(u64::from(frame.node));
+            h.finish()
+        };
+        self.frames.push(frame);
+    }
+
+    /// Bit `i` is set when application `i` matches the current value. Memoized by path
+    /// signature: repeated shapes (frames, breadcrumbs, pairs) are evaluated once.
+    fn app_mask(&mut self, pii: Pii) -> u64 {
+        let sig = self.frames.last().map_or(0, |f| f.sig);
+        if self.apps.len() <= 64 {
+            if let Some(&mask) = self.memo.get(&sig) {
+                return mask;
+            }
+            if let Some(mask) = self.shared_memo.and_then(|m| m.get(&sig).map(|m| *m)) {
+                self.memo.insert(sig, mask);
+                return mask;
+            }
+        }
+        let steps = self.steps();
+        let mut mask = 0u64;
+        for (i, app) in self.apps.iter().enumerate().take(64) {
+            if app.selector.matches(pii, &steps) {
+                mask |= 1 << i;
+            }
+        }
+        drop(steps);
+        self.memo.insert(sig, mask);
+        if let Some(shared) = self.shared_memo {
+            if shared.len() < SHARED_MEMO_CAP {
+                shared.insert(sig, mask);
+            }
+        }
+        mask
     }
 
     fn steps(&self) -> SmallVec<[Step<'_>; 16]> {
@@ -363,12 +507,16 @@ impl<'r, 'a> Walker<'r, 'a> {
     /// can only delete. Returns true when the value must be deleted.
     fn apply_to_container(&mut self, pii: Pii) -> bool {
         let apps = self.apps;
+        let mask = self.app_mask(pii);
+        if mask == 0 {
+            return false;
+        }
         let hit: Option<&RuleRef> = {
-            let steps = self.steps();
             let key = self.leaf_key();
             apps.iter()
-                .filter(|app| app.selector.matches(pii, &steps))
-                .flat_map(|app| app.rules.iter())
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .flat_map(|(_, app)| app.rules.iter())
                 .find(|rule| match &*rule.kind {
                     RuleKind::Anything => true,
                     RuleKind::Password => builtin::password_key_matches(key),
@@ -410,13 +558,16 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     fn process_text(&mut self, text: &str, pii: Pii) -> Option<String> {
+        let mask = self.app_mask(pii);
+        if mask == 0 {
+            return None;
+        }
         let mut value = ChunkedValue::new(text);
         let mut deleted_by: Option<std::sync::Arc<str>> = None;
         {
-            let steps = self.steps();
             let key = self.leaf_key();
-            'apps: for app in self.apps {
-                if !app.selector.matches(pii, &steps) {
+            'apps: for (i, app) in self.apps.iter().enumerate() {
+                if mask & (1 << i) == 0 {
                     continue;
                 }
                 for rule in &app.rules {

@@ -171,6 +171,7 @@ impl ProjectConfig {
             warnings: reader.warnings,
             rules: CompiledRules {
                 applications,
+                memo: Default::default(),
                 scrub_graphql: settings.scrub_data,
             },
         })
