@@ -19,8 +19,11 @@ fn bench(c: &mut Criterion) {
         "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true}
     }))
     .expect("default config compiles");
-    let advanced = ProjectConfig::from_json(include_bytes!("fixtures/advanced.json"), &|_| None)
-        .expect("advanced config compiles");
+    let advanced = ProjectConfig::from_json(
+        include_bytes!("../tests/fixtures/rules/advanced.json"),
+        &|_| None,
+    )
+    .expect("advanced config compiles");
     let opts = ScrubOptions::default();
 
     let mut group = c.benchmark_group("corpus");

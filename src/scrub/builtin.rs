@@ -485,15 +485,12 @@ mod ipv6 {
 
     /// The character before byte `i` is a boundary, or `i` is the start.
     fn boundary_before(value: &str, i: usize) -> bool {
-        value[..i]
-            .chars()
-            .next_back()
-            .map_or(true, is_boundary_char)
+        value[..i].chars().next_back().is_none_or(is_boundary_char)
     }
 
     /// The character at byte `i` is a boundary, or `i` is the end.
     fn boundary_after(value: &str, i: usize) -> bool {
-        value[i..].chars().next().map_or(true, is_boundary_char)
+        value[i..].chars().next().is_none_or(is_boundary_char)
     }
 
     /// The end of the longest address starting at `start` (zone included), if any.

@@ -251,6 +251,10 @@ impl<'r, 'a> Walker<'r, 'a> {
         let pii = node.pii;
         if node.pairlist && pii != Pii::False {
             if let Value::Str(s) = v {
+                // Relay sees these as pair-list containers first.
+                if self.apply_to_container(pii) {
+                    return Outcome::Delete;
+                }
                 // `a=b&c=d` query strings and `a=b; c=d` cookie headers are pair lists:
                 // scrubbed per key, and written back as pairs only when something changed.
                 let is_cookies = self.leaf_key().eq_ignore_ascii_case("cookies");
@@ -581,9 +585,14 @@ impl<'r, 'a> Walker<'r, 'a> {
         if !value.changed && deleted_by.is_none() {
             return None;
         }
+        let (new_text, remarks) = value.join();
+        if deleted_by.is_none() && new_text == text {
+            // Like Relay, a redaction that leaves the value as it was is not a change
+            // (this keeps scrubbing idempotent: `[Filtered]` stays `[Filtered]`).
+            return None;
+        }
         let path = self.meta_path();
         let path_str = self.path_string();
-        let (new_text, remarks) = value.join();
         let original_len = text.chars().count();
         let entry = self.meta.entry(path);
         for r in &remarks {
@@ -762,8 +771,67 @@ struct ChunkedValue<'t> {
     changed: bool,
 }
 
+/// Replacement texts of the built-in rules.
+const PLACEHOLDERS: &[&str] = &[
+    "[Filtered]",
+    "[ip]",
+    "[imei]",
+    "[mac]",
+    "[uuid]",
+    "[email]",
+    "[iban]",
+    "[creditcard]",
+    "[pemkey]",
+    "[auth]",
+    "[us-ssn]",
+    "[user]",
+    "[password]",
+    "[token]",
+];
+
+/// Splits `text` around built-in placeholders; `None` when it has none.
+fn split_placeholders(text: &str) -> Option<Vec<Chunk>> {
+    let mut chunks = Vec::new();
+    let mut rest = text;
+    let mut found = false;
+    while let Some(i) = rest.find('[') {
+        match PLACEHOLDERS.iter().find(|p| rest[i..].starts_with(**p)) {
+            Some(p) => {
+                found = true;
+                if i > 0 {
+                    chunks.push(Chunk::Text(rest[..i].to_string()));
+                }
+                chunks.push(Chunk::Opaque(p.to_string()));
+                rest = &rest[i + p.len()..];
+            }
+            None => {
+                let next = i + 1;
+                chunks.push(Chunk::Text(rest[..next].to_string()));
+                rest = &rest[next..];
+            }
+        }
+    }
+    if !rest.is_empty() {
+        chunks.push(Chunk::Text(rest.to_string()));
+    }
+    found.then(|| merge_texts(chunks))
+}
+
+fn merge_texts(chunks: Vec<Chunk>) -> Vec<Chunk> {
+    let mut out: Vec<Chunk> = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        match (out.last_mut(), c) {
+            (Some(Chunk::Text(prev)), Chunk::Text(t)) => prev.push_str(&t),
+            (_, c) => out.push(c),
+        }
+    }
+    out
+}
+
 enum Chunk {
     Text(String),
+    /// A placeholder that was already in the input: kept as is, never re-matched, no remark.
+    Opaque(String),
     Redaction {
         text: String,
         rule: std::sync::Arc<str>,
@@ -776,9 +844,17 @@ struct DeleteValue;
 
 impl<'t> ChunkedValue<'t> {
     fn new(text: &'t str) -> Self {
+        // Replacement texts already in the value (from an earlier scrub, here or in
+        // another Relay) are opaque, like fresh redactions: `[auth]` must not trip the
+        // `auth` keyword. This keeps scrubbing idempotent.
+        let chunks = if text.as_bytes().contains(&b'[') {
+            split_placeholders(text)
+        } else {
+            None
+        };
         ChunkedValue {
             original: text,
-            chunks: None,
+            chunks,
             changed: false,
         }
     }
@@ -796,7 +872,7 @@ impl<'t> ChunkedValue<'t> {
         for c in chunks {
             match c {
                 Chunk::Text(t) => s.extend(t.chars().filter(|c| *c != '\0')),
-                Chunk::Redaction { .. } => s.push('\0'),
+                Chunk::Redaction { .. } | Chunk::Opaque(_) => s.push('\0'),
             }
         }
         Cow::Owned(s)
@@ -822,7 +898,7 @@ impl<'t> ChunkedValue<'t> {
             .take()
             .unwrap_or_default()
             .into_iter()
-            .filter(|c| matches!(c, Chunk::Redaction { .. }))
+            .filter(|c| matches!(c, Chunk::Redaction { .. } | Chunk::Opaque(_)))
             .collect::<Vec<_>>()
             .into_iter();
         let mut out = Vec::new();
@@ -870,7 +946,7 @@ impl<'t> ChunkedValue<'t> {
         };
         for c in chunks {
             match c {
-                Chunk::Text(t) => s.push_str(&t),
+                Chunk::Text(t) | Chunk::Opaque(t) => s.push_str(&t),
                 Chunk::Redaction { text, rule, ty } => {
                     let start = s.len();
                     s.push_str(&text);

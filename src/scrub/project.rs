@@ -112,7 +112,7 @@ impl ProjectConfig {
                 issue(
                     &mut errors,
                     format!("config.{misplaced}"),
-                    format!("belongs inside config.piiConfig (Relay silently ignores it here, so these rules would never run)"),
+                    "belongs inside config.piiConfig (Relay silently ignores it here, so these rules would never run)",
                 );
             }
         }
