@@ -418,3 +418,21 @@ fn existing_meta_is_merged() {
         json!([["@email", "s", 0, 7]])
     );
 }
+
+#[test]
+fn cookie_header_scrubbed_like_request_cookies() {
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"headers": [["Cookie", "theme=dark; sessionid=abc123; lang=en"], ["Accept", "*/*"]]}}),
+    );
+    assert_eq!(
+        out["request"]["headers"][0],
+        json!(["Cookie", "theme=dark; sessionid=[Filtered]; lang=en"])
+    );
+    let rem = &out["_meta"]["request"]["headers"]["0"]["1"][""];
+    assert_eq!(rem["rem"][0], json!(["@anything:filter", "s", 22, 32]));
+    assert_eq!(rem["len"], 37);
+    // Object form too.
+    let out = scrub_with(defaults(), json!({"request": {"headers": {"cookie": "sessionid=abc123"}}}));
+    assert_eq!(out["request"]["headers"]["cookie"], "sessionid=[Filtered]");
+}
