@@ -433,6 +433,39 @@ fn cookie_header_scrubbed_like_request_cookies() {
     assert_eq!(rem["rem"][0], json!(["@anything:filter", "s", 22, 32]));
     assert_eq!(rem["len"], 37);
     // Object form too.
-    let out = scrub_with(defaults(), json!({"request": {"headers": {"cookie": "sessionid=abc123"}}}));
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"headers": {"cookie": "sessionid=abc123"}}}),
+    );
     assert_eq!(out["request"]["headers"]["cookie"], "sessionid=[Filtered]");
+}
+
+#[test]
+fn original_values_in_meta_are_scrubbed_too() {
+    let out = scrub_with(
+        defaults(),
+        json!({
+            "user": {"username": "x"},
+            "extra": {"note": "ok", "password": "p"},
+            "_meta": {
+                "extra": {"note": {"": {"val": "card 4571234567890111", "len": 21}}, "password": {"": {"val": "hunter2"}}},
+                "user": {"username": {"": {"val": "mail bob@example.com", "err": ["invalid_data"]}}}
+            }
+        }),
+    );
+    assert_eq!(out["_meta"]["extra"]["note"][""]["val"], "card [Filtered]");
+    assert_eq!(out["_meta"]["extra"]["password"][""]["val"], "[Filtered]");
+    // Default scrubbing keeps emails (Relay), so this one stays; the structure is kept.
+    assert_eq!(
+        out["_meta"]["user"]["username"][""]["err"],
+        json!(["invalid_data"])
+    );
+    let out = scrub_with(
+        pii(json!({"$string": ["@email:remove"], "$user.username": ["@anything:remove"]})),
+        json!({"user": {"username": "x"}, "_meta": {"user": {"username": {"": {"val": "bob@example.com"}}}}}),
+    );
+    assert!(
+        out["_meta"]["user"]["username"][""].get("val").is_none(),
+        "{out}"
+    );
 }

@@ -6,7 +6,10 @@ use serde_json::{json, Value};
 
 fn run(config: Value, kind: ItemKind, item: Value, opts: &ScrubOptions) -> Value {
     let p = ProjectConfig::from_config_value(config).unwrap();
-    let out = p.rules.scrub(kind, &serde_json::to_vec(&item).unwrap(), opts).unwrap();
+    let out = p
+        .rules
+        .scrub(kind, &serde_json::to_vec(&item).unwrap(), opts)
+        .unwrap();
     serde_json::from_slice(&out.bytes).unwrap()
 }
 
@@ -27,13 +30,19 @@ fn user_report_fields() {
     );
     assert_eq!(out["event_id"], "9ec79c33ec9942ab8353589fcb2e04dc");
     assert_eq!(out["email"].as_str().unwrap().len(), 40);
-    assert!(out.get("name").is_none(), "removed fields are dropped: {out}");
+    assert!(
+        out.get("name").is_none(),
+        "removed fields are dropped: {out}"
+    );
     assert_eq!(out["comments"], "call me at [ip]");
 }
 
 #[test]
 fn session_did_and_ip_with_auto() {
-    let opts = ScrubOptions { client_ip: Some("198.51.100.4".parse().unwrap()), ..Default::default() };
+    let opts = ScrubOptions {
+        client_ip: Some("198.51.100.4".parse().unwrap()),
+        ..Default::default()
+    };
     let out = run(
         defaults(),
         ItemKind::Session,
@@ -45,9 +54,17 @@ fn session_did_and_ip_with_auto() {
     assert_eq!(out["attrs"]["release"], "r@1");
 
     let cfg = json!({"piiConfig": {"applications": {"$user.id": ["@anything:hash"]}}});
-    let out = run(cfg, ItemKind::Session, json!({"did": "user-42", "attrs": {"ip_address": "{{auto}}"}}), &opts);
+    let out = run(
+        cfg,
+        ItemKind::Session,
+        json!({"did": "user-42", "attrs": {"ip_address": "{{auto}}"}}),
+        &opts,
+    );
     assert_eq!(out["did"].as_str().unwrap().len(), 40);
-    assert_eq!(out["attrs"]["ip_address"], "198.51.100.4", "auto resolved, not scrubbed without an IP rule");
+    assert_eq!(
+        out["attrs"]["ip_address"], "198.51.100.4",
+        "auto resolved, not scrubbed without an IP rule"
+    );
 }
 
 #[test]
@@ -82,7 +99,12 @@ fn envelope_header_trace_user_id() {
 #[test]
 fn items_without_rules_are_unchanged() {
     let item = json!({"did": "d", "attrs": {"ip_address": "1.2.3.4"}});
-    let out = run(json!({}), ItemKind::Session, item.clone(), &ScrubOptions::default());
+    let out = run(
+        json!({}),
+        ItemKind::Session,
+        item.clone(),
+        &ScrubOptions::default(),
+    );
     assert_eq!(out, item);
 }
 
@@ -97,8 +119,14 @@ fn graphql_variables_filtered() {
         }),
         &ScrubOptions::default(),
     );
-    assert_eq!(out["request"]["data"]["variables"], json!({"login": "[Filtered]", "n": "[Filtered]"}));
-    assert_eq!(out["contexts"]["response"]["data"]["data"]["user"], json!({"login": "[Filtered]", "x": 1}));
+    assert_eq!(
+        out["request"]["data"]["variables"],
+        json!({"login": "[Filtered]", "n": "[Filtered]"})
+    );
+    assert_eq!(
+        out["contexts"]["response"]["data"]["data"]["user"],
+        json!({"login": "[Filtered]", "x": 1})
+    );
 }
 
 #[test]
@@ -109,21 +137,33 @@ fn hashed_keys_differ_by_key_and_algorithm() {
             "rules": {"h": {"type": "email", "redaction": redaction}},
             "applications": {"$string": ["h"]}
         }}});
-        ProjectConfig::from_json(&serde_json::to_vec(&cfg).unwrap(), &|n| std::env::var(n).ok()).unwrap()
+        ProjectConfig::from_json(&serde_json::to_vec(&cfg).unwrap(), &|n| {
+            std::env::var(n).ok()
+        })
+        .unwrap()
     };
     let input = br#"{"extra":{"e":"a@b.io"}}"#;
     let hash_of = |p: &ProjectConfig| {
-        let out = p.rules.scrub(ItemKind::Event, input, &ScrubOptions::default()).unwrap();
+        let out = p
+            .rules
+            .scrub(ItemKind::Event, input, &ScrubOptions::default())
+            .unwrap();
         let v: Value = serde_json::from_slice(&out.bytes).unwrap();
         v["extra"]["e"].as_str().unwrap().to_string()
     };
     let plain = hash_of(&project(json!({"method": "hash"})));
-    let keyed = hash_of(&project(json!({"method": "hash", "key": "${SCRUBGATE_TEST_HASH_KEY}"})));
-    let sha256 = hash_of(&project(json!({"method": "hash", "algorithm": "HMAC-SHA256", "key": "pepper"})));
+    let keyed = hash_of(&project(
+        json!({"method": "hash", "key": "${SCRUBGATE_TEST_HASH_KEY}"}),
+    ));
+    let sha256 = hash_of(&project(
+        json!({"method": "hash", "algorithm": "HMAC-SHA256", "key": "pepper"}),
+    ));
     let keyed_literal = hash_of(&project(json!({"method": "hash", "key": "pepper"})));
     assert_eq!(plain.len(), 40);
     assert_ne!(plain, keyed);
     assert_eq!(keyed, keyed_literal, "the env key is the literal key");
     assert_eq!(sha256.len(), 64);
-    assert!(sha256.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+    assert!(sha256
+        .chars()
+        .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
 }

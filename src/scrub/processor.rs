@@ -224,6 +224,110 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
     }
 
+    /// Scrubs the original values (`val`) an incoming `_meta` carries, with the rules of
+    /// the field they belong to; a value a rule deletes is dropped. No remarks are added
+    /// for them (as in Relay).
+    pub fn scrub_meta_originals(&mut self, root: &mut Value<'a>) {
+        let Some(entries) = root.as_object_mut() else {
+            return;
+        };
+        let Some(pos) = entries.iter().position(|(k, _)| k.eq_str("_meta")) else {
+            return;
+        };
+        let mut meta = std::mem::replace(&mut entries[pos].1, Value::Null);
+        let mut path = Vec::new();
+        self.meta_originals(&mut meta, root, &mut path);
+        if let Some(entries) = root.as_object_mut() {
+            entries[pos].1 = meta;
+        }
+    }
+
+    fn meta_originals(&mut self, meta: &mut Value<'a>, root: &Value<'a>, path: &mut Vec<String>) {
+        let Value::Object(entries) = meta else {
+            return;
+        };
+        for (k, child) in entries.iter_mut() {
+            let key = k.decoded().into_owned();
+            if key.is_empty() {
+                self.scrub_original(child, root, path);
+            } else {
+                path.push(key);
+                self.meta_originals(child, root, path);
+                path.pop();
+            }
+        }
+    }
+
+    fn scrub_original(&mut self, inner: &mut Value<'a>, root: &Value<'a>, path: &[String]) {
+        let Some(fields) = inner.as_object_mut() else {
+            return;
+        };
+        let Some(pos) = fields.iter().position(|(k, _)| k.eq_str("val")) else {
+            return;
+        };
+        let Value::Str(val) = &fields[pos].1 else {
+            return;
+        };
+        // Rebuild the field's frames from the schema, following the event for indices.
+        self.frames.clear();
+        let mut node = schema::ROOT;
+        let mut at: Option<&Value<'a>> = Some(root);
+        for (depth, seg) in path.iter().enumerate() {
+            let is_index = matches!(at, Some(Value::Array(_))) && seg.parse::<usize>().is_ok();
+            let (key, index, next_node, next_at) = if is_index {
+                let i: usize = seg.parse().unwrap_or(0);
+                let next = match at {
+                    Some(Value::Array(items)) => items.get(i),
+                    _ => None,
+                };
+                (None, Some(i), self.schema.elem_child(node), next)
+            } else {
+                let canonical = if depth == 0 {
+                    schema::canonical_top_level_key(seg)
+                } else {
+                    seg.as_str()
+                };
+                (
+                    Some(Cow::Owned(canonical.to_string())),
+                    None,
+                    self.schema.key_child(node, canonical),
+                    at.and_then(|v| v.get(seg)),
+                )
+            };
+            let types = match next_at {
+                Some(v) if depth + 1 < path.len() => self.types_for(next_node, v),
+                _ => Types::of(ValueType::String),
+            };
+            self.push_frame(Frame {
+                key,
+                index,
+                types,
+                node: next_node,
+                meta: None,
+                sig: 0,
+                hidden: false,
+            });
+            node = next_node;
+            at = next_at;
+        }
+        let pii = self.schema.node(node).pii;
+        if pii == Pii::False {
+            self.frames.clear();
+            return;
+        }
+        let (meta_before, report_before) = (self.meta.len(), self.report.changes.len());
+        let text = val.decoded().into_owned();
+        let result = self.process_text(&text, pii);
+        self.meta.split_off(meta_before);
+        self.report.changes.truncate(report_before);
+        if self.take_delete() {
+            fields.remove(pos);
+        } else if let Some(new) = result {
+            fields[pos].1 = Value::string(new);
+        }
+        self.frames.clear();
+    }
+
     /// Pushes a frame, walks `v`, pops, and deletes `v` when a rule asked for it.
     fn enter(
         &mut self,
@@ -325,7 +429,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                         node: values,
                         meta: None,
                         sig: 0,
-                    hidden: false,
+                        hidden: false,
                     });
                     self.walk_array(items, values);
                     self.frames.pop();
@@ -393,11 +497,17 @@ impl<'r, 'a> Walker<'r, 'a> {
 
     /// The value of a `Cookie` header in `request.headers`.
     fn is_cookie_header(&self) -> bool {
-        let mut visible = self.frames.iter().rev().filter(|f| f.key.is_some() || f.index.is_some());
+        let mut visible = self
+            .frames
+            .iter()
+            .rev()
+            .filter(|f| f.key.is_some() || f.index.is_some());
         let (Some(leaf), Some(parent)) = (visible.next(), visible.next()) else {
             return false;
         };
-        leaf.key.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("cookie"))
+        leaf.key
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("cookie"))
             && parent.key.as_deref() == Some("headers")
             && self.schema.node(parent.node).pairlist
     }
@@ -498,7 +608,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                         node: node_id,
                         meta: Some(Seg::Index(i)),
                         sig: 0,
-                    hidden: false,
+                        hidden: false,
                     });
                     self.enter(Some(key), None, child, Some(Seg::Index(1)), &mut pair[1]);
                     self.frames.pop();
