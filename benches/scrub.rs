@@ -38,6 +38,17 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    group.bench_function("tree_parse_write_no_rules", |b| {
+        b.iter(|| {
+            for e in &events {
+                let text = std::str::from_utf8(e).expect("utf-8");
+                let tree = scrubgate::scrub::json::parse(text, 128).expect("parses");
+                let mut out = Vec::with_capacity(e.len());
+                scrubgate::scrub::json::write(&mut out, &tree);
+                std::hint::black_box(out);
+            }
+        })
+    });
     group.bench_function("a_default_scrubbing", |b| {
         b.iter(|| {
             for e in &events {
