@@ -5,6 +5,10 @@
 //! Run: `cargo bench --bench scrub`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// The same allocator the `scrubgate` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
 
 fn corpus() -> Vec<Vec<u8>> {
