@@ -437,6 +437,18 @@ impl<'r, 'a> Walker<'r, 'a> {
                 }
                 .or_delete(self.take_delete())
             }
+            Value::Number(n) if node.lenient_string && pii != Pii::False => {
+                // Relay reads a number here as its string (`user.id: 42` is `"42"`).
+                let text = n.to_string();
+                let result = self.process_text_typed(&text, pii, Types::of(ValueType::String));
+                if self.take_delete() {
+                    return Outcome::Delete;
+                }
+                if let Some(new) = result {
+                    *v = Value::string(new);
+                }
+                Outcome::Keep
+            }
             Value::Number(_) => {
                 if pii != Pii::False && self.apply_to_container(pii) {
                     return Outcome::Delete;
@@ -801,6 +813,21 @@ impl<'r, 'a> Walker<'r, 'a> {
             return None;
         }
         self.process_text(&text, pii)
+    }
+
+    /// [`Walker::process_text`] with the leaf's types set to `types`.
+    fn process_text_typed(&mut self, text: &str, pii: Pii, types: Types) -> Option<String> {
+        let saved = self.frames.last().map(|f| (f.types, f.sig));
+        if let Some(f) = self.frames.last_mut() {
+            f.types = types;
+            f.sig ^= 0x5bd1_e995_u128 << 64 | u128::from(types.bits());
+        }
+        let result = self.process_text(text, pii);
+        if let (Some(f), Some((t, sig))) = (self.frames.last_mut(), saved) {
+            f.types = t;
+            f.sig = sig;
+        }
+        result
     }
 
     fn process_text(&mut self, text: &str, pii: Pii) -> Option<String> {
