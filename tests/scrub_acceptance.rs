@@ -488,3 +488,16 @@ fn numeric_user_id_is_scrubbed_as_its_text() {
     assert_eq!(out["user"]["id"], Value::Null);
     assert_eq!(out["extra"]["n"], 7, "other numbers are not strings");
 }
+
+#[test]
+fn message_object_is_a_logentry() {
+    let out = scrub_with(
+        pii(json!({"$logentry.formatted": ["@email"], "$string": ["@ip"]})),
+        json!({"message": {"formatted": "from a@b.io at 10.0.0.1", "message": "from %s at %s"}}),
+    );
+    assert_eq!(out["message"]["formatted"], "from [email] at [ip]");
+    assert_eq!(
+        out["message"]["message"], "from %s at %s",
+        "the template is pii false"
+    );
+}

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use super::schema::{self, NodeId, Schema};
 use super::ScrubError;
 
 /// A JSON string: either the raw (still escaped) text between the quotes of the
@@ -76,6 +77,9 @@ pub enum Value<'a> {
     Array(Vec<Value<'a>>),
     /// An object, in input order.
     Object(Vec<(Str<'a>, Value<'a>)>),
+    /// A validated value kept as its raw text: a subtree no rule can touch (every field
+    /// in it is pii `false`), so it is never built, walked or re-encoded.
+    Raw(&'a str),
 }
 
 impl<'a> Value<'a> {
@@ -130,14 +134,32 @@ impl<'a> Value<'a> {
 /// # Errors
 /// [`ScrubError::InvalidJson`] for malformed input, [`ScrubError::TooDeep`] past the limit.
 pub fn parse(input: &str, max_depth: usize) -> Result<Value<'_>, ScrubError> {
+    parse_inner(input, max_depth, None)
+}
+
+/// Like [`parse`], for an event: subtrees the event schema marks as never scrubbable are
+/// validated but kept as [`Value::Raw`].
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_event(input: &str, max_depth: usize) -> Result<Value<'_>, ScrubError> {
+    parse_inner(input, max_depth, Some(schema::event_schema()))
+}
+
+fn parse_inner<'a>(
+    input: &'a str,
+    max_depth: usize,
+    schema: Option<&'static Schema>,
+) -> Result<Value<'a>, ScrubError> {
     let mut parser = Parser {
         src: input,
         bytes: input.as_bytes(),
         pos: 0,
         max_depth,
+        schema,
     };
     parser.skip_ws();
-    let value = parser.value(0)?;
+    let value = parser.value(0, schema::ROOT)?;
     parser.skip_ws();
     if parser.pos != parser.bytes.len() {
         return Err(parser.err("trailing characters after the JSON value"));
@@ -150,6 +172,8 @@ struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
     max_depth: usize,
+    /// When set, the schema node of each value decides whether it is built or kept raw.
+    schema: Option<&'static Schema>,
 }
 
 impl<'a> Parser<'a> {
@@ -171,11 +195,18 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value<'a>, ScrubError> {
+    fn value(&mut self, depth: usize, node: NodeId) -> Result<Value<'a>, ScrubError> {
+        if let Some(schema) = self.schema {
+            if schema.node(node).dead && matches!(self.bytes.get(self.pos), Some(b'{' | b'[')) {
+                let start = self.pos;
+                self.skip_value(depth)?;
+                return Ok(Value::Raw(&self.src[start..self.pos]));
+            }
+        }
         match self.bytes.get(self.pos) {
             None => Err(self.err("unexpected end of input")),
-            Some(b'{') => self.object(depth + 1),
-            Some(b'[') => self.array(depth + 1),
+            Some(b'{') => self.object(depth + 1, node),
+            Some(b'[') => self.array(depth + 1, node),
             Some(b'"') => Ok(Value::Str(self.string()?)),
             Some(b't') => self.literal("true", Value::Bool(true)),
             Some(b'f') => self.literal("false", Value::Bool(false)),
@@ -280,7 +311,15 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<Value<'a>, ScrubError> {
+    fn array(&mut self, depth: usize, node: NodeId) -> Result<Value<'a>, ScrubError> {
+        let elem = self.schema.map_or(node, |s| {
+            let n = s.node(node);
+            if n.values_wrapper {
+                s.elem_child(s.values_child(node))
+            } else {
+                s.elem_child(node)
+            }
+        });
         if depth > self.max_depth {
             return Err(ScrubError::TooDeep {
                 limit: self.max_depth,
@@ -295,7 +334,7 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.skip_ws();
-            items.push(self.value(depth)?);
+            items.push(self.value(depth, elem)?);
             self.skip_ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => self.pos += 1,
@@ -308,7 +347,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Value<'a>, ScrubError> {
+    fn object(&mut self, depth: usize, node: NodeId) -> Result<Value<'a>, ScrubError> {
         if depth > self.max_depth {
             return Err(ScrubError::TooDeep {
                 limit: self.max_depth,
@@ -333,7 +372,14 @@ impl<'a> Parser<'a> {
             }
             self.pos += 1;
             self.skip_ws();
-            let value = self.value(depth)?;
+            let child = match self.schema {
+                Some(schema) if node == schema::ROOT => {
+                    schema.top_level_child(&key.decoded(), self.bytes.get(self.pos) == Some(&b'{'))
+                }
+                Some(schema) => schema.key_child(node, &key.decoded()),
+                None => node,
+            };
+            let value = self.value(depth, child)?;
             entries.push((key, value));
             self.skip_ws();
             match self.bytes.get(self.pos) {
@@ -344,6 +390,61 @@ impl<'a> Parser<'a> {
                 }
                 _ => return Err(self.err("expected ',' or '}'")),
             }
+        }
+    }
+}
+
+impl Parser<'_> {
+    /// Validates one value without building it.
+    fn skip_value(&mut self, depth: usize) -> Result<(), ScrubError> {
+        match self.bytes.get(self.pos) {
+            None => Err(self.err("unexpected end of input")),
+            Some(b'"') => self.string().map(drop),
+            Some(b't') => self.literal("true", Value::Null).map(drop),
+            Some(b'f') => self.literal("false", Value::Null).map(drop),
+            Some(b'n') => self.literal("null", Value::Null).map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            Some(&open @ (b'[' | b'{')) => {
+                let depth = depth + 1;
+                if depth > self.max_depth {
+                    return Err(ScrubError::TooDeep {
+                        limit: self.max_depth,
+                    });
+                }
+                let close = if open == b'[' { b']' } else { b'}' };
+                self.pos += 1;
+                self.skip_ws();
+                if self.bytes.get(self.pos) == Some(&close) {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_ws();
+                    if open == b'{' {
+                        if self.bytes.get(self.pos) != Some(&b'"') {
+                            return Err(self.err("expected a string key"));
+                        }
+                        self.string()?;
+                        self.skip_ws();
+                        if self.bytes.get(self.pos) != Some(&b':') {
+                            return Err(self.err("expected ':'"));
+                        }
+                        self.pos += 1;
+                        self.skip_ws();
+                    }
+                    self.skip_value(depth)?;
+                    self.skip_ws();
+                    match self.bytes.get(self.pos) {
+                        Some(b',') => self.pos += 1,
+                        Some(&b) if b == close => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(self.err("expected ',' or a closing bracket")),
+                    }
+                }
+            }
+            Some(_) => Err(self.err("expected a JSON value")),
         }
     }
 }
@@ -441,6 +542,7 @@ pub fn write(out: &mut Vec<u8>, value: &Value<'_>) {
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => out.extend_from_slice(n.as_bytes()),
+        Value::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
         Value::Str(s) => write_str(out, s),
         Value::Array(items) => {
             out.push(b'[');
@@ -534,6 +636,33 @@ mod tests {
         assert_eq!(
             parse(&deep, 9).unwrap_err(),
             ScrubError::TooDeep { limit: 9 }
+        );
+    }
+
+    #[test]
+    fn event_parse_keeps_unscrubbable_subtrees_raw_but_validated() {
+        let src = r#"{"modules":{"a": "1.0" , "b":[1,2]},"extra":{"k":"v"}}"#;
+        let v = parse_event(src, 16).unwrap();
+        assert_eq!(
+            v.get("modules"),
+            Some(&Value::Raw(r#"{"a": "1.0" , "b":[1,2]}"#))
+        );
+        assert!(matches!(v.get("extra"), Some(Value::Object(_))));
+        let mut out = Vec::new();
+        write(&mut out, &v);
+        assert_eq!(String::from_utf8(out).unwrap(), src);
+        // Raw subtrees are still validated and depth-limited.
+        for bad in [
+            r#"{"modules":{"a":}}"#,
+            r#"{"modules":{"a":"x\q"}}"#,
+            r#"{"modules":[1,]}"#,
+        ] {
+            assert!(parse_event(bad, 16).is_err(), "accepted {bad}");
+        }
+        let deep = format!(r#"{{"modules":{}{}}}"#, "[".repeat(20), "]".repeat(20));
+        assert_eq!(
+            parse_event(&deep, 10).unwrap_err(),
+            ScrubError::TooDeep { limit: 10 }
         );
     }
 

@@ -201,7 +201,15 @@ impl CompiledRules {
         opts: &ScrubOptions,
     ) -> Result<Scrubbed, ScrubError> {
         let text = std::str::from_utf8(input).map_err(|_| ScrubError::NotUtf8)?;
-        let mut root = json::parse(text, opts.max_depth)?;
+        let event_like = matches!(
+            kind,
+            ItemKind::Event | ItemKind::Transaction | ItemKind::Security | ItemKind::Feedback
+        );
+        let mut root = if event_like && !self.applications.is_empty() {
+            json::parse_event(text, opts.max_depth)?
+        } else {
+            json::parse(text, opts.max_depth)?
+        };
         if !matches!(root, json::Value::Object(_)) {
             return Err(ScrubError::NotAnObject);
         }

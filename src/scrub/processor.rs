@@ -169,7 +169,7 @@ enum Outcome {
 
 fn json_types(v: &Value<'_>) -> Types {
     match v {
-        Value::Null => Types::NONE,
+        Value::Null | Value::Raw(_) => Types::NONE,
         Value::Bool(_) => Types::of(ValueType::Boolean),
         Value::Number(_) => Types::of(ValueType::Number),
         Value::Str(_) => Types::of(ValueType::String),
@@ -240,11 +240,9 @@ impl<'r, 'a> Walker<'r, 'a> {
                 self.frames.pop();
                 continue;
             }
-            let node = if canonical == "message" {
-                self.schema.key_child(schema::ROOT, "logentry")
-            } else {
-                self.schema.key_child(schema::ROOT, &canonical)
-            };
+            let node = self
+                .schema
+                .top_level_child(&key, matches!(v, Value::Object(_)));
             let canonical = if canonical == "message" {
                 Cow::Borrowed("logentry")
             } else {
@@ -420,7 +418,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             }
         }
         match v {
-            Value::Null | Value::Bool(_) => Outcome::Keep,
+            Value::Null | Value::Bool(_) | Value::Raw(_) => Outcome::Keep,
             Value::Str(s) => {
                 if pii == Pii::False {
                     return Outcome::Keep;

@@ -176,7 +176,9 @@ pub struct Node {
     pub native_path: bool,
     /// A string field that also accepts numbers (read as their text).
     pub lenient_string: bool,
-    children: HashMap<Box<str>, NodeId>,
+    /// No field at or below this one can ever be scrubbed (all pii `false`).
+    pub dead: bool,
+    children: HashMap<Box<str>, NodeId, BuildKeyHasher>,
     any: Option<NodeId>,
     elem: Option<NodeId>,
     other: Option<NodeId>,
@@ -192,11 +194,48 @@ impl Node {
             schema_type: None,
             native_path: false,
             lenient_string: false,
-            children: HashMap::new(),
+            dead: false,
+            children: HashMap::default(),
             any: None,
             elem: None,
             other: None,
         }
+    }
+}
+
+/// A small, fast hasher for the schema's field names (fixed, trusted keys; the lookups
+/// run for every key of every event, where SipHash showed up in profiles).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BuildKeyHasher;
+
+/// FxHash-style word hasher.
+#[derive(Debug, Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.0 =
+            (self.0.rotate_left(5) ^ u64::from_le_bytes(w) ^ bytes.len() as u64).wrapping_mul(K);
+    }
+}
+
+impl std::hash::BuildHasher for BuildKeyHasher {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher::default()
     }
 }
 
@@ -329,7 +368,27 @@ impl Schema {
             n.native_path = kind == "string"
                 && (path.ends_with("images[].code_file") || path.ends_with("images[].debug_file"));
         }
+        schema.mark_dead();
         schema
+    }
+
+    /// Marks the subtrees that are pii `false` all the way down. Children are created
+    /// after their parents, so one reverse pass sees every child before its parent.
+    fn mark_dead(&mut self) {
+        for id in (0..self.nodes.len()).rev() {
+            let n = &self.nodes[id];
+            let children_dead = n
+                .children
+                .values()
+                .chain(n.any.iter())
+                .chain(n.elem.iter())
+                .chain(n.other.iter())
+                .all(|&c| self.nodes[c as usize].dead);
+            // Unknown children of a `false` node inherit `false`, so only the known
+            // children decide.
+            let dead = n.pii == Pii::False && children_dead && !n.pairlist && !n.values_wrapper;
+            self.nodes[id].dead = dead;
+        }
     }
 
     fn push(&mut self, node: Node) -> NodeId {
@@ -377,6 +436,18 @@ impl Schema {
             Pii::False => INHERIT_FALSE,
             Pii::Maybe => INHERIT_MAYBE,
             Pii::True => INHERIT_TRUE,
+        }
+    }
+
+    /// The node of a top-level event key: legacy interface aliases, and a `message` that
+    /// is an object is a `logentry`. Shared by the parser and the walker so that they
+    /// always agree on which fields are scrubbable.
+    pub fn top_level_child(&self, key: &str, value_is_object: bool) -> NodeId {
+        match canonical_top_level_key(key) {
+            // Not event data, but merged into and scrubbed (`val`), so always built.
+            "_meta" => INHERIT_TRUE,
+            "message" if value_is_object => self.key_child(ROOT, "logentry"),
+            canonical => self.key_child(ROOT, canonical),
         }
     }
 
@@ -486,5 +557,29 @@ mod tests {
         assert_eq!(s.node(exc).schema_type, Some(ValueType::Exception));
         assert!(s.node(s.lookup(&["request", "headers"])).pairlist);
         assert!(s.node(s.lookup(&["exception"])).values_wrapper);
+    }
+
+    #[test]
+    fn dead_subtrees() {
+        let s = event_schema();
+        let dead = |p: &[&str]| s.node(s.lookup(p)).dead;
+        assert!(dead(&["modules"]));
+        assert!(dead(&["stacktrace", "frames", "[]", "pre_context"]));
+        assert!(dead(&["breadcrumbs", "values", "[]", "category"]));
+        assert!(
+            !dead(&["stacktrace", "frames", "[]"]),
+            "vars and filename are scrubbable"
+        );
+        assert!(!dead(&["user"]));
+        assert!(!dead(&["contexts"]));
+        assert!(!dead(&["extra", "x"]));
+        assert!(!dead(&["request"]));
+        assert!(!dead(&["debug_meta"]), "image paths are pii maybe");
+        assert!(!dead(&["tags"]));
+        assert!(
+            !dead(&["nosuchkey"]),
+            "unknown top-level keys are scrubbable"
+        );
+        assert!(dead(&["release"]));
     }
 }

@@ -1,0 +1,39 @@
+//! Scrubs the corpus once (for `valgrind --tool=callgrind` instruction counts, which are
+//! stable on a loaded machine): `cargo build --release --example profile_scrub`, then
+//! `valgrind --tool=callgrind target/release/examples/profile_scrub [floor|default|advanced]`.
+use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let text = include_str!("../tests/fixtures/corpus/events.jsonl");
+    let events: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "default".into());
+    let project = match mode.as_str() {
+        "floor" => {
+            for e in &events {
+                let v: serde_json::Value = serde_json::from_slice(e).expect("corpus is JSON");
+                std::hint::black_box(serde_json::to_vec(&v).expect("writes"));
+            }
+            return;
+        }
+        "advanced" => ProjectConfig::from_json(
+            include_bytes!("../tests/fixtures/rules/advanced.json"),
+            &|_| None,
+        ),
+        _ => ProjectConfig::from_json(
+            include_bytes!("../tests/fixtures/rules/defaults.json"),
+            &|_| None,
+        ),
+    }
+    .expect("fixture config compiles");
+    for e in &events {
+        std::hint::black_box(
+            project
+                .rules
+                .scrub(ItemKind::Event, e, &ScrubOptions::default())
+                .expect("scrubs"),
+        );
+    }
+}
