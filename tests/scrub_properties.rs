@@ -162,3 +162,62 @@ proptest! {
         prop_assert!(!text.contains("10.0.0.1"));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any bytes: an error or valid JSON, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200), json_ish in "[\\[\\]{}\":,a-z0-9 \\\\@.]{0,80}") {
+        for p in configs() {
+            for input in [&bytes[..], json_ish.as_bytes()] {
+                if let Ok(out) = p.rules.scrub(ItemKind::Event, input, &ScrubOptions::default()) {
+                    let _: Value = serde_json::from_slice(&out.bytes).expect("valid JSON");
+                }
+                for kind in [ItemKind::UserReport, ItemKind::Session, ItemKind::Sessions, ItemKind::EnvelopeHeader] {
+                    if let Ok(out) = p.rules.scrub(kind, input, &ScrubOptions::default()) {
+                        let _: Value = serde_json::from_slice(&out.bytes).expect("valid JSON");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Arbitrary events scrubbed as any item kind stay valid JSON.
+    #[test]
+    fn items_stay_valid_json(ev in event(), extra in tree()) {
+        let mut ev = ev;
+        ev["did"] = extra.clone();
+        ev["attrs"] = json!({"ip_address": extra.clone()});
+        ev["aggregates"] = json!([{"did": extra}]);
+        ev["trace"] = json!({"user_id": "u", "user": {"id": 3}});
+        let input = serde_json::to_vec(&ev).unwrap();
+        for p in configs() {
+            for kind in [ItemKind::Event, ItemKind::UserReport, ItemKind::Session, ItemKind::Sessions, ItemKind::EnvelopeHeader] {
+                let out = p.rules.scrub(kind, &input, &ScrubOptions::default()).unwrap();
+                let _: Value = serde_json::from_slice(&out.bytes).expect("valid JSON");
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Arbitrary selectors and rule specs: a config error or a working rule set.
+    #[test]
+    fn arbitrary_configs_compile_or_fail_cleanly(
+        selector in "[$a-z*.|&!~()' 0-9_-]{0,30}",
+        rule_type in "(pattern|email|ip|redact_pair|multiple|alias|anything|password|bogus)",
+        pattern in "[a-z()\\[\\]*+?.\\\\|{}0-9]{0,12}",
+        method in "(remove|replace|mask|hash|default|shred)",
+    ) {
+        let cfg = json!({"piiConfig": {
+            "rules": {"r": {"type": rule_type, "pattern": pattern, "keyPattern": pattern,
+                             "rules": ["@ip"], "rule": "@email", "redaction": {"method": method}}},
+            "applications": {selector: ["r"]}
+        }});
+        if let Ok(p) = ProjectConfig::from_config_value(cfg) {
+            let out = p.rules.scrub(ItemKind::Event, br#"{"extra":{"a":"x 1.2.3.4 a@b.io"},"user":{"id":"1"}}"#, &ScrubOptions::default()).unwrap();
+            let _: Value = serde_json::from_slice(&out.bytes).expect("valid JSON");
+        }
+    }
+}
