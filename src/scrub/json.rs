@@ -80,6 +80,8 @@ pub enum Value<'a> {
     /// A validated value kept as its raw text: a subtree no rule can touch (every field
     /// in it is pii `false`), so it is never built, walked or re-encoded.
     Raw(&'a str),
+    /// JSON written by scrubgate itself (the `_meta` it adds), kept serialized.
+    Serialized(String),
 }
 
 impl<'a> Value<'a> {
@@ -157,6 +159,8 @@ fn parse_inner<'a>(
         pos: 0,
         max_depth,
         schema,
+        scratch_items: Vec::with_capacity(64),
+        scratch_entries: Vec::with_capacity(64),
     };
     parser.skip_ws();
     let value = parser.value(0, schema::ROOT)?;
@@ -174,6 +178,8 @@ struct Parser<'a> {
     max_depth: usize,
     /// When set, the schema node of each value decides whether it is built or kept raw.
     schema: Option<&'static Schema>,
+    scratch_items: Vec<Value<'a>>,
+    scratch_entries: Vec<(Str<'a>, Value<'a>)>,
 }
 
 impl<'a> Parser<'a> {
@@ -326,21 +332,24 @@ impl<'a> Parser<'a> {
             });
         }
         self.pos += 1;
-        let mut items = Vec::with_capacity(4);
+        // Children collect on a shared scratch stack, then move into one exact-size
+        // allocation: no growth reallocations, whatever the container's size.
+        let base = self.scratch_items.len();
         self.skip_ws();
         if self.bytes.get(self.pos) == Some(&b']') {
             self.pos += 1;
-            return Ok(Value::Array(items));
+            return Ok(Value::Array(Vec::new()));
         }
         loop {
             self.skip_ws();
-            items.push(self.value(depth, elem)?);
+            let item = self.value(depth, elem)?;
+            self.scratch_items.push(item);
             self.skip_ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => self.pos += 1,
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(Value::Array(items));
+                    return Ok(Value::Array(self.scratch_items.drain(base..).collect()));
                 }
                 _ => return Err(self.err("expected ',' or ']'")),
             }
@@ -354,11 +363,11 @@ impl<'a> Parser<'a> {
             });
         }
         self.pos += 1;
-        let mut entries = Vec::with_capacity(8);
+        let base = self.scratch_entries.len();
         self.skip_ws();
         if self.bytes.get(self.pos) == Some(&b'}') {
             self.pos += 1;
-            return Ok(Value::Object(entries));
+            return Ok(Value::Object(Vec::new()));
         }
         loop {
             self.skip_ws();
@@ -380,13 +389,13 @@ impl<'a> Parser<'a> {
                 None => node,
             };
             let value = self.value(depth, child)?;
-            entries.push((key, value));
+            self.scratch_entries.push((key, value));
             self.skip_ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(Value::Object(entries));
+                    return Ok(Value::Object(self.scratch_entries.drain(base..).collect()));
                 }
                 _ => return Err(self.err("expected ',' or '}'")),
             }
@@ -543,6 +552,7 @@ pub fn write(out: &mut Vec<u8>, value: &Value<'_>) {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => out.extend_from_slice(n.as_bytes()),
         Value::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
+        Value::Serialized(json) => out.extend_from_slice(json.as_bytes()),
         Value::Str(s) => write_str(out, s),
         Value::Array(items) => {
             out.push(b'[');

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::json::{Str, Value};
+use super::json::{write_escaped, Str, Value};
 use super::Method;
 
 /// One segment of a `_meta` path.
@@ -136,12 +136,73 @@ impl MetaLog {
             })
             .collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
-        let fresh = build(&list, 0);
         match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
-            Some(i) => deep_merge(&mut entries[i].1, fresh),
-            None => entries.push((Str::Owned("_meta".into()), fresh)),
+            Some(i) => deep_merge(&mut entries[i].1, build(&list, 0)),
+            None => {
+                // The common case: write the tree straight to JSON.
+                let mut out = Vec::with_capacity(list.len() * 64);
+                serialize(&mut out, &list, 0);
+                let json = String::from_utf8(out).expect("only UTF-8 strings were written");
+                entries.push((Str::Owned("_meta".into()), Value::Serialized(json)));
+            }
         }
     }
+}
+
+/// Writes the meta tree of `list` (sorted by path) below depth `depth` as JSON.
+fn serialize(out: &mut Vec<u8>, list: &[(Vec<String>, MetaEntry)], depth: usize) {
+    out.push(b'{');
+    let mut own = MetaEntry::default();
+    let mut has_own = false;
+    for (path, entry) in list.iter().take_while(|(p, _)| p.len() == depth) {
+        debug_assert_eq!(path.len(), depth);
+        has_own = true;
+        own.rem.extend(entry.rem.iter().cloned());
+        if own.len.is_none() {
+            own.len = entry.len;
+        }
+    }
+    let mut first = true;
+    if has_own {
+        out.extend_from_slice(br#""":{"rem":["#);
+        for (i, r) in own.rem.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            write_escaped(out, &r.rule);
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(r.ty.as_str().as_bytes());
+            out.push(b'"');
+            if let Some((a, b)) = r.range {
+                out.extend_from_slice(format!(",{a},{b}").as_bytes());
+            }
+            out.push(b']');
+        }
+        out.push(b']');
+        if let Some(len) = own.len {
+            out.extend_from_slice(format!(",\"len\":{len}").as_bytes());
+        }
+        out.push(b'}');
+        first = false;
+    }
+    let mut i = list.iter().take_while(|(p, _)| p.len() == depth).count();
+    while i < list.len() {
+        let key = &list[i].0[depth];
+        let mut j = i + 1;
+        while j < list.len() && list[j].0[depth] == *key {
+            j += 1;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_escaped(out, key);
+        out.push(b':');
+        serialize(out, &list[i..j], depth + 1);
+        i = j;
+    }
+    out.push(b'}');
 }
 
 /// Builds the meta tree of `list` (sorted by path) below depth `depth`.

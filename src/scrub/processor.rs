@@ -169,7 +169,7 @@ enum Outcome {
 
 fn json_types(v: &Value<'_>) -> Types {
     match v {
-        Value::Null | Value::Raw(_) => Types::NONE,
+        Value::Null | Value::Raw(_) | Value::Serialized(_) => Types::NONE,
         Value::Bool(_) => Types::of(ValueType::Boolean),
         Value::Number(_) => Types::of(ValueType::Number),
         Value::Str(_) => Types::of(ValueType::String),
@@ -418,7 +418,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             }
         }
         match v {
-            Value::Null | Value::Bool(_) | Value::Raw(_) => Outcome::Keep,
+            Value::Null | Value::Bool(_) | Value::Raw(_) | Value::Serialized(_) => Outcome::Keep,
             Value::Str(s) => {
                 if pii == Pii::False {
                     return Outcome::Keep;
