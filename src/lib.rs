@@ -14,4 +14,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod protocol;
 pub mod scrub;
+pub mod server;

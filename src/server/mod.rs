@@ -1,0 +1,3 @@
+//! HTTP server: routing, body limits and decompression, error mapping.
+
+pub mod body;
