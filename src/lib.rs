@@ -14,4 +14,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod forward;
+pub mod metrics;
+pub mod projects;
 pub mod scrub;
