@@ -14,6 +14,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod forward;
+pub mod metrics;
+pub mod projects;
 pub mod protocol;
 pub mod scrub;
 pub mod server;
