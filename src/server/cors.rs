@@ -34,12 +34,18 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 /// Writes the headers of a preflight answer (status 200, empty body).
 pub fn preflight(headers: &mut HeaderMap) {
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST"),
+    );
     headers.insert(
         ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static(ALLOWED_HEADERS),
     );
-    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(MAX_AGE_SECS));
+    headers.insert(
+        ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(MAX_AGE_SECS),
+    );
     headers.append(VARY, HeaderValue::from_static(VARY_VALUE));
 }
 
@@ -61,7 +67,10 @@ mod tests {
     fn preflight_needs_request_method_header() {
         let mut headers = HeaderMap::new();
         assert!(!is_preflight(&Method::OPTIONS, &headers));
-        headers.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("POST"));
+        headers.insert(
+            ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("POST"),
+        );
         assert!(is_preflight(&Method::OPTIONS, &headers));
         assert!(!is_preflight(&Method::POST, &headers));
     }
@@ -74,7 +83,12 @@ mod tests {
         assert_eq!(headers[ACCESS_CONTROL_ALLOW_METHODS], "POST");
         assert_eq!(headers[ACCESS_CONTROL_MAX_AGE], "3600");
         let allowed = headers[ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap();
-        for name in ["x-sentry-auth", "content-encoding", "authorization", "content-type"] {
+        for name in [
+            "x-sentry-auth",
+            "content-encoding",
+            "authorization",
+            "content-type",
+        ] {
             assert!(allowed.split(',').any(|h| h == name), "{name} not allowed");
         }
     }
