@@ -4,7 +4,6 @@
 //! `Content-Encoding`) and answers as told: normally, stalled, down (connection dropped),
 //! or 429 with `Retry-After` and `X-Sentry-Rate-Limits`.
 
-use std::convert::Infallible;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,8 @@ pub enum Mode {
     Normal,
     /// Never answers (the proxy's request timeout must fire).
     Stall,
+    /// Answers normally after this delay.
+    Delay(Duration),
     /// Accepts the connection and drops it at once without answering.
     Down,
     /// 429 with these `Retry-After` and `X-Sentry-Rate-Limits` values.
@@ -152,9 +153,17 @@ impl RecordingUpstream {
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    if matches!(*shared.mode.lock().unwrap(), Mode::Down) {
+        // A service error makes hyper drop the (possibly pooled) connection unanswered.
+        return Err(std::io::Error::other("upstream is down"));
+    }
     let (parts, body) = req.into_parts();
-    let raw_body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let raw_body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let encoding = parts
         .headers
         .get(http::header::CONTENT_ENCODING)
@@ -164,7 +173,11 @@ async fn handle(
     let body = decode(&encoding, &raw_body);
     let event_id = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v.get("event_id").and_then(|id| id.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.get("event_id")
+                .and_then(|id| id.as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| "0".repeat(32));
     let recorded = Recorded {
         method: parts.method,
@@ -182,11 +195,11 @@ async fn handle(
 
     let mode = shared.mode.lock().unwrap().clone();
     let response = match mode {
-        Mode::Normal | Mode::Down => Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(format!("{{\"id\":\"{event_id}\"}}"))))
-            .unwrap(),
+        Mode::Normal | Mode::Down => ok_answer(&event_id),
+        Mode::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            ok_answer(&event_id)
+        }
         Mode::Stall => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(Full::new(Bytes::new()))
@@ -205,6 +218,14 @@ async fn handle(
             .unwrap(),
     };
     Ok(response)
+}
+
+fn ok_answer(event_id: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(format!("{{\"id\":\"{event_id}\"}}"))))
+        .unwrap()
 }
 
 /// Decodes a body per its `Content-Encoding` (the encodings the proxy may use upstream).
