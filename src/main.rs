@@ -1,4 +1,5 @@
-//! The `scrubgate` command: `run` the proxy, `check` a configuration.
+//! The `scrubgate` command: `run` the proxy, `check` a configuration, `scrub` sample
+//! events with a project's rules.
 //!
 //! Exit codes: 0 success; 1 invalid project configs (`check`) or a runtime failure;
 //! 2 an invalid server configuration (or bad arguments, from clap).
@@ -34,6 +35,8 @@ enum Command {
         #[arg(long, default_value = "config/scrubgate.toml")]
         config: PathBuf,
     },
+    /// Try a project's rules on sample events: prints the scrubbed event(s).
+    Scrub(scrubgate::cli::ScrubArgs),
     /// Validate configuration exactly as `run` would load it, printing every error with
     /// its path. Exit 0 when valid, 1 when a project config is invalid, 2 when the server
     /// config is invalid.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config, project } => check(config.as_deref(), project.as_deref()),
+        Command::Scrub(args) => scrubgate::cli::scrub(&args),
     }
 }
 

@@ -278,7 +278,7 @@ impl<'a> Parser<'a> {
             });
         }
         self.pos += 1;
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(4);
         self.skip_ws();
         if self.bytes.get(self.pos) == Some(&b']') {
             self.pos += 1;
@@ -306,7 +306,7 @@ impl<'a> Parser<'a> {
             });
         }
         self.pos += 1;
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(8);
         self.skip_ws();
         if self.bytes.get(self.pos) == Some(&b'}') {
             self.pos += 1;

@@ -86,16 +86,12 @@ impl MetaLog {
         self.entries.is_empty()
     }
 
-    /// The entry for `path`, created when missing.
+    /// A new entry for `path`. Each value is recorded once per scrub (entries for the
+    /// same path are merged when written out).
     pub fn entry(&mut self, path: Vec<MetaSeg>) -> &mut MetaEntry {
-        let idx = match self.entries.iter().position(|(p, _)| *p == path) {
-            Some(i) => i,
-            None => {
-                self.entries.push((path, MetaEntry::default()));
-                self.entries.len() - 1
-            }
-        };
-        &mut self.entries[idx].1
+        self.entries.push((path, MetaEntry::default()));
+        let last = self.entries.len() - 1;
+        &mut self.entries[last].1
     }
 
     /// Moves the entries under `from` to `to`.

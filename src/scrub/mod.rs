@@ -2,9 +2,10 @@
 //!
 //! Rules in, event in, scrubbed event and a report out.
 
+pub mod builtin;
+
 use std::net::IpAddr;
 
-pub mod builtin;
 mod items;
 pub mod json;
 pub mod legacy;
@@ -181,6 +182,8 @@ pub struct PublicKey {
 #[derive(Debug, Default, Clone)]
 pub struct CompiledRules {
     applications: Vec<rules::Application>,
+    /// Selector results by path shape, shared by all events scrubbed with these rules.
+    memo: std::sync::Arc<processor::SharedMemo>,
     /// `scrubData` is on: GraphQL variables are filtered.
     scrub_graphql: bool,
 }
@@ -228,6 +231,7 @@ impl CompiledRules {
             processor::WalkOptions {
                 move_ip_to_user_id: true,
             },
+            Some(&self.memo),
         );
         walker.walk_root(root);
         if self.scrub_graphql {
@@ -245,6 +249,7 @@ impl CompiledRules {
             processor::WalkOptions {
                 move_ip_to_user_id: false,
             },
+            None,
         );
         walker.walk_root(root);
         walker.report

@@ -24,7 +24,25 @@ struct Frame<'a> {
     types: Types,
     node: NodeId,
     /// The segment in `_meta` and reports; `None` for virtual levels.
-    meta: Option<MetaSeg>,
+    meta: Option<Seg<'a>>,
+    /// Signature of the selector-relevant path up to here (see [`Walker::app_mask`]).
+    sig: u128,
+}
+
+/// A borrowed `_meta` path segment (made owned only when something is recorded).
+#[derive(Debug, Clone)]
+enum Seg<'a> {
+    Key(Cow<'a, str>),
+    Index(usize),
+}
+
+impl Seg<'_> {
+    fn to_meta(&self) -> MetaSeg {
+        match self {
+            Seg::Key(k) => MetaSeg::Key(k.to_string()),
+            Seg::Index(i) => MetaSeg::Index(*i),
+        }
+    }
 }
 
 /// Walk options derived from the item kind.
@@ -46,6 +64,70 @@ pub struct Walker<'r, 'a> {
     opts: WalkOptions,
     /// Set by `process_text` when a rule deleted the value.
     pending_delete: bool,
+    /// Whether any selector names an array index (then indices are part of signatures).
+    index_sensitive: bool,
+    /// Path signature → matching applications, for this walk.
+    memo: std::collections::HashMap<u128, u64, BuildSigHasher>,
+    /// The same, shared by every walk over these rules (bounded).
+    shared_memo: Option<&'r SharedMemo>,
+}
+
+/// Selector results shared across events of one rule set.
+pub type SharedMemo = dashmap::DashMap<u128, u64, BuildSigHasher>;
+
+/// Bound on the shared memo: distinct path shapes beyond this are evaluated each time.
+const SHARED_MEMO_CAP: usize = 1 << 16;
+
+/// Two independent 64-bit FNV-style lanes: a collision needs both to collide.
+struct SigHasher(u64, u64);
+
+impl SigHasher {
+    fn new(parent: u128) -> Self {
+        SigHasher(parent as u64, (parent >> 64) as u64)
+    }
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        self.1 = (self.1 ^ u64::from(b))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+    fn u64(&mut self, v: u64) {
+        for b in v.to_le_bytes() {
+            self.byte(b);
+        }
+    }
+    fn finish(&self) -> u128 {
+        (u128::from(self.1) << 64) | u128::from(self.0)
+    }
+}
+
+/// The memo keys are already hashes: pass them through.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct BuildSigHasher;
+
+/// Hasher for keys that are hashes already.
+pub struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+impl std::hash::BuildHasher for BuildSigHasher {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
 }
 
 enum Outcome {
@@ -66,7 +148,11 @@ fn json_types(v: &Value<'_>) -> Types {
 
 impl<'r, 'a> Walker<'r, 'a> {
     /// A walker over the event schema.
-    pub fn new(apps: &'r [Application], opts: WalkOptions) -> Self {
+    pub fn new(
+        apps: &'r [Application],
+        opts: WalkOptions,
+        shared_memo: Option<&'r SharedMemo>,
+    ) -> Self {
         Walker {
             apps,
             schema: schema::event_schema(),
@@ -75,6 +161,9 @@ impl<'r, 'a> Walker<'r, 'a> {
             report: ScrubReport::default(),
             opts,
             pending_delete: false,
+            index_sensitive: apps.iter().any(|a| a.selector.names_index()),
+            memo: std::collections::HashMap::with_capacity_and_hasher(256, BuildSigHasher),
+            shared_memo,
         }
     }
 
@@ -101,16 +190,17 @@ impl<'r, 'a> Walker<'r, 'a> {
                 c if c == key.as_ref() => key.clone(),
                 c => Cow::Owned(c.to_string()),
             };
-            let seg = MetaSeg::Key(key.to_string());
+            let seg = Seg::Key(key.clone());
             if canonical == "message" && !matches!(v, Value::Object(_)) {
                 // A plain `message` is the event's formatted log message.
                 let logentry = self.schema.key_child(schema::ROOT, "logentry");
-                self.frames.push(Frame {
+                self.push_frame(Frame {
                     key: Some(Cow::Borrowed("logentry")),
                     index: None,
                     types: Types::of(ValueType::LogEntry),
                     node: logentry,
                     meta: None,
+                    sig: 0,
                 });
                 let node = self.schema.key_child(logentry, "formatted");
                 self.enter(Some(Cow::Borrowed("formatted")), None, node, Some(seg), v);
@@ -137,16 +227,17 @@ impl<'r, 'a> Walker<'r, 'a> {
         key: Option<Cow<'a, str>>,
         index: Option<usize>,
         node: NodeId,
-        meta: Option<MetaSeg>,
+        meta: Option<Seg<'a>>,
         v: &mut Value<'a>,
     ) {
         let types = self.types_for(node, v);
-        self.frames.push(Frame {
+        self.push_frame(Frame {
             key,
             index,
             types,
             node,
             meta,
+            sig: 0,
         });
         if let Outcome::Delete = self.walk(v) {
             *v = Value::Null;
@@ -160,6 +251,10 @@ impl<'r, 'a> Walker<'r, 'a> {
         let pii = node.pii;
         if node.pairlist && pii != Pii::False {
             if let Value::Str(s) = v {
+                // Relay sees these as pair-list containers first.
+                if self.apply_to_container(pii) {
+                    return Outcome::Delete;
+                }
                 // `a=b&c=d` query strings and `a=b; c=d` cookie headers are pair lists:
                 // scrubbed per key, and written back as pairs only when something changed.
                 let is_cookies = self.leaf_key().eq_ignore_ascii_case("cookies");
@@ -205,12 +300,13 @@ impl<'r, 'a> Walker<'r, 'a> {
                 } else if node.values_wrapper {
                     // Legacy bare array form of `exception`, `breadcrumbs`, `threads`.
                     let values = self.schema.values_child(node_id);
-                    self.frames.push(Frame {
+                    self.push_frame(Frame {
                         key: Some(Cow::Borrowed("values")),
                         index: None,
                         types: Types::of(ValueType::Array),
                         node: values,
                         meta: None,
+                        sig: 0,
                     });
                     self.walk_array(items, values);
                     self.frames.pop();
@@ -232,7 +328,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 for (k, child) in entries.iter_mut() {
                     let key = k.decoded_cow();
                     let child_node = self.schema.key_child(node_id, &key);
-                    let seg = MetaSeg::Key(key.to_string());
+                    let seg = Seg::Key(key.clone());
                     self.enter(Some(key), None, child_node, Some(seg), child);
                 }
                 if let Some(before) = ip_before {
@@ -252,17 +348,15 @@ impl<'r, 'a> Walker<'r, 'a> {
                 let key = k.decoded_cow();
                 let before = self.meta.len();
                 let node = elem;
-                self.frames.push(Frame {
+                let types = self.types_for(node, value);
+                self.push_frame(Frame {
                     key: Some(key),
                     index: None,
-                    types: Types::NONE,
+                    types,
                     node,
-                    meta: Some(MetaSeg::Index(1)),
+                    meta: Some(Seg::Index(1)),
+                    sig: 0,
                 });
-                let types = self.types_for(node, value);
-                if let Some(f) = self.frames.last_mut() {
-                    f.types = types;
-                }
                 if let Outcome::Delete = self.walk(value) {
                     *value = Value::Null;
                 }
@@ -273,7 +367,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             }
         }
         for (i, item) in items.iter_mut().enumerate() {
-            self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), item);
+            self.enter(None, Some(i), elem, Some(Seg::Index(i)), item);
         }
     }
 
@@ -288,25 +382,89 @@ impl<'r, 'a> Walker<'r, 'a> {
                         _ => Cow::Borrowed(""),
                     };
                     let child = self.schema.key_child(node_id, &key);
-                    self.frames.push(Frame {
+                    self.push_frame(Frame {
                         key: None,
                         index: None,
                         types: Types::NONE,
                         node: node_id,
-                        meta: Some(MetaSeg::Index(i)),
+                        meta: Some(Seg::Index(i)),
+                        sig: 0,
                     });
-                    self.enter(
-                        Some(key),
-                        None,
-                        child,
-                        Some(MetaSeg::Index(1)),
-                        &mut pair[1],
-                    );
+                    self.enter(Some(key), None, child, Some(Seg::Index(1)), &mut pair[1]);
                     self.frames.pop();
                 }
-                other => self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), other),
+                other => self.enter(None, Some(i), elem, Some(Seg::Index(i)), other),
             }
         }
+    }
+
+    /// Pushes a frame, computing its path signature from its parent's.
+    fn push_frame(&mut self, mut frame: Frame<'a>) {
+        let parent = self
+            .frames
+            .last()
+            .map_or(0x9E37_79B9_7F4A_7C15_u128, |f| f.sig);
+        frame.sig = if frame.key.is_none() && frame.index.is_none() {
+            // Virtual levels are invisible to selectors.
+            parent
+        } else {
+            let mut h = SigHasher::new(parent);
+            match (&frame.key, frame.index) {
+                (Some(k), _) => {
+                    h.byte(1);
+                    for b in k.bytes() {
+                        h.byte(b.to_ascii_lowercase());
+                    }
+                    // Non-ASCII keys compare by full lowercase; keep them exact.
+                    if !k.is_ascii() {
+                        for b in k.bytes() {
+                            h.byte(b);
+                        }
+                    }
+                }
+                (None, Some(i)) => {
+                    h.byte(2);
+                    if self.index_sensitive {
+                        h.u64(i as u64);
+                    }
+                }
+                (None, None) => {}
+            }
+            h.u64(u64::from(frame.types.bits()));
+            h.u64(u64::from(frame.node));
+            h.finish()
+        };
+        self.frames.push(frame);
+    }
+
+    /// Bit `i` is set when application `i` matches the current value. Memoized by path
+    /// signature: repeated shapes (frames, breadcrumbs, pairs) are evaluated once.
+    fn app_mask(&mut self, pii: Pii) -> u64 {
+        let sig = self.frames.last().map_or(0, |f| f.sig);
+        if self.apps.len() <= 64 {
+            if let Some(&mask) = self.memo.get(&sig) {
+                return mask;
+            }
+            if let Some(mask) = self.shared_memo.and_then(|m| m.get(&sig).map(|m| *m)) {
+                self.memo.insert(sig, mask);
+                return mask;
+            }
+        }
+        let steps = self.steps();
+        let mut mask = 0u64;
+        for (i, app) in self.apps.iter().enumerate().take(64) {
+            if app.selector.matches(pii, &steps) {
+                mask |= 1 << i;
+            }
+        }
+        drop(steps);
+        self.memo.insert(sig, mask);
+        if let Some(shared) = self.shared_memo {
+            if shared.len() < SHARED_MEMO_CAP {
+                shared.insert(sig, mask);
+            }
+        }
+        mask
     }
 
     fn steps(&self) -> SmallVec<[Step<'_>; 16]> {
@@ -329,7 +487,10 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     fn meta_path(&self) -> Vec<MetaSeg> {
-        self.frames.iter().filter_map(|f| f.meta.clone()).collect()
+        self.frames
+            .iter()
+            .filter_map(|f| f.meta.as_ref().map(Seg::to_meta))
+            .collect()
     }
 
     fn path_string(&self) -> String {
@@ -339,8 +500,8 @@ impl<'r, 'a> Walker<'r, 'a> {
                 s.push('.');
             }
             match seg {
-                MetaSeg::Key(k) => s.push_str(k),
-                MetaSeg::Index(i) => s.push_str(&i.to_string()),
+                Seg::Key(k) => s.push_str(k),
+                Seg::Index(i) => s.push_str(&i.to_string()),
             }
         }
         s
@@ -350,12 +511,16 @@ impl<'r, 'a> Walker<'r, 'a> {
     /// can only delete. Returns true when the value must be deleted.
     fn apply_to_container(&mut self, pii: Pii) -> bool {
         let apps = self.apps;
+        let mask = self.app_mask(pii);
+        if mask == 0 {
+            return false;
+        }
         let hit: Option<&RuleRef> = {
-            let steps = self.steps();
             let key = self.leaf_key();
             apps.iter()
-                .filter(|app| app.selector.matches(pii, &steps))
-                .flat_map(|app| app.rules.iter())
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .flat_map(|(_, app)| app.rules.iter())
                 .find(|rule| match &*rule.kind {
                     RuleKind::Anything => true,
                     RuleKind::Password => builtin::password_key_matches(key),
@@ -393,33 +558,41 @@ impl<'r, 'a> Walker<'r, 'a> {
         if matches!(text.as_ref(), "" | "true" | "false" | "null" | "undefined") {
             return None;
         }
-        let text = text.into_owned();
         self.process_text(&text, pii)
     }
 
     fn process_text(&mut self, text: &str, pii: Pii) -> Option<String> {
-        let steps = self.steps();
-        let key = self.leaf_key().to_string();
+        let mask = self.app_mask(pii);
+        if mask == 0 {
+            return None;
+        }
         let mut value = ChunkedValue::new(text);
         let mut deleted_by: Option<std::sync::Arc<str>> = None;
-        'apps: for app in self.apps {
-            if !app.selector.matches(pii, &steps) {
-                continue;
-            }
-            for rule in &app.rules {
-                if apply_rule(rule, &key, &mut value).is_err() {
-                    deleted_by = Some(rule.origin.clone());
-                    break 'apps;
+        {
+            let key = self.leaf_key();
+            'apps: for (i, app) in self.apps.iter().enumerate() {
+                if mask & (1 << i) == 0 {
+                    continue;
+                }
+                for rule in &app.rules {
+                    if apply_rule(rule, key, &mut value).is_err() {
+                        deleted_by = Some(rule.origin.clone());
+                        break 'apps;
+                    }
                 }
             }
         }
-        drop(steps);
         if !value.changed && deleted_by.is_none() {
+            return None;
+        }
+        let (new_text, remarks) = value.join();
+        if deleted_by.is_none() && new_text == text {
+            // Like Relay, a redaction that leaves the value as it was is not a change
+            // (this keeps scrubbing idempotent: `[Filtered]` stays `[Filtered]`).
             return None;
         }
         let path = self.meta_path();
         let path_str = self.path_string();
-        let (new_text, remarks) = value.join();
         let original_len = text.chars().count();
         let entry = self.meta.entry(path);
         for r in &remarks {
@@ -591,13 +764,74 @@ fn ip_state(entries: &[(Str<'_>, Value<'_>)]) -> IpState {
 
 /// A string being redacted: text pieces and opaque redactions, so that later rules
 /// never re-match inside an earlier replacement.
-struct ChunkedValue {
-    chunks: Vec<Chunk>,
+struct ChunkedValue<'t> {
+    original: &'t str,
+    /// `None` until the first change: the value is then just `original`.
+    chunks: Option<Vec<Chunk>>,
     changed: bool,
+}
+
+/// Replacement texts of the built-in rules.
+const PLACEHOLDERS: &[&str] = &[
+    "[Filtered]",
+    "[ip]",
+    "[imei]",
+    "[mac]",
+    "[uuid]",
+    "[email]",
+    "[iban]",
+    "[creditcard]",
+    "[pemkey]",
+    "[auth]",
+    "[us-ssn]",
+    "[user]",
+    "[password]",
+    "[token]",
+];
+
+/// Splits `text` around built-in placeholders; `None` when it has none.
+fn split_placeholders(text: &str) -> Option<Vec<Chunk>> {
+    let mut chunks = Vec::new();
+    let mut rest = text;
+    let mut found = false;
+    while let Some(i) = rest.find('[') {
+        match PLACEHOLDERS.iter().find(|p| rest[i..].starts_with(**p)) {
+            Some(p) => {
+                found = true;
+                if i > 0 {
+                    chunks.push(Chunk::Text(rest[..i].to_string()));
+                }
+                chunks.push(Chunk::Opaque(p.to_string()));
+                rest = &rest[i + p.len()..];
+            }
+            None => {
+                let next = i + 1;
+                chunks.push(Chunk::Text(rest[..next].to_string()));
+                rest = &rest[next..];
+            }
+        }
+    }
+    if !rest.is_empty() {
+        chunks.push(Chunk::Text(rest.to_string()));
+    }
+    found.then(|| merge_texts(chunks))
+}
+
+fn merge_texts(chunks: Vec<Chunk>) -> Vec<Chunk> {
+    let mut out: Vec<Chunk> = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        match (out.last_mut(), c) {
+            (Some(Chunk::Text(prev)), Chunk::Text(t)) => prev.push_str(&t),
+            (_, c) => out.push(c),
+        }
+    }
+    out
 }
 
 enum Chunk {
     Text(String),
+    /// A placeholder that was already in the input: kept as is, never re-matched, no remark.
+    Opaque(String),
     Redaction {
         text: String,
         rule: std::sync::Arc<str>,
@@ -608,33 +842,49 @@ enum Chunk {
 /// A rule asked for the whole value to be deleted.
 struct DeleteValue;
 
-impl ChunkedValue {
-    fn new(text: &str) -> Self {
+impl<'t> ChunkedValue<'t> {
+    fn new(text: &'t str) -> Self {
+        // Replacement texts already in the value (from an earlier scrub, here or in
+        // another Relay) are opaque, like fresh redactions: `[auth]` must not trip the
+        // `auth` keyword. This keeps scrubbing idempotent.
+        let chunks = if text.as_bytes().contains(&b'[') {
+            split_placeholders(text)
+        } else {
+            None
+        };
         ChunkedValue {
-            chunks: vec![Chunk::Text(text.to_string())],
+            original: text,
+            chunks,
             changed: false,
         }
     }
 
     /// The text rules search: redactions appear as NUL.
     fn search_text(&self) -> Cow<'_, str> {
-        if let [Chunk::Text(t)] = self.chunks.as_slice() {
+        let chunks = match &self.chunks {
+            None => return Cow::Borrowed(self.original),
+            Some(c) => c,
+        };
+        if let [Chunk::Text(t)] = chunks.as_slice() {
             return Cow::Borrowed(t);
         }
         let mut s = String::new();
-        for c in &self.chunks {
+        for c in chunks {
             match c {
                 Chunk::Text(t) => s.extend(t.chars().filter(|c| *c != '\0')),
-                Chunk::Redaction { .. } => s.push('\0'),
+                Chunk::Redaction { .. } | Chunk::Opaque(_) => s.push('\0'),
             }
         }
         Cow::Owned(s)
     }
 
     fn has_text(&self) -> bool {
-        self.chunks
-            .iter()
-            .any(|c| matches!(c, Chunk::Text(t) if !t.is_empty()))
+        match &self.chunks {
+            None => !self.original.is_empty(),
+            Some(chunks) => chunks
+                .iter()
+                .any(|c| matches!(c, Chunk::Text(t) if !t.is_empty())),
+        }
     }
 
     /// Replaces `ranges` (sorted, non-overlapping byte ranges of the search text).
@@ -645,8 +895,10 @@ impl ChunkedValue {
         }
         let mut old_redactions = self
             .chunks
-            .drain(..)
-            .filter(|c| matches!(c, Chunk::Redaction { .. }))
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| matches!(c, Chunk::Redaction { .. } | Chunk::Opaque(_)))
             .collect::<Vec<_>>()
             .into_iter();
         let mut out = Vec::new();
@@ -674,23 +926,27 @@ impl ChunkedValue {
             pos = r.end;
         }
         push_text(&mut out, &search[pos..], &mut old_redactions);
-        self.chunks = out;
+        self.chunks = Some(out);
         self.changed = true;
     }
 
     /// Replaces the whole value with one redaction.
     fn replace_all(&mut self, rule: &RuleRef) {
         let search = self.search_text().into_owned();
-        self.chunks = vec![redact(rule, &search)];
+        self.chunks = Some(vec![redact(rule, &search)]);
         self.changed = true;
     }
 
     fn join(self) -> (String, Vec<Remark>) {
         let mut s = String::new();
         let mut remarks = Vec::new();
-        for c in self.chunks {
+        let chunks = match self.chunks {
+            None => return (self.original.to_string(), remarks),
+            Some(c) => c,
+        };
+        for c in chunks {
             match c {
-                Chunk::Text(t) => s.push_str(&t),
+                Chunk::Text(t) | Chunk::Opaque(t) => s.push_str(&t),
                 Chunk::Redaction { text, rule, ty } => {
                     let start = s.len();
                     s.push_str(&text);
@@ -786,14 +1042,40 @@ fn apply_rule(rule: &RuleRef, key: &str, value: &mut ChunkedValue) -> Result<(),
             }
             value.replace_ranges(&search, &ranges, rule);
         }
+        RuleKind::Password => {
+            if builtin::password_key_matches(key) {
+                return whole_value(rule, value, has_text);
+            }
+            if has_text {
+                Pattern::PasswordValue.find_ranges(&value.search_text(), &mut ranges);
+                if !ranges.is_empty() {
+                    let search = value.search_text().into_owned();
+                    value.replace_ranges(&search, &ranges, rule);
+                }
+            }
+        }
+        RuleKind::RedactPair { key: re } => {
+            if re.is_match(key) {
+                return whole_value(rule, value, has_text);
+            }
+            if has_text && re.is_match(&value.search_text()) {
+                value.replace_all(rule);
+            }
+        }
         _ if !has_text => {}
         RuleKind::Builtin(p) => {
-            let search = value.search_text().into_owned();
-            p.find_ranges(&search, &mut ranges);
-            value.replace_ranges(&search, &ranges, rule);
+            p.find_ranges(&value.search_text(), &mut ranges);
+            if !ranges.is_empty() {
+                let search = value.search_text().into_owned();
+                value.replace_ranges(&search, &ranges, rule);
+            }
         }
         RuleKind::Regex { regex, groups } => {
-            let search = value.search_text().into_owned();
+            let search = value.search_text();
+            if !regex.is_match(&search) {
+                return Ok(());
+            }
+            let search = search.into_owned();
             for caps in regex.captures_iter(&search) {
                 for (idx, g) in caps.iter().enumerate() {
                     if let Some(g) = g {
@@ -807,33 +1089,19 @@ fn apply_rule(rule: &RuleRef, key: &str, value: &mut ChunkedValue) -> Result<(),
             }
             value.replace_ranges(&search, &ranges, rule);
         }
-        RuleKind::Password => {
-            if builtin::password_key_matches(key) {
-                return whole_value(rule, value);
-            }
-            let search = value.search_text().into_owned();
-            Pattern::Bearer.find_ranges(&search, &mut ranges);
-            value.replace_ranges(&search, &ranges, rule);
-            let search = value.search_text();
-            if builtin::password_value_matches(&search) {
-                value.replace_all(rule);
-            }
-        }
-        RuleKind::RedactPair { key: re } => {
-            if re.is_match(key) {
-                return whole_value(rule, value);
-            }
-            if re.is_match(&value.search_text()) {
-                value.replace_all(rule);
-            }
-        }
     }
     Ok(())
 }
 
-fn whole_value(rule: &RuleRef, value: &mut ChunkedValue) -> Result<(), DeleteValue> {
+fn whole_value(
+    rule: &RuleRef,
+    value: &mut ChunkedValue,
+    has_text: bool,
+) -> Result<(), DeleteValue> {
     if redacts_chunks(rule) {
-        value.replace_all(rule);
+        if has_text {
+            value.replace_all(rule);
+        }
         Ok(())
     } else {
         Err(DeleteValue)

@@ -112,7 +112,7 @@ impl ProjectConfig {
                 issue(
                     &mut errors,
                     format!("config.{misplaced}"),
-                    format!("belongs inside config.piiConfig (Relay silently ignores it here, so these rules would never run)"),
+                    "belongs inside config.piiConfig (Relay silently ignores it here, so these rules would never run)",
                 );
             }
         }
@@ -171,6 +171,7 @@ impl ProjectConfig {
             warnings: reader.warnings,
             rules: CompiledRules {
                 applications,
+                memo: Default::default(),
                 scrub_graphql: settings.scrub_data,
             },
         })

@@ -144,6 +144,11 @@ impl Types {
         Types(self.0 | (1 << ty as u8))
     }
 
+    /// The raw bits (for hashing).
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
     /// Whether the set contains `ty`.
     pub fn contains(self, ty: ValueType) -> bool {
         self.0 & (1 << ty as u8) != 0

@@ -123,6 +123,15 @@ impl Selector {
         Ok(sel)
     }
 
+    /// Whether any path item is an array index.
+    pub fn names_index(&self) -> bool {
+        match self {
+            Selector::And(xs) | Selector::Or(xs) => xs.iter().any(Selector::names_index),
+            Selector::Not(x) => x.names_index(),
+            Selector::Path(items) => items.iter().any(|i| matches!(i, PathItem::Index(_))),
+        }
+    }
+
     /// Whether the selector matches the path `steps` (root first) of a value whose
     /// pii attribute is `pii`.
     pub fn matches(&self, pii: Pii, steps: &[Step<'_>]) -> bool {

@@ -1,0 +1,38 @@
+//! Snapshots of real SDK payloads scrubbed under the default data scrubbing and under an
+//! advanced rule set, `_meta` included. Review changes with `cargo insta review`.
+
+use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+
+fn project(bytes: &[u8]) -> ProjectConfig {
+    ProjectConfig::from_json(bytes, &|_| None).expect("fixture config compiles")
+}
+
+fn scrub(project: &ProjectConfig, input: &[u8]) -> serde_json::Value {
+    let opts = ScrubOptions {
+        client_ip: Some("203.0.113.7".parse().expect("valid ip")),
+        ..ScrubOptions::default()
+    };
+    let out = project
+        .rules
+        .scrub(ItemKind::Event, input, &opts)
+        .expect("sdk payload scrubs");
+    serde_json::from_slice(&out.bytes).expect("output is valid JSON")
+}
+
+#[test]
+fn sdk_payloads_default_scrubbing() {
+    let p = project(include_bytes!("fixtures/rules/defaults.json"));
+    insta::glob!("fixtures/sdk-payloads/*.json", |path| {
+        let input = std::fs::read(path).expect("fixture readable");
+        insta::assert_json_snapshot!(scrub(&p, &input));
+    });
+}
+
+#[test]
+fn sdk_payloads_advanced_rules() {
+    let p = project(include_bytes!("fixtures/rules/advanced.json"));
+    insta::glob!("fixtures/sdk-payloads/*.json", |path| {
+        let input = std::fs::read(path).expect("fixture readable");
+        insta::assert_json_snapshot!(scrub(&p, &input));
+    });
+}
