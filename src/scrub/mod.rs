@@ -4,6 +4,23 @@
 
 use std::net::IpAddr;
 
+pub mod builtin;
+mod items;
+pub mod json;
+pub mod legacy;
+pub mod meta;
+mod processor;
+mod project;
+pub mod rules;
+pub mod schema;
+pub mod selector;
+
+pub use project::ProjectConfig;
+pub use rules::HashAlgorithm;
+
+/// Default limit on JSON nesting.
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+
 /// What kind of payload is being scrubbed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemKind {
@@ -26,10 +43,21 @@ pub enum ItemKind {
 }
 
 /// Per-call inputs that are not part of the rules.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ScrubOptions {
     /// The client IP used to resolve `{{auto}}` in `user.ip_address`.
     pub client_ip: Option<IpAddr>,
+    /// Payloads nested deeper than this are refused.
+    pub max_depth: usize,
+}
+
+impl Default for ScrubOptions {
+    fn default() -> Self {
+        ScrubOptions {
+            client_ip: None,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
 }
 
 /// Redaction method, as reported per change.
@@ -83,11 +111,6 @@ pub struct Scrubbed {
     /// What changed.
     pub report: ScrubReport,
 }
-
-// ---------------------------------------------------------------------------
-// TEMPORARY API SKELETON: the engine lands in later commits; the signatures
-// below are the contract other modules build against.
-// ---------------------------------------------------------------------------
 
 /// Why a payload could not be scrubbed. Nothing is forwarded on any of these.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -153,57 +176,99 @@ pub struct PublicKey {
     pub is_enabled: bool,
 }
 
-/// A loaded, validated and compiled project config.
-#[derive(Debug)]
-pub struct ProjectConfig {
-    /// `projectId` from the file, if present.
-    pub project_id: Option<u64>,
-    /// A disabled project refuses all events (403).
-    pub disabled: bool,
-    /// The project's public keys.
-    pub public_keys: Vec<PublicKey>,
-    /// True when the project's rules remove IP addresses (`scrubIpAddresses`);
-    /// then no client IP is forwarded in any header.
-    pub scrubs_ip_addresses: bool,
-    /// What to do with attachment items (`config.scrubgate.attachments`).
-    pub attachments: AttachmentPolicy,
-    /// Forward envelope item types the engine cannot scrub
-    /// (`config.scrubgate.forwardUnknownItems`, default false: drop them).
-    pub forward_unknown_items: bool,
-    /// Warnings (not errors), e.g. a hash rule without a key.
-    pub warnings: Vec<ConfigIssue>,
-    /// The compiled rules.
-    pub rules: CompiledRules,
-}
-
-/// Compiled processor instructions of one project.
-#[derive(Debug, Default)]
-pub struct CompiledRules {}
-
-impl ProjectConfig {
-    /// Parses, validates and compiles a project config in Relay's JSON format.
-    /// `env` resolves `${NAME}` references in hash keys.
-    pub fn from_json(
-        _bytes: &[u8],
-        _env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<ProjectConfig, ConfigErrors> {
-        unimplemented!("engine lands later")
-    }
+/// Compiled processor instructions of one project: the `piiConfig` applications first,
+/// then those converted from `datascrubbingSettings`.
+#[derive(Debug, Default, Clone)]
+pub struct CompiledRules {
+    applications: Vec<rules::Application>,
+    /// `scrubData` is on: GraphQL variables are filtered.
+    scrub_graphql: bool,
 }
 
 impl CompiledRules {
     /// Scrubs one payload of the given kind.
+    ///
+    /// # Errors
+    /// A [`ScrubError`] when the payload is not a UTF-8 JSON object within the depth
+    /// limit; nothing is returned then, so nothing unscrubbed can be forwarded.
     pub fn scrub(
         &self,
-        _kind: ItemKind,
-        _input: &[u8],
-        _opts: &ScrubOptions,
+        kind: ItemKind,
+        input: &[u8],
+        opts: &ScrubOptions,
     ) -> Result<Scrubbed, ScrubError> {
-        unimplemented!("engine lands later")
+        let text = std::str::from_utf8(input).map_err(|_| ScrubError::NotUtf8)?;
+        let mut root = json::parse(text, opts.max_depth)?;
+        if !matches!(root, json::Value::Object(_)) {
+            return Err(ScrubError::NotAnObject);
+        }
+        let report = match kind {
+            ItemKind::Event | ItemKind::Transaction | ItemKind::Security | ItemKind::Feedback => {
+                self.scrub_event_tree(&mut root, opts)
+            }
+            ItemKind::UserReport => items::scrub_user_report(self, &mut root),
+            ItemKind::Session => items::scrub_session(self, &mut root, opts),
+            ItemKind::Sessions => items::scrub_sessions(self, &mut root, opts),
+            ItemKind::EnvelopeHeader => items::scrub_envelope_header(self, &mut root),
+        };
+        let mut bytes = Vec::with_capacity(input.len() + 64);
+        json::write(&mut bytes, &root);
+        Ok(Scrubbed { bytes, report })
+    }
+
+    fn scrub_event_tree<'a>(&self, root: &mut json::Value<'a>, opts: &ScrubOptions) -> ScrubReport {
+        if let Some(ip) = opts.client_ip {
+            resolve_auto_ip(root, ip);
+        }
+        if self.applications.is_empty() {
+            return ScrubReport::default();
+        }
+        let mut walker = processor::Walker::new(
+            &self.applications,
+            processor::WalkOptions {
+                move_ip_to_user_id: true,
+            },
+        );
+        walker.walk_root(root);
+        if self.scrub_graphql {
+            items::scrub_graphql(root);
+        }
+        let processor::Walker { meta, report, .. } = walker;
+        meta.merge_into(root);
+        report
+    }
+
+    /// Walks a synthetic event (used for non-event items) without the IP-to-id move.
+    fn walk_synthetic<'a>(&self, root: &mut json::Value<'a>) -> ScrubReport {
+        let mut walker = processor::Walker::new(
+            &self.applications,
+            processor::WalkOptions {
+                move_ip_to_user_id: false,
+            },
+        );
+        walker.walk_root(root);
+        walker.report
     }
 
     /// Every rule id that can appear in a report (bounded metric label values).
     pub fn rule_ids(&self) -> Vec<String> {
-        Vec::new()
+        rules::origins(&self.applications).into_iter().collect()
+    }
+
+    /// Whether any rule applies at all.
+    pub fn is_empty(&self) -> bool {
+        self.applications.is_empty()
+    }
+}
+
+fn resolve_auto_ip(root: &mut json::Value<'_>, ip: IpAddr) {
+    for key in ["user", "sentry.interfaces.User"] {
+        if let Some(user) = root.get_mut(key) {
+            if let Some(v) = user.get_mut("ip_address") {
+                if v.as_str().as_deref() == Some("{{auto}}") {
+                    *v = json::Value::string(ip.to_string());
+                }
+            }
+        }
     }
 }

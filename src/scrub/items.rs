@@ -1,0 +1,212 @@
+//! Envelope items other than events: their personal fields get the treatment the project's
+//! rules give the matching user fields, by scrubbing a small synthetic event.
+
+use std::borrow::Cow;
+
+use super::json::{Str, Value};
+use super::{CompiledRules, ScrubOptions, ScrubReport};
+
+fn take<'a>(obj: &mut Value<'a>, key: &str) -> Option<Value<'a>> {
+    let entries = obj.as_object_mut()?;
+    let i = entries.iter().position(|(k, _)| k.eq_str(key))?;
+    Some(std::mem::replace(&mut entries[i].1, Value::Null))
+}
+
+fn put_back<'a>(obj: &mut Value<'a>, key: &str, value: Option<Value<'a>>) {
+    let Some(entries) = obj.as_object_mut() else {
+        return;
+    };
+    if let Some(i) = entries.iter().position(|(k, _)| k.eq_str(key)) {
+        match value {
+            Some(v) => entries[i].1 = v,
+            None => {
+                entries.remove(i);
+            }
+        }
+    }
+}
+
+fn obj<'a>(fields: Vec<(&str, Value<'a>)>) -> Value<'a> {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (Str::Owned(k.to_string()), v))
+            .collect(),
+    )
+}
+
+fn auto_ip<'a>(v: Value<'a>, opts: &ScrubOptions) -> Value<'a> {
+    match (&v, opts.client_ip) {
+        (Value::Str(s), Some(ip)) if s.eq_str("{{auto}}") => Value::string(ip.to_string()),
+        _ => v,
+    }
+}
+
+/// Scrubs `pairs` (item field → user field) as `user.<field>` of a synthetic event and
+/// writes the results back. A field deleted by a rule is removed from the item.
+fn scrub_as_user<'a>(
+    rules: &CompiledRules,
+    item: &mut Value<'a>,
+    pairs: &[(&str, &str)],
+    extra_top: Option<(&str, &str)>,
+    opts: Option<&ScrubOptions>,
+) -> ScrubReport {
+    let mut user = Vec::new();
+    let mut taken = Vec::new();
+    for (item_key, user_key) in pairs {
+        if let Some(v) = take(item, item_key) {
+            let v = match (opts, *user_key) {
+                (Some(o), "ip_address") => auto_ip(v, o),
+                _ => v,
+            };
+            user.push((*user_key, v));
+            taken.push((*item_key, *user_key));
+        }
+    }
+    let mut top = vec![("user", obj(user))];
+    let mut top_taken = None;
+    if let Some((item_key, event_key)) = extra_top {
+        if let Some(v) = take(item, item_key) {
+            top.push((event_key, v));
+            top_taken = Some((item_key, event_key));
+        }
+    }
+    let mut event = obj(top);
+    let report = rules.walk_synthetic(&mut event);
+    let mut user = take(&mut event, "user").unwrap_or(Value::Null);
+    for (item_key, user_key) in taken {
+        let v = take(&mut user, user_key).filter(|v| !matches!(v, Value::Null));
+        put_back(item, item_key, v);
+    }
+    if let Some((item_key, event_key)) = top_taken {
+        let v = take(&mut event, event_key).filter(|v| !matches!(v, Value::Null));
+        put_back(item, item_key, v);
+    }
+    report
+}
+
+/// `user_report`: `email`, `name` as the user's; `comments` as free text.
+pub fn scrub_user_report(rules: &CompiledRules, item: &mut Value<'_>) -> ScrubReport {
+    scrub_as_user(
+        rules,
+        item,
+        &[("email", "email"), ("name", "name")],
+        Some(("comments", "comments")),
+        None,
+    )
+}
+
+/// `session`: `did` as `user.id`, `attrs.ip_address` as `user.ip_address`.
+pub fn scrub_session(
+    rules: &CompiledRules,
+    item: &mut Value<'_>,
+    opts: &ScrubOptions,
+) -> ScrubReport {
+    let mut report = scrub_as_user(rules, item, &[("did", "id")], None, Some(opts));
+    if let Some(attrs) = item.get_mut("attrs") {
+        let r = scrub_as_user(
+            rules,
+            attrs,
+            &[("ip_address", "ip_address")],
+            None,
+            Some(opts),
+        );
+        report.changes.extend(r.changes);
+    }
+    report
+}
+
+/// `sessions`: each aggregate's `did`, and `attrs.ip_address`.
+pub fn scrub_sessions(
+    rules: &CompiledRules,
+    item: &mut Value<'_>,
+    opts: &ScrubOptions,
+) -> ScrubReport {
+    let mut report = ScrubReport::default();
+    if let Some(Value::Array(aggs)) = item.get_mut("aggregates") {
+        for agg in aggs.iter_mut() {
+            let r = scrub_as_user(rules, agg, &[("did", "id")], None, Some(opts));
+            report.changes.extend(r.changes);
+        }
+    }
+    if let Some(attrs) = item.get_mut("attrs") {
+        let r = scrub_as_user(
+            rules,
+            attrs,
+            &[("ip_address", "ip_address")],
+            None,
+            Some(opts),
+        );
+        report.changes.extend(r.changes);
+    }
+    report
+}
+
+/// Envelope header: `trace.user_id` (and `trace.user.id`) as `user.id`.
+pub fn scrub_envelope_header(rules: &CompiledRules, header: &mut Value<'_>) -> ScrubReport {
+    let mut report = ScrubReport::default();
+    if let Some(trace) = header.get_mut("trace") {
+        let r = scrub_as_user(rules, trace, &[("user_id", "id")], None, None);
+        report.changes.extend(r.changes);
+        if let Some(user) = trace.get_mut("user") {
+            let r = scrub_as_user(rules, user, &[("id", "id")], None, None);
+            report.changes.extend(r.changes);
+        }
+    }
+    report
+}
+
+/// GraphQL: with `scrubData`, every variable becomes `[Filtered]`, and the response
+/// data's fields of the same names too (or the whole response data when there were no
+/// variables).
+pub fn scrub_graphql(root: &mut Value<'_>) {
+    let mut keys: Vec<String> = Vec::new();
+    let Some(request) = root.get_mut("request") else {
+        return;
+    };
+    let is_graphql = request
+        .get("api_target")
+        .and_then(|v| v.as_str())
+        .is_some_and(|t| t.eq_ignore_ascii_case("graphql"));
+    if !is_graphql {
+        return;
+    }
+    if let Some(Value::Object(vars)) = request.get_mut("data").and_then(|d| d.get_mut("variables"))
+    {
+        for (k, v) in vars.iter_mut() {
+            keys.push(k.decoded().into_owned());
+            *v = Value::string("[Filtered]");
+        }
+    }
+    let Some(data) = root
+        .get_mut("contexts")
+        .and_then(|c| c.get_mut("response"))
+        .and_then(|r| r.get_mut("data"))
+    else {
+        return;
+    };
+    if keys.is_empty() {
+        if let Some(entries) = data.as_object_mut() {
+            entries.retain(|(k, _)| !k.eq_str("data"));
+        }
+        return;
+    }
+    if let Some(inner) = data.get_mut("data") {
+        filter_keys(inner, &keys);
+    }
+}
+
+fn filter_keys(v: &mut Value<'_>, keys: &[String]) {
+    if let Value::Object(entries) = v {
+        for (k, child) in entries.iter_mut() {
+            if matches!(child, Value::Object(_)) {
+                filter_keys(child, keys);
+            } else if keys.iter().any(|key| k.eq_str(key)) {
+                *child = Value::string("[Filtered]");
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _unused(_: Cow<'_, str>) {}

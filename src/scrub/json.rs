@@ -1,0 +1,535 @@
+//! A borrowed JSON tree: parse once, keep every untouched token as its raw bytes.
+//!
+//! Strings and numbers point into the input. A string is only decoded when a rule needs
+//! to look at it, and only re-escaped when a rule changed it; everything else is written
+//! back byte for byte, so numbers are never reformatted and key order is kept.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use super::ScrubError;
+
+/// A JSON string: either the raw (still escaped) text between the quotes of the
+/// input, or a new value written by a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Str<'a> {
+    /// Raw text from the input, without the quotes.
+    Raw {
+        /// The bytes between the quotes, escapes included.
+        raw: &'a str,
+        /// Whether `raw` contains a backslash escape.
+        escaped: bool,
+    },
+    /// A decoded value (written escaped on output).
+    Owned(String),
+}
+
+impl<'a> Str<'a> {
+    /// Decoded text; borrowed when the raw text has no escapes.
+    pub fn decoded(&self) -> Cow<'_, str> {
+        match self {
+            Str::Raw {
+                raw,
+                escaped: false,
+            } => Cow::Borrowed(raw),
+            Str::Raw { raw, escaped: true } => Cow::Owned(unescape(raw)),
+            Str::Owned(s) => Cow::Borrowed(s),
+        }
+    }
+
+    /// Decoded text with the input's lifetime when possible.
+    pub fn decoded_cow(&self) -> Cow<'a, str> {
+        match self {
+            Str::Raw {
+                raw,
+                escaped: false,
+            } => Cow::Borrowed(raw),
+            Str::Raw { raw, escaped: true } => Cow::Owned(unescape(raw)),
+            Str::Owned(s) => Cow::Owned(s.clone()),
+        }
+    }
+
+    /// Compares the decoded text with `other`.
+    pub fn eq_str(&self, other: &str) -> bool {
+        match self {
+            Str::Raw {
+                raw,
+                escaped: false,
+            } => *raw == other,
+            _ => self.decoded() == other,
+        }
+    }
+}
+
+/// A JSON value borrowing from the input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number, kept as its raw text.
+    Number(Cow<'a, str>),
+    /// A string.
+    Str(Str<'a>),
+    /// An array.
+    Array(Vec<Value<'a>>),
+    /// An object, in input order.
+    Object(Vec<(Str<'a>, Value<'a>)>),
+}
+
+impl<'a> Value<'a> {
+    /// A new owned string value.
+    pub fn string(s: impl Into<String>) -> Value<'a> {
+        Value::Str(Str::Owned(s.into()))
+    }
+
+    /// The entries of an object.
+    pub fn as_object(&self) -> Option<&[(Str<'a>, Value<'a>)]> {
+        match self {
+            Value::Object(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The entries of an object, mutably.
+    pub fn as_object_mut(&mut self) -> Option<&mut Vec<(Str<'a>, Value<'a>)>> {
+        match self {
+            Value::Object(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The value under `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_str(key))
+            .map(|(_, v)| v)
+    }
+
+    /// The value under `key` of an object, mutably.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
+        self.as_object_mut()?
+            .iter_mut()
+            .find(|(k, _)| k.eq_str(key))
+            .map(|(_, v)| v)
+    }
+
+    /// The decoded string, if this is a string.
+    pub fn as_str(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Value::Str(s) => Some(s.decoded()),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `input` into a borrowed tree, refusing anything nested deeper than `max_depth`.
+///
+/// # Errors
+/// [`ScrubError::InvalidJson`] for malformed input, [`ScrubError::TooDeep`] past the limit.
+pub fn parse(input: &str, max_depth: usize) -> Result<Value<'_>, ScrubError> {
+    let mut parser = Parser {
+        src: input,
+        bytes: input.as_bytes(),
+        pos: 0,
+        max_depth,
+    };
+    parser.skip_ws();
+    let value = parser.value(0)?;
+    parser.skip_ws();
+    if parser.pos != parser.bytes.len() {
+        return Err(parser.err("trailing characters after the JSON value"));
+    }
+    Ok(value)
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn err(&self, reason: &'static str) -> ScrubError {
+        ScrubError::InvalidJson {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value<'a>, ScrubError> {
+        match self.bytes.get(self.pos) {
+            None => Err(self.err("unexpected end of input")),
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b't') => self.literal("true", Value::Bool(true)),
+            Some(b'f') => self.literal("false", Value::Bool(false)),
+            Some(b'n') => self.literal("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.err("expected a JSON value")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static str, value: Value<'a>) -> Result<Value<'a>, ScrubError> {
+        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.err("invalid literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<Value<'a>, ScrubError> {
+        let start = self.pos;
+        let b = self.bytes;
+        if b.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match b.get(self.pos) {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(b.get(self.pos), Some(b'0'..=b'9')) {
+                    self.pos += 1;
+                }
+            }
+            _ => return Err(self.err("invalid number")),
+        }
+        if b.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if !matches!(b.get(self.pos), Some(b'0'..=b'9')) {
+                return Err(self.err("invalid number"));
+            }
+            while matches!(b.get(self.pos), Some(b'0'..=b'9')) {
+                self.pos += 1;
+            }
+        }
+        if matches!(b.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(b.get(self.pos), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !matches!(b.get(self.pos), Some(b'0'..=b'9')) {
+                return Err(self.err("invalid number"));
+            }
+            while matches!(b.get(self.pos), Some(b'0'..=b'9')) {
+                self.pos += 1;
+            }
+        }
+        Ok(Value::Number(Cow::Borrowed(&self.src[start..self.pos])))
+    }
+
+    fn string(&mut self) -> Result<Str<'a>, ScrubError> {
+        // Caller guarantees the opening quote.
+        self.pos += 1;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            let Some(&b) = self.bytes.get(self.pos) else {
+                return Err(self.err("unterminated string"));
+            };
+            match b {
+                b'"' => {
+                    let raw = &self.src[start..self.pos];
+                    self.pos += 1;
+                    return Ok(Str::Raw { raw, escaped });
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.pos += 1;
+                    match self.bytes.get(self.pos) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1
+                        }
+                        Some(b'u') => {
+                            let hex = self.bytes.get(self.pos + 1..self.pos + 5);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                return Err(self.err("invalid unicode escape"));
+                            }
+                            self.pos += 5;
+                        }
+                        _ => return Err(self.err("invalid escape")),
+                    }
+                }
+                0..=0x1f => return Err(self.err("control character in string")),
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value<'a>, ScrubError> {
+        if depth > self.max_depth {
+            return Err(ScrubError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.bytes.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            self.skip_ws();
+            items.push(self.value(depth)?);
+            self.skip_ws();
+            match self.bytes.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => return Err(self.err("expected ',' or ']'")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value<'a>, ScrubError> {
+        if depth > self.max_depth {
+            return Err(ScrubError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        self.pos += 1;
+        let mut entries = Vec::new();
+        self.skip_ws();
+        if self.bytes.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(entries));
+        }
+        loop {
+            self.skip_ws();
+            if self.bytes.get(self.pos) != Some(&b'"') {
+                return Err(self.err("expected a string key"));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.bytes.get(self.pos) != Some(&b':') {
+                return Err(self.err("expected ':'"));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let value = self.value(depth)?;
+            entries.push((key, value));
+            self.skip_ws();
+            match self.bytes.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(entries));
+                }
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
+}
+
+/// Decodes the escapes of a raw JSON string body. Lone surrogates become U+FFFD.
+pub fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let esc = &rest[i + 1..];
+        let mut consumed = 1;
+        match esc.as_bytes().first() {
+            Some(b'n') => out.push('\n'),
+            Some(b't') => out.push('\t'),
+            Some(b'r') => out.push('\r'),
+            Some(b'b') => out.push('\u{8}'),
+            Some(b'f') => out.push('\u{c}'),
+            Some(b'u') => {
+                let hi = u32::from_str_radix(esc.get(1..5).unwrap_or("0"), 16).unwrap_or(0xFFFD);
+                consumed = 5;
+                let ch = if (0xD800..0xDC00).contains(&hi) {
+                    let lo = esc
+                        .get(5..7)
+                        .filter(|p| *p == "\\u")
+                        .and_then(|_| esc.get(7..11))
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .filter(|lo| (0xDC00..0xE000).contains(lo));
+                    match lo {
+                        Some(lo) => {
+                            consumed = 11;
+                            char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                        }
+                        None => None,
+                    }
+                } else {
+                    char::from_u32(hi)
+                };
+                out.push(ch.unwrap_or('\u{FFFD}'));
+            }
+            Some(&c) => out.push(c as char),
+            None => {}
+        }
+        rest = esc.get(consumed..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Writes `s` as a quoted JSON string.
+pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            let mut buf = String::new();
+            let _ = write!(buf, "\\u{:04x}", b);
+            out.extend_from_slice(buf.as_bytes());
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Writes a string value, raw when untouched.
+pub fn write_str(out: &mut Vec<u8>, s: &Str<'_>) {
+    match s {
+        Str::Raw { raw, .. } => {
+            out.push(b'"');
+            out.extend_from_slice(raw.as_bytes());
+            out.push(b'"');
+        }
+        Str::Owned(s) => write_escaped(out, s),
+    }
+}
+
+/// Serializes `value` compactly.
+pub fn write(out: &mut Vec<u8>, value: &Value<'_>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => out.extend_from_slice(n.as_bytes()),
+        Value::Str(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(entries) => {
+            out.push(b'{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write(out, v);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(s: &str) -> String {
+        let v = parse(s, 64).unwrap();
+        let mut out = Vec::new();
+        write(&mut out, &v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn keeps_numbers_and_order() {
+        assert_eq!(
+            roundtrip(r#"{"z":1.50,"a":[1e3,-0,2E-7],"m":{"b":null,"a":true}}"#),
+            r#"{"z":1.50,"a":[1e3,-0,2E-7],"m":{"b":null,"a":true}}"#
+        );
+    }
+
+    #[test]
+    fn keeps_escapes_raw() {
+        let s = r#"{"k\u00e9y":"line\nbreak \"q\" \ud83d\ude00"}"#;
+        assert_eq!(roundtrip(s), s);
+        let v = parse(s, 8).unwrap();
+        let (k, val) = &v.as_object().unwrap()[0];
+        assert_eq!(k.decoded(), "kéy");
+        assert_eq!(val.as_str().unwrap(), "line\nbreak \"q\" 😀");
+    }
+
+    #[test]
+    fn escapes_owned_strings() {
+        let mut out = Vec::new();
+        write_escaped(&mut out, "a\"b\\c\n\u{1}é");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n\u0001é""#);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            "-",
+            "tru",
+            "\"abc",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "{} {}",
+            "\"a\u{1}\"",
+            "{'a':1}",
+        ] {
+            assert!(parse(bad, 8).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn depth_limit() {
+        let deep = "[".repeat(10) + &"]".repeat(10);
+        assert!(parse(&deep, 10).is_ok());
+        assert_eq!(
+            parse(&deep, 9).unwrap_err(),
+            ScrubError::TooDeep { limit: 9 }
+        );
+    }
+
+    #[test]
+    fn lone_surrogate_decodes_to_replacement() {
+        assert_eq!(unescape(r"a\ud800b"), "a\u{FFFD}b");
+    }
+}

@@ -1,0 +1,864 @@
+//! The walker: visits every field of a parsed event once, with its schema attributes and
+//! path, applies the rules whose selectors match, and records `_meta` remarks.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use smallvec::SmallVec;
+
+use super::builtin::{self, Pattern};
+use super::json::{Str, Value};
+use super::meta::{MetaLog, MetaSeg, Remark, RemarkType};
+use super::rules::{Application, HashAlgorithm, Redaction, RuleKind, RuleRef};
+use super::schema::{self, NodeId, Pii, Schema, Types, ValueType};
+use super::selector::Step;
+use super::{Change, ScrubReport};
+
+/// One entered level of the walk.
+#[derive(Debug, Clone)]
+struct Frame<'a> {
+    /// Canonical key for selectors (`None` for array elements).
+    key: Option<Cow<'a, str>>,
+    index: Option<usize>,
+    types: Types,
+    node: NodeId,
+    /// The segment in `_meta` and reports; `None` for virtual levels.
+    meta: Option<MetaSeg>,
+}
+
+/// Walk options derived from the item kind.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkOptions {
+    /// Move a no-longer-valid `user.ip_address` into `user.id` (events only).
+    pub move_ip_to_user_id: bool,
+}
+
+/// Applies compiled applications to a tree.
+pub struct Walker<'r, 'a> {
+    apps: &'r [Application],
+    schema: &'static Schema,
+    frames: Vec<Frame<'a>>,
+    /// `_meta` entries recorded so far.
+    pub meta: MetaLog,
+    /// Changes for the report.
+    pub report: ScrubReport,
+    opts: WalkOptions,
+    /// Set by `process_text` when a rule deleted the value.
+    pending_delete: bool,
+}
+
+enum Outcome {
+    Keep,
+    Delete,
+}
+
+fn json_types(v: &Value<'_>) -> Types {
+    match v {
+        Value::Null => Types::NONE,
+        Value::Bool(_) => Types::of(ValueType::Boolean),
+        Value::Number(_) => Types::of(ValueType::Number),
+        Value::Str(_) => Types::of(ValueType::String),
+        Value::Array(_) => Types::of(ValueType::Array),
+        Value::Object(_) => Types::of(ValueType::Object),
+    }
+}
+
+impl<'r, 'a> Walker<'r, 'a> {
+    /// A walker over the event schema.
+    pub fn new(apps: &'r [Application], opts: WalkOptions) -> Self {
+        Walker {
+            apps,
+            schema: schema::event_schema(),
+            frames: Vec::with_capacity(16),
+            meta: MetaLog::default(),
+            report: ScrubReport::default(),
+            opts,
+            pending_delete: false,
+        }
+    }
+
+    fn types_for(&self, node: NodeId, v: &Value<'_>) -> Types {
+        let n = self.schema.node(node);
+        match n.schema_type {
+            Some(t) if matches!(v, Value::Object(_) | Value::Array(_)) => Types::of(t),
+            _ if n.pairlist => Types::of(ValueType::Object),
+            _ => json_types(v),
+        }
+    }
+
+    /// Walks the event root.
+    pub fn walk_root(&mut self, root: &mut Value<'a>) {
+        let Value::Object(entries) = root else {
+            return;
+        };
+        for (k, v) in entries.iter_mut() {
+            let key = k.decoded_cow();
+            if key == "_meta" {
+                continue;
+            }
+            let canonical: Cow<'a, str> = match schema::canonical_top_level_key(&key) {
+                c if c == key.as_ref() => key.clone(),
+                c => Cow::Owned(c.to_string()),
+            };
+            let seg = MetaSeg::Key(key.to_string());
+            if canonical == "message" && !matches!(v, Value::Object(_)) {
+                // A plain `message` is the event's formatted log message.
+                let logentry = self.schema.key_child(schema::ROOT, "logentry");
+                self.frames.push(Frame {
+                    key: Some(Cow::Borrowed("logentry")),
+                    index: None,
+                    types: Types::of(ValueType::LogEntry),
+                    node: logentry,
+                    meta: None,
+                });
+                let node = self.schema.key_child(logentry, "formatted");
+                self.enter(Some(Cow::Borrowed("formatted")), None, node, Some(seg), v);
+                self.frames.pop();
+                continue;
+            }
+            let node = if canonical == "message" {
+                self.schema.key_child(schema::ROOT, "logentry")
+            } else {
+                self.schema.key_child(schema::ROOT, &canonical)
+            };
+            let canonical = if canonical == "message" {
+                Cow::Borrowed("logentry")
+            } else {
+                canonical
+            };
+            self.enter(Some(canonical), None, node, Some(seg), v);
+        }
+    }
+
+    /// Pushes a frame, walks `v`, pops, and deletes `v` when a rule asked for it.
+    fn enter(
+        &mut self,
+        key: Option<Cow<'a, str>>,
+        index: Option<usize>,
+        node: NodeId,
+        meta: Option<MetaSeg>,
+        v: &mut Value<'a>,
+    ) {
+        let types = self.types_for(node, v);
+        self.frames.push(Frame {
+            key,
+            index,
+            types,
+            node,
+            meta,
+        });
+        if let Outcome::Delete = self.walk(v) {
+            *v = Value::Null;
+        }
+        self.frames.pop();
+    }
+
+    fn walk(&mut self, v: &mut Value<'a>) -> Outcome {
+        let node_id = self.frames.last().map_or(schema::ROOT, |f| f.node);
+        let node = self.schema.node(node_id);
+        let pii = node.pii;
+        if node.pairlist && pii != Pii::False {
+            if let Value::Str(s) = v {
+                // `a=b&c=d` query strings and `a=b; c=d` cookie headers are pair lists:
+                // scrubbed per key, and written back as pairs only when something changed.
+                let is_cookies = self.leaf_key().eq_ignore_ascii_case("cookies");
+                let mut pairs = parse_pairs(&s.decoded(), is_cookies);
+                let before = self.meta.len();
+                self.walk_pair_array(&mut pairs, node_id);
+                if self.meta.len() != before {
+                    *v = Value::Array(pairs);
+                }
+                return Outcome::Keep;
+            }
+        }
+        match v {
+            Value::Null | Value::Bool(_) => Outcome::Keep,
+            Value::Str(s) => {
+                if pii == Pii::False {
+                    return Outcome::Keep;
+                }
+                if node.native_path {
+                    return self.walk_native_path(s, pii);
+                }
+                match self.process_string(s, pii) {
+                    Some(new) => {
+                        *s = Str::Owned(new);
+                        Outcome::Keep
+                    }
+                    None => Outcome::Keep,
+                }
+                .or_delete(self.take_delete())
+            }
+            Value::Number(_) => {
+                if pii != Pii::False && self.apply_to_container(pii) {
+                    return Outcome::Delete;
+                }
+                Outcome::Keep
+            }
+            Value::Array(items) => {
+                if pii != Pii::False && self.apply_to_container(pii) {
+                    return Outcome::Delete;
+                }
+                if node.pairlist {
+                    self.walk_pair_array(items, node_id);
+                } else if node.values_wrapper {
+                    // Legacy bare array form of `exception`, `breadcrumbs`, `threads`.
+                    let values = self.schema.values_child(node_id);
+                    self.frames.push(Frame {
+                        key: Some(Cow::Borrowed("values")),
+                        index: None,
+                        types: Types::of(ValueType::Array),
+                        node: values,
+                        meta: None,
+                    });
+                    self.walk_array(items, values);
+                    self.frames.pop();
+                } else {
+                    self.walk_array(items, node_id);
+                }
+                Outcome::Keep
+            }
+            Value::Object(entries) => {
+                if pii != Pii::False && self.apply_to_container(pii) {
+                    return Outcome::Delete;
+                }
+                let is_user = node.schema_type == Some(ValueType::User);
+                let ip_before = if is_user && self.opts.move_ip_to_user_id {
+                    Some(ip_state(entries))
+                } else {
+                    None
+                };
+                for (k, child) in entries.iter_mut() {
+                    let key = k.decoded_cow();
+                    let child_node = self.schema.key_child(node_id, &key);
+                    let seg = MetaSeg::Key(key.to_string());
+                    self.enter(Some(key), None, child_node, Some(seg), child);
+                }
+                if let Some(before) = ip_before {
+                    self.move_ip_to_user_id(entries, before);
+                }
+                Outcome::Keep
+            }
+        }
+    }
+
+    fn walk_array(&mut self, items: &mut [Value<'a>], node_id: NodeId) {
+        let elem = self.schema.elem_child(node_id);
+        // Two-element arrays are first tried as a `[key, value]` pair; only if that
+        // scrubs nothing are the elements processed one by one (Relay's heuristic).
+        if let [Value::Str(k), value] = items {
+            if !matches!(value, Value::Null) {
+                let key = k.decoded_cow();
+                let before = self.meta.len();
+                let node = elem;
+                self.frames.push(Frame {
+                    key: Some(key),
+                    index: None,
+                    types: Types::NONE,
+                    node,
+                    meta: Some(MetaSeg::Index(1)),
+                });
+                let types = self.types_for(node, value);
+                if let Some(f) = self.frames.last_mut() {
+                    f.types = types;
+                }
+                if let Outcome::Delete = self.walk(value) {
+                    *value = Value::Null;
+                }
+                self.frames.pop();
+                if self.meta.len() != before {
+                    return;
+                }
+            }
+        }
+        for (i, item) in items.iter_mut().enumerate() {
+            self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), item);
+        }
+    }
+
+    /// A pair list in array form: `[[key, value], ...]`, addressed by key.
+    fn walk_pair_array(&mut self, items: &mut [Value<'a>], node_id: NodeId) {
+        let elem = self.schema.elem_child(node_id);
+        for (i, item) in items.iter_mut().enumerate() {
+            match item {
+                Value::Array(pair) if pair.len() == 2 && matches!(pair[0], Value::Str(_)) => {
+                    let key = match &pair[0] {
+                        Value::Str(k) => k.decoded_cow(),
+                        _ => Cow::Borrowed(""),
+                    };
+                    let child = self.schema.key_child(node_id, &key);
+                    self.frames.push(Frame {
+                        key: None,
+                        index: None,
+                        types: Types::NONE,
+                        node: node_id,
+                        meta: Some(MetaSeg::Index(i)),
+                    });
+                    self.enter(
+                        Some(key),
+                        None,
+                        child,
+                        Some(MetaSeg::Index(1)),
+                        &mut pair[1],
+                    );
+                    self.frames.pop();
+                }
+                other => self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), other),
+            }
+        }
+    }
+
+    fn steps(&self) -> SmallVec<[Step<'_>; 16]> {
+        self.frames
+            .iter()
+            .filter(|f| f.key.is_some() || f.index.is_some())
+            .map(|f| Step {
+                key: f.key.as_deref(),
+                index: f.index,
+                types: f.types,
+            })
+            .collect()
+    }
+
+    fn leaf_key(&self) -> &str {
+        self.frames
+            .last()
+            .and_then(|f| f.key.as_deref())
+            .unwrap_or("")
+    }
+
+    fn meta_path(&self) -> Vec<MetaSeg> {
+        self.frames.iter().filter_map(|f| f.meta.clone()).collect()
+    }
+
+    fn path_string(&self) -> String {
+        let mut s = String::new();
+        for seg in self.frames.iter().filter_map(|f| f.meta.as_ref()) {
+            if !s.is_empty() {
+                s.push('.');
+            }
+            match seg {
+                MetaSeg::Key(k) => s.push_str(k),
+                MetaSeg::Index(i) => s.push_str(&i.to_string()),
+            }
+        }
+        s
+    }
+
+    /// Rules on a non-string value: only key-based and `anything` rules act, and they
+    /// can only delete. Returns true when the value must be deleted.
+    fn apply_to_container(&mut self, pii: Pii) -> bool {
+        let apps = self.apps;
+        let hit: Option<&RuleRef> = {
+            let steps = self.steps();
+            let key = self.leaf_key();
+            apps.iter()
+                .filter(|app| app.selector.matches(pii, &steps))
+                .flat_map(|app| app.rules.iter())
+                .find(|rule| match &*rule.kind {
+                    RuleKind::Anything => true,
+                    RuleKind::Password => builtin::password_key_matches(key),
+                    RuleKind::RedactPair { key: re } => re.is_match(key),
+                    RuleKind::Builtin(_) | RuleKind::Regex { .. } => false,
+                })
+        };
+        let Some(rule) = hit else {
+            return false;
+        };
+        let origin = rule.origin.clone();
+        let path = self.meta_path();
+        self.meta.entry(path).rem.push(Remark {
+            rule: origin.clone(),
+            ty: RemarkType::Removed,
+            range: None,
+        });
+        let path = self.path_string();
+        self.report.changes.push(Change {
+            path,
+            rule: origin.to_string(),
+            method: super::Method::Remove,
+        });
+        true
+    }
+
+    fn take_delete(&mut self) -> bool {
+        std::mem::take(&mut self.pending_delete)
+    }
+
+    /// Applies the matching rules to a string. Returns the new text when it changed;
+    /// sets the pending-delete flag when a rule deletes the value.
+    fn process_string(&mut self, s: &Str<'a>, pii: Pii) -> Option<String> {
+        let text = s.decoded();
+        if matches!(text.as_ref(), "" | "true" | "false" | "null" | "undefined") {
+            return None;
+        }
+        let text = text.into_owned();
+        self.process_text(&text, pii)
+    }
+
+    fn process_text(&mut self, text: &str, pii: Pii) -> Option<String> {
+        let steps = self.steps();
+        let key = self.leaf_key().to_string();
+        let mut value = ChunkedValue::new(text);
+        let mut deleted_by: Option<std::sync::Arc<str>> = None;
+        'apps: for app in self.apps {
+            if !app.selector.matches(pii, &steps) {
+                continue;
+            }
+            for rule in &app.rules {
+                if apply_rule(rule, &key, &mut value).is_err() {
+                    deleted_by = Some(rule.origin.clone());
+                    break 'apps;
+                }
+            }
+        }
+        drop(steps);
+        if !value.changed && deleted_by.is_none() {
+            return None;
+        }
+        let path = self.meta_path();
+        let path_str = self.path_string();
+        let (new_text, remarks) = value.join();
+        let original_len = text.chars().count();
+        let entry = self.meta.entry(path);
+        for r in &remarks {
+            self.report.changes.push(Change {
+                path: path_str.clone(),
+                rule: r.rule.to_string(),
+                method: r.ty.method(),
+            });
+        }
+        entry.rem.extend(remarks);
+        if entry.len.is_none() {
+            entry.len = Some(original_len);
+        }
+        if let Some(origin) = deleted_by {
+            entry.rem.push(Remark {
+                rule: origin.clone(),
+                ty: RemarkType::Removed,
+                range: None,
+            });
+            self.report.changes.push(Change {
+                path: path_str,
+                rule: origin.to_string(),
+                method: super::Method::Remove,
+            });
+            self.pending_delete = true;
+            return None;
+        }
+        Some(new_text)
+    }
+
+    /// Debug image paths keep their basename; only the directory part is scrubbed.
+    fn walk_native_path(&mut self, s: &mut Str<'a>, pii: Pii) -> Outcome {
+        let text = s.decoded().into_owned();
+        let Some(idx) = text.rfind(['/', '\\']) else {
+            return Outcome::Keep;
+        };
+        let (dir, base) = text.split_at(idx);
+        if matches!(dir, "" | "true" | "false" | "null" | "undefined") {
+            return Outcome::Keep;
+        }
+        let result = self.process_text(dir, pii);
+        if self.take_delete() {
+            *s = Str::Owned(base[1..].to_string());
+            return Outcome::Keep;
+        }
+        if let Some(new_dir) = result {
+            *s = Str::Owned(new_dir + base);
+        }
+        Outcome::Keep
+    }
+
+    fn move_ip_to_user_id(&mut self, entries: &mut Vec<(Str<'a>, Value<'a>)>, before: IpState) {
+        if before == IpState::Invalid {
+            return;
+        }
+        let has_other = entries.iter().any(|(k, v)| {
+            !matches!(v, Value::Null)
+                && (k.eq_str("id") || k.eq_str("username") || k.eq_str("email"))
+        });
+        if has_other || ip_state(entries) != IpState::Invalid {
+            return;
+        }
+        // The IP is no longer an IP (hashed or replaced): it becomes the user id, so
+        // users-affected counts keep working.
+        let Some(pos) = entries.iter().position(|(k, _)| k.eq_str("ip_address")) else {
+            return;
+        };
+        entries[pos].0 = Str::Owned("id".to_string());
+        let mut from = self.meta_path();
+        from.push(MetaSeg::Key("ip_address".to_string()));
+        let mut to = self.meta_path();
+        to.push(MetaSeg::Key("id".to_string()));
+        self.meta.rename(&from, to);
+        // A null `id` that was already there is superseded.
+        if let Some(i) = entries
+            .iter()
+            .enumerate()
+            .position(|(i, (k, _))| i != pos && k.eq_str("id"))
+        {
+            entries.remove(i);
+        }
+    }
+}
+
+/// Splits a query string (`a=b&c=d`, percent-decoded) or a cookie header (`a=b; c=d`)
+/// into `[key, value]` pairs.
+fn parse_pairs<'a>(text: &str, cookies: bool) -> Vec<Value<'a>> {
+    let text = if cookies {
+        text
+    } else {
+        text.strip_prefix('?').unwrap_or(text)
+    };
+    let sep = if cookies { ';' } else { '&' };
+    text.split(sep)
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let (k, v) = if cookies {
+                (k.trim().to_string(), v.trim().to_string())
+            } else {
+                (percent_decode(k), percent_decode(v))
+            };
+            Value::Array(vec![Value::string(k), Value::string(v)])
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+trait OrDelete {
+    fn or_delete(self, delete: bool) -> Outcome;
+}
+
+impl OrDelete for Outcome {
+    fn or_delete(self, delete: bool) -> Outcome {
+        if delete {
+            Outcome::Delete
+        } else {
+            self
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IpState {
+    /// Absent, null or a valid IP.
+    Valid,
+    /// Present and not an IP.
+    Invalid,
+}
+
+fn ip_state(entries: &[(Str<'_>, Value<'_>)]) -> IpState {
+    match entries.iter().find(|(k, _)| k.eq_str("ip_address")) {
+        None | Some((_, Value::Null)) => IpState::Valid,
+        Some((_, Value::Str(s))) => {
+            let t = s.decoded();
+            if t == "{{auto}}" || t.parse::<IpAddr>().is_ok() {
+                IpState::Valid
+            } else {
+                IpState::Invalid
+            }
+        }
+        Some(_) => IpState::Invalid,
+    }
+}
+
+/// A string being redacted: text pieces and opaque redactions, so that later rules
+/// never re-match inside an earlier replacement.
+struct ChunkedValue {
+    chunks: Vec<Chunk>,
+    changed: bool,
+}
+
+enum Chunk {
+    Text(String),
+    Redaction {
+        text: String,
+        rule: std::sync::Arc<str>,
+        ty: RemarkType,
+    },
+}
+
+/// A rule asked for the whole value to be deleted.
+struct DeleteValue;
+
+impl ChunkedValue {
+    fn new(text: &str) -> Self {
+        ChunkedValue {
+            chunks: vec![Chunk::Text(text.to_string())],
+            changed: false,
+        }
+    }
+
+    /// The text rules search: redactions appear as NUL.
+    fn search_text(&self) -> Cow<'_, str> {
+        if let [Chunk::Text(t)] = self.chunks.as_slice() {
+            return Cow::Borrowed(t);
+        }
+        let mut s = String::new();
+        for c in &self.chunks {
+            match c {
+                Chunk::Text(t) => s.extend(t.chars().filter(|c| *c != '\0')),
+                Chunk::Redaction { .. } => s.push('\0'),
+            }
+        }
+        Cow::Owned(s)
+    }
+
+    fn has_text(&self) -> bool {
+        self.chunks
+            .iter()
+            .any(|c| matches!(c, Chunk::Text(t) if !t.is_empty()))
+    }
+
+    /// Replaces `ranges` (sorted, non-overlapping byte ranges of the search text).
+    /// A range that covers an earlier redaction absorbs it.
+    fn replace_ranges(&mut self, search: &str, ranges: &[std::ops::Range<usize>], rule: &RuleRef) {
+        if ranges.is_empty() {
+            return;
+        }
+        let mut old_redactions = self
+            .chunks
+            .drain(..)
+            .filter(|c| matches!(c, Chunk::Redaction { .. }))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut out = Vec::new();
+        let push_text = |out: &mut Vec<Chunk>, text: &str, reds: &mut std::vec::IntoIter<Chunk>| {
+            for (i, piece) in text.split('\0').enumerate() {
+                if i > 0 {
+                    if let Some(r) = reds.next() {
+                        out.push(r);
+                    }
+                }
+                if !piece.is_empty() {
+                    out.push(Chunk::Text(piece.to_string()));
+                }
+            }
+        };
+        let mut pos = 0;
+        for r in ranges {
+            push_text(&mut out, &search[pos..r.start], &mut old_redactions);
+            let matched = &search[r.clone()];
+            // Redactions swallowed by this match are dropped.
+            for _ in matched.bytes().filter(|b| *b == 0) {
+                old_redactions.next();
+            }
+            out.push(redact(rule, matched));
+            pos = r.end;
+        }
+        push_text(&mut out, &search[pos..], &mut old_redactions);
+        self.chunks = out;
+        self.changed = true;
+    }
+
+    /// Replaces the whole value with one redaction.
+    fn replace_all(&mut self, rule: &RuleRef) {
+        let search = self.search_text().into_owned();
+        self.chunks = vec![redact(rule, &search)];
+        self.changed = true;
+    }
+
+    fn join(self) -> (String, Vec<Remark>) {
+        let mut s = String::new();
+        let mut remarks = Vec::new();
+        for c in self.chunks {
+            match c {
+                Chunk::Text(t) => s.push_str(&t),
+                Chunk::Redaction { text, rule, ty } => {
+                    let start = s.len();
+                    s.push_str(&text);
+                    remarks.push(Remark {
+                        rule,
+                        ty,
+                        range: Some((start, s.len())),
+                    });
+                }
+            }
+        }
+        (s, remarks)
+    }
+}
+
+fn redact(rule: &RuleRef, matched: &str) -> Chunk {
+    let (text, ty) = match &rule.redaction {
+        Redaction::Default | Redaction::Remove => (String::new(), RemarkType::Removed),
+        Redaction::Replace(t) => (t.clone(), RemarkType::Substituted),
+        Redaction::Mask => ("*".repeat(matched.chars().count()), RemarkType::Masked),
+        Redaction::Hash { algorithm, key } => (
+            hash_hex(
+                *algorithm,
+                key.as_deref().unwrap_or(b""),
+                matched.as_bytes(),
+            ),
+            RemarkType::Pseudonymized,
+        ),
+    };
+    Chunk::Redaction {
+        text,
+        rule: rule.origin.clone(),
+        ty,
+    }
+}
+
+/// Uppercase hex HMAC of `data` (Relay: HMAC-SHA1 with an empty key).
+pub fn hash_hex(algorithm: HashAlgorithm, key: &[u8], data: &[u8]) -> String {
+    fn hex(bytes: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut s = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            s.push(DIGITS[usize::from(b >> 4)] as char);
+            s.push(DIGITS[usize::from(b & 15)] as char);
+        }
+        s
+    }
+    match algorithm {
+        HashAlgorithm::Sha1 => {
+            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("hmac takes any key size");
+            mac.update(data);
+            hex(&mac.finalize().into_bytes())
+        }
+        HashAlgorithm::Sha256 => {
+            let mut mac =
+                Hmac::<sha2::Sha256>::new_from_slice(key).expect("hmac takes any key size");
+            mac.update(data);
+            hex(&mac.finalize().into_bytes())
+        }
+        HashAlgorithm::Sha512 => {
+            let mut mac =
+                Hmac::<sha2::Sha512>::new_from_slice(key).expect("hmac takes any key size");
+            mac.update(data);
+            hex(&mac.finalize().into_bytes())
+        }
+    }
+}
+
+/// Whether the rule redacts whole values (replace/mask/hash) rather than deleting.
+fn redacts_chunks(rule: &RuleRef) -> bool {
+    !matches!(rule.redaction, Redaction::Default | Redaction::Remove)
+}
+
+fn apply_rule(rule: &RuleRef, key: &str, value: &mut ChunkedValue) -> Result<(), DeleteValue> {
+    let has_text = value.has_text();
+    let mut ranges: SmallVec<[std::ops::Range<usize>; 4]> = SmallVec::new();
+    match &*rule.kind {
+        RuleKind::Anything => {
+            if !redacts_chunks(rule) {
+                return Err(DeleteValue);
+            }
+            if !has_text {
+                return Ok(());
+            }
+            let search = value.search_text().into_owned();
+            // `.*` without the `s` flag: each line is redacted on its own, like Relay.
+            let mut pos = 0;
+            for line in search.split('\n') {
+                if !line.is_empty() {
+                    ranges.push(pos..pos + line.len());
+                }
+                pos += line.len() + 1;
+            }
+            value.replace_ranges(&search, &ranges, rule);
+        }
+        _ if !has_text => {}
+        RuleKind::Builtin(p) => {
+            let search = value.search_text().into_owned();
+            p.find_ranges(&search, &mut ranges);
+            value.replace_ranges(&search, &ranges, rule);
+        }
+        RuleKind::Regex { regex, groups } => {
+            let search = value.search_text().into_owned();
+            for caps in regex.captures_iter(&search) {
+                for (idx, g) in caps.iter().enumerate() {
+                    if let Some(g) = g {
+                        if groups.contains(&(idx as u8))
+                            && ranges.last().is_none_or(|l| l.end <= g.start())
+                        {
+                            ranges.push(g.range());
+                        }
+                    }
+                }
+            }
+            value.replace_ranges(&search, &ranges, rule);
+        }
+        RuleKind::Password => {
+            if builtin::password_key_matches(key) {
+                return whole_value(rule, value);
+            }
+            let search = value.search_text().into_owned();
+            Pattern::Bearer.find_ranges(&search, &mut ranges);
+            value.replace_ranges(&search, &ranges, rule);
+            let search = value.search_text();
+            if builtin::password_value_matches(&search) {
+                value.replace_all(rule);
+            }
+        }
+        RuleKind::RedactPair { key: re } => {
+            if re.is_match(key) {
+                return whole_value(rule, value);
+            }
+            if re.is_match(&value.search_text()) {
+                value.replace_all(rule);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn whole_value(rule: &RuleRef, value: &mut ChunkedValue) -> Result<(), DeleteValue> {
+    if redacts_chunks(rule) {
+        value.replace_all(rule);
+        Ok(())
+    } else {
+        Err(DeleteValue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_hash_vector() {
+        assert_eq!(
+            hash_hex(HashAlgorithm::Sha1, b"", b"127.0.0.1"),
+            "AE12FE3B5F129B5CC4CDD2B136B7B7947C4D2741"
+        );
+        assert_eq!(
+            hash_hex(HashAlgorithm::Sha1, b"", b"foobar"),
+            "168197CA3A9D4FE60EDE05116B0A125DA1AB3BD0"
+        );
+        assert_eq!(hash_hex(HashAlgorithm::Sha256, b"k", b"x").len(), 64);
+        assert_eq!(hash_hex(HashAlgorithm::Sha512, b"k", b"x").len(), 128);
+        assert_ne!(
+            hash_hex(HashAlgorithm::Sha256, b"k1", b"x"),
+            hash_hex(HashAlgorithm::Sha256, b"k2", b"x")
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! Relay's project-config JSON (`projectId`, `publicKeys`, `config.piiConfig`,
+//! `config.datascrubbingSettings`, ...) read, validated and compiled.
+
+use serde_json::Value as Json;
+
+use super::legacy::DataScrubbingSettings;
+use super::rules::{compile_pii_config, Reader};
+use super::{AttachmentPolicy, CompiledRules, ConfigErrors, ConfigIssue, PublicKey};
+
+/// A loaded, validated and compiled project config.
+#[derive(Debug, Clone)]
+pub struct ProjectConfig {
+    /// `projectId` from the file, if present.
+    pub project_id: Option<u64>,
+    /// A disabled project refuses all events (403).
+    pub disabled: bool,
+    /// The project's public keys.
+    pub public_keys: Vec<PublicKey>,
+    /// True when the project's rules remove IP addresses (`scrubIpAddresses`);
+    /// then no client IP is forwarded in any header.
+    pub scrubs_ip_addresses: bool,
+    /// What to do with attachment items (`config.scrubgate.attachments`).
+    pub attachments: AttachmentPolicy,
+    /// Forward envelope item types the engine cannot scrub
+    /// (`config.scrubgate.forwardUnknownItems`, default false: drop them).
+    pub forward_unknown_items: bool,
+    /// Warnings (not errors), e.g. a hash rule without a key.
+    pub warnings: Vec<ConfigIssue>,
+    /// The compiled rules.
+    pub rules: CompiledRules,
+}
+
+fn issue(errors: &mut Vec<ConfigIssue>, path: impl Into<String>, message: impl Into<String>) {
+    errors.push(ConfigIssue {
+        path: path.into(),
+        message: message.into(),
+    });
+}
+
+impl ProjectConfig {
+    /// Parses, validates and compiles a project config in Relay's JSON format.
+    /// `env` resolves `${NAME}` references in hash keys.
+    ///
+    /// # Errors
+    /// Every problem found, each with its JSON path.
+    pub fn from_json(
+        bytes: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProjectConfig, ConfigErrors> {
+        let mut errors = Vec::new();
+        let root: Json = serde_json::from_slice(bytes).map_err(|e| {
+            ConfigErrors(vec![ConfigIssue {
+                path: format!("(line {}, column {})", e.line(), e.column()),
+                message: format!("invalid JSON: {e}"),
+            }])
+        })?;
+        let Some(obj) = root.as_object() else {
+            return Err(ConfigErrors(vec![ConfigIssue {
+                path: "(root)".into(),
+                message: "must be a JSON object".into(),
+            }]));
+        };
+        let project_id = match obj.get("projectId") {
+            None | Some(Json::Null) => None,
+            Some(Json::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(Json::String(s)) if s.parse::<u64>().is_ok() => s.parse().ok(),
+            Some(_) => {
+                issue(&mut errors, "projectId", "must be a positive integer");
+                None
+            }
+        };
+        let disabled = obj.get("disabled").and_then(Json::as_bool).unwrap_or(false);
+        let mut public_keys = Vec::new();
+        match obj.get("publicKeys") {
+            None | Some(Json::Null) => {}
+            Some(Json::Array(keys)) => {
+                for (i, k) in keys.iter().enumerate() {
+                    let key = k.get("publicKey").and_then(Json::as_str);
+                    match key {
+                        Some(key)
+                            if key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                        {
+                            public_keys.push(PublicKey {
+                                public_key: key.to_ascii_lowercase(),
+                                is_enabled: k
+                                    .get("isEnabled")
+                                    .and_then(Json::as_bool)
+                                    .unwrap_or(true),
+                            })
+                        }
+                        _ => issue(
+                            &mut errors,
+                            format!("publicKeys.{i}.publicKey"),
+                            "must be 32 hexadecimal characters",
+                        ),
+                    }
+                }
+            }
+            Some(_) => issue(&mut errors, "publicKeys", "must be an array"),
+        }
+        let empty = Json::Object(Default::default());
+        let config = match obj.get("config") {
+            None | Some(Json::Null) => &empty,
+            Some(c @ Json::Object(_)) => c,
+            Some(_) => {
+                issue(&mut errors, "config", "must be an object");
+                &empty
+            }
+        };
+        for misplaced in ["applications", "rules", "vars"] {
+            if config.get(misplaced).is_some() {
+                issue(
+                    &mut errors,
+                    format!("config.{misplaced}"),
+                    format!("belongs inside config.piiConfig (Relay silently ignores it here, so these rules would never run)"),
+                );
+            }
+        }
+        let mut reader = Reader {
+            prefix: "config.piiConfig".into(),
+            env,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut applications = match config.get("piiConfig") {
+            Some(pii) => compile_pii_config(&mut reader, pii).applications,
+            None => Vec::new(),
+        };
+        let settings = DataScrubbingSettings::from_json(
+            config.get("datascrubbingSettings").unwrap_or(&Json::Null),
+            "config.datascrubbingSettings",
+            &mut errors,
+        );
+        if let Some(legacy) = settings.to_pii_config() {
+            reader.prefix = "config.datascrubbingSettings(converted)".into();
+            applications.extend(compile_pii_config(&mut reader, &legacy).applications);
+        }
+        errors.extend(reader.errors);
+        let mut attachments = AttachmentPolicy::Forward;
+        let mut forward_unknown_items = false;
+        if let Some(ours) = config.get("scrubgate") {
+            match ours.get("attachments").map(|v| v.as_str()) {
+                None | Some(Some("forward")) => {}
+                Some(Some("drop")) => attachments = AttachmentPolicy::Drop,
+                Some(_) => issue(
+                    &mut errors,
+                    "config.scrubgate.attachments",
+                    "must be \"forward\" or \"drop\"",
+                ),
+            }
+            match ours.get("forwardUnknownItems") {
+                None => {}
+                Some(Json::Bool(b)) => forward_unknown_items = *b,
+                Some(_) => issue(
+                    &mut errors,
+                    "config.scrubgate.forwardUnknownItems",
+                    "must be true or false",
+                ),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(ProjectConfig {
+            project_id,
+            disabled,
+            public_keys,
+            scrubs_ip_addresses: settings.scrub_ip_addresses,
+            attachments,
+            forward_unknown_items,
+            warnings: reader.warnings,
+            rules: CompiledRules {
+                applications,
+                scrub_graphql: settings.scrub_data,
+            },
+        })
+    }
+
+    /// Compiles a bare `piiConfig` and/or `datascrubbingSettings` for tests and tools.
+    ///
+    /// # Errors
+    /// As [`ProjectConfig::from_json`].
+    pub fn from_config_value(config: Json) -> Result<ProjectConfig, ConfigErrors> {
+        let doc = serde_json::json!({ "config": config });
+        let bytes = serde_json::to_vec(&doc).map_err(|e| {
+            ConfigErrors(vec![ConfigIssue {
+                path: "config".into(),
+                message: e.to_string(),
+            }])
+        })?;
+        ProjectConfig::from_json(&bytes, &|_| None)
+    }
+}

@@ -1,0 +1,481 @@
+//! The event schema as far as scrubbing cares: each field's pii attribute
+//! (`true` / `maybe` / `false`), whether its children inherit it, and which protocol
+//! type (`$user`, `$frame`, ...) it is.
+//!
+//! Built once from `pii-fields.tsv` (derived from Relay's event schema; see the file's
+//! header) into a small arena tree.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// The pii attribute of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pii {
+    /// Never scrubbed.
+    False,
+    /// Only scrubbed by selectors that name it.
+    Maybe,
+    /// Scrubbed by every matching selector.
+    True,
+}
+
+/// A value type a `$type` selector item can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ValueType {
+    /// `$string`
+    String,
+    /// `$binary`
+    Binary,
+    /// `$number`
+    Number,
+    /// `$boolean`
+    Boolean,
+    /// `$datetime`
+    DateTime,
+    /// `$array`
+    Array,
+    /// `$object`
+    Object,
+    /// `$event`
+    Event,
+    /// `$attachments`
+    Attachments,
+    /// `$replay`
+    Replay,
+    /// `$error` / `$exception`
+    Exception,
+    /// `$stack` / `$stacktrace`
+    Stacktrace,
+    /// `$frame`
+    Frame,
+    /// `$http` / `$request`
+    Request,
+    /// `$user`
+    User,
+    /// `$logentry`
+    LogEntry,
+    /// `$message`
+    Message,
+    /// `$thread`
+    Thread,
+    /// `$breadcrumb`
+    Breadcrumb,
+    /// `$log`
+    Log,
+    /// `$trace_metric`
+    TraceMetric,
+    /// `$span`
+    Span,
+    /// `$sdk`
+    Sdk,
+    /// `$minidump`
+    Minidump,
+    /// `$heap_memory`
+    HeapMemory,
+    /// `$stack_memory`
+    StackMemory,
+}
+
+impl ValueType {
+    /// Parses a selector type name (without `$`).
+    pub fn from_name(name: &str) -> Option<ValueType> {
+        Some(match name {
+            "string" => ValueType::String,
+            "binary" => ValueType::Binary,
+            "number" => ValueType::Number,
+            "boolean" | "bool" => ValueType::Boolean,
+            "datetime" => ValueType::DateTime,
+            "array" | "list" => ValueType::Array,
+            "object" => ValueType::Object,
+            "event" => ValueType::Event,
+            "attachments" => ValueType::Attachments,
+            "replay" => ValueType::Replay,
+            "error" | "exception" => ValueType::Exception,
+            "stack" | "stacktrace" => ValueType::Stacktrace,
+            "frame" => ValueType::Frame,
+            "http" | "request" => ValueType::Request,
+            "user" => ValueType::User,
+            "logentry" => ValueType::LogEntry,
+            "message" => ValueType::Message,
+            "thread" => ValueType::Thread,
+            "breadcrumb" => ValueType::Breadcrumb,
+            "log" => ValueType::Log,
+            "trace_metric" => ValueType::TraceMetric,
+            "span" => ValueType::Span,
+            "sdk" => ValueType::Sdk,
+            "minidump" => ValueType::Minidump,
+            "heap_memory" => ValueType::HeapMemory,
+            "stack_memory" => ValueType::StackMemory,
+            _ => return None,
+        })
+    }
+
+    /// Basic (JSON-level) types cannot be part of a specific selector for `maybe` fields.
+    pub fn is_basic(self) -> bool {
+        matches!(
+            self,
+            ValueType::String
+                | ValueType::Binary
+                | ValueType::Number
+                | ValueType::Boolean
+                | ValueType::DateTime
+                | ValueType::Array
+                | ValueType::Object
+        )
+    }
+}
+
+/// A set of [`ValueType`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Types(u32);
+
+impl Types {
+    /// The empty set.
+    pub const NONE: Types = Types(0);
+
+    /// A set of one type.
+    pub const fn of(ty: ValueType) -> Types {
+        Types(1 << ty as u8)
+    }
+
+    /// The set plus `ty`.
+    pub const fn with(self, ty: ValueType) -> Types {
+        Types(self.0 | (1 << ty as u8))
+    }
+
+    /// Whether the set contains `ty`.
+    pub fn contains(self, ty: ValueType) -> bool {
+        self.0 & (1 << ty as u8) != 0
+    }
+}
+
+/// Index of a node in the schema arena.
+pub type NodeId = u32;
+
+/// One schema field.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The field's pii attribute.
+    pub pii: Pii,
+    /// Whether unknown children inherit `pii`.
+    pub inherits: bool,
+    /// A key/value pair list (headers, cookies, query string, tags).
+    pub pairlist: bool,
+    /// A `Values` wrapper (`exception`, `breadcrumbs`, `threads`) that may come as a
+    /// bare array meaning `.values`.
+    pub values_wrapper: bool,
+    /// The protocol type of a structured field.
+    pub schema_type: Option<ValueType>,
+    /// A native image path: only the directory part may be scrubbed.
+    pub native_path: bool,
+    children: HashMap<Box<str>, NodeId>,
+    any: Option<NodeId>,
+    elem: Option<NodeId>,
+    other: Option<NodeId>,
+}
+
+impl Node {
+    fn new(pii: Pii, inherits: bool) -> Node {
+        Node {
+            pii,
+            inherits,
+            pairlist: false,
+            values_wrapper: false,
+            schema_type: None,
+            native_path: false,
+            children: HashMap::new(),
+            any: None,
+            elem: None,
+            other: None,
+        }
+    }
+}
+
+/// The schema tree.
+#[derive(Debug)]
+pub struct Schema {
+    nodes: Vec<Node>,
+}
+
+/// Root of the event schema.
+pub const ROOT: NodeId = 0;
+const INHERIT_FALSE: NodeId = 1;
+const INHERIT_MAYBE: NodeId = 2;
+const INHERIT_TRUE: NodeId = 3;
+
+static EVENT_SCHEMA: LazyLock<Schema> =
+    LazyLock::new(|| Schema::from_tsv(include_str!("pii-fields.tsv")));
+
+/// The event schema.
+pub fn event_schema() -> &'static Schema {
+    &EVENT_SCHEMA
+}
+
+/// Legacy interface aliases of top-level keys.
+pub fn canonical_top_level_key(key: &str) -> &str {
+    match key {
+        "sentry.interfaces.Exception" => "exception",
+        "sentry.interfaces.Http" => "request",
+        "sentry.interfaces.User" => "user",
+        "sentry.interfaces.Message" => "logentry",
+        "sentry.interfaces.Stacktrace" => "stacktrace",
+        "sentry.interfaces.Template" => "template",
+        "sentry.interfaces.Breadcrumbs" => "breadcrumbs",
+        "sentry.interfaces.Threads" => "threads",
+        "sentry.interfaces.Csp" => "csp",
+        "sentry.interfaces.DebugMeta" => "debug_meta",
+        _ => key,
+    }
+}
+
+fn schema_type_for(path: &str) -> Option<ValueType> {
+    let ty = match path {
+        "user" => ValueType::User,
+        "request" => ValueType::Request,
+        "logentry" => ValueType::LogEntry,
+        "sdk" => ValueType::Sdk,
+        "exception.values[]" => ValueType::Exception,
+        "breadcrumbs.values[]" => ValueType::Breadcrumb,
+        "threads.values[]" => ValueType::Thread,
+        "spans[]" => ValueType::Span,
+        "logentry.message" => ValueType::Message,
+        p if p.ends_with("frames[]") => ValueType::Frame,
+        p if p == "stacktrace" || p.ends_with(".stacktrace") || p.ends_with(".raw_stacktrace") => {
+            ValueType::Stacktrace
+        }
+        _ => return None,
+    };
+    Some(ty)
+}
+
+/// Splits a TSV path into segments, honouring `'quoted.keys'` and `[]` suffixes.
+fn split_path(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in path.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            '.' if !quoted => {
+                push_segment(&mut out, std::mem::take(&mut cur));
+            }
+            _ => cur.push(c),
+        }
+    }
+    push_segment(&mut out, cur);
+    out
+}
+
+fn push_segment(out: &mut Vec<String>, seg: String) {
+    if let Some(base) = seg.strip_suffix("[]") {
+        out.push(base.to_string());
+        out.push("[]".to_string());
+    } else {
+        out.push(seg);
+    }
+}
+
+impl Schema {
+    /// Builds the tree from the TSV table (columns: path, pii, kind, inherits, note).
+    pub fn from_tsv(tsv: &str) -> Schema {
+        let mut schema = Schema {
+            nodes: vec![
+                Node::new(Pii::False, false),
+                Node::new(Pii::False, true),
+                Node::new(Pii::Maybe, true),
+                Node::new(Pii::True, true),
+            ],
+        };
+        schema.nodes[ROOT as usize].schema_type = Some(ValueType::Event);
+        // Unknown top-level keys are kept by Relay in the event's catch-all; scrubgate
+        // treats them as pii `true` (stricter than Relay, never less private).
+        let other = schema.push(Node::new(Pii::True, true));
+        schema.nodes[ROOT as usize].other = Some(other);
+
+        for line in tsv.lines().skip(1) {
+            let mut cols = line.split('\t');
+            let (Some(path), Some(pii), Some(kind), Some(inherits)) =
+                (cols.next(), cols.next(), cols.next(), cols.next())
+            else {
+                continue;
+            };
+            let pii = match pii {
+                "true" => Pii::True,
+                "maybe" => Pii::Maybe,
+                "false" => Pii::False,
+                _ => continue,
+            };
+            let inherits = matches!(inherits, "yes" | "dynamic");
+            let mut node = ROOT;
+            for seg in split_path(path) {
+                node = schema.child_or_insert(node, &seg);
+            }
+            let n = &mut schema.nodes[node as usize];
+            n.pii = pii;
+            n.inherits = inherits;
+            n.pairlist = kind == "pairlist";
+            n.values_wrapper = kind == "object|array";
+            n.schema_type = schema_type_for(path);
+            n.native_path = kind == "string"
+                && (path.ends_with("images[].code_file") || path.ends_with("images[].debug_file"));
+        }
+        schema
+    }
+
+    fn push(&mut self, node: Node) -> NodeId {
+        self.nodes.push(node);
+        (self.nodes.len() - 1) as NodeId
+    }
+
+    fn child_or_insert(&mut self, parent: NodeId, seg: &str) -> NodeId {
+        let existing = {
+            let p = &self.nodes[parent as usize];
+            match seg {
+                "*" => p.any,
+                "[]" => p.elem,
+                "<other>" | "<custom>" => p.other,
+                key => p.children.get(key).copied(),
+            }
+        };
+        if let Some(id) = existing {
+            return id;
+        }
+        let id = self.push(Node::new(Pii::False, false));
+        let p = &mut self.nodes[parent as usize];
+        match seg {
+            "*" => p.any = Some(id),
+            "[]" => p.elem = Some(id),
+            "<other>" | "<custom>" => p.other = Some(id),
+            key => {
+                p.children.insert(key.into(), id);
+            }
+        }
+        id
+    }
+
+    /// The node for field `id`.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    fn inherited(&self, parent: NodeId) -> NodeId {
+        let p = &self.nodes[parent as usize];
+        if !p.inherits {
+            return INHERIT_FALSE;
+        }
+        match p.pii {
+            Pii::False => INHERIT_FALSE,
+            Pii::Maybe => INHERIT_MAYBE,
+            Pii::True => INHERIT_TRUE,
+        }
+    }
+
+    /// The node of the child `key` of object `parent`.
+    pub fn key_child(&self, parent: NodeId, key: &str) -> NodeId {
+        let p = &self.nodes[parent as usize];
+        if let Some(&id) = p.children.get(key) {
+            return id;
+        }
+        if let Some(id) = p.any.or(p.other) {
+            return id;
+        }
+        self.inherited(parent)
+    }
+
+    /// The node of an element of array `parent`.
+    pub fn elem_child(&self, parent: NodeId) -> NodeId {
+        let p = &self.nodes[parent as usize];
+        p.elem.or(p.any).unwrap_or_else(|| self.inherited(parent))
+    }
+
+    /// The `values` child of a values wrapper.
+    pub fn values_child(&self, parent: NodeId) -> NodeId {
+        self.key_child(parent, "values")
+    }
+
+    /// Follows a path of keys from the root (array indices as `[]` steps).
+    pub fn lookup(&self, path: &[&str]) -> NodeId {
+        let mut node = ROOT;
+        for seg in path {
+            node = if *seg == "[]" {
+                self.elem_child(node)
+            } else {
+                self.key_child(node, seg)
+            };
+        }
+        node
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pii(path: &[&str]) -> Pii {
+        let s = event_schema();
+        s.node(s.lookup(path)).pii
+    }
+
+    #[test]
+    fn table_attributes() {
+        assert_eq!(pii(&["user", "email"]), Pii::True);
+        assert_eq!(pii(&["user", "segment"]), Pii::False);
+        assert_eq!(pii(&["tags"]), Pii::Maybe);
+        assert_eq!(pii(&["request", "url"]), Pii::Maybe);
+        assert_eq!(pii(&["extra", "a", "b", "c"]), Pii::True);
+        assert_eq!(pii(&["release"]), Pii::False);
+        assert_eq!(
+            pii(&[
+                "exception",
+                "values",
+                "[]",
+                "stacktrace",
+                "frames",
+                "[]",
+                "vars",
+                "x"
+            ]),
+            Pii::True
+        );
+        assert_eq!(
+            pii(&[
+                "exception",
+                "values",
+                "[]",
+                "stacktrace",
+                "frames",
+                "[]",
+                "function"
+            ]),
+            Pii::False
+        );
+        assert_eq!(
+            pii(&["contexts", "device", "device_unique_identifier"]),
+            Pii::True
+        );
+        assert_eq!(pii(&["contexts", "app", "device_app_hash"]), Pii::Maybe);
+        assert_eq!(pii(&["contexts", "os", "name"]), Pii::False);
+        assert_eq!(pii(&["contexts", "mycontext", "anything"]), Pii::True);
+        assert_eq!(
+            pii(&["breadcrumbs", "values", "[]", "category"]),
+            Pii::False
+        );
+        assert_eq!(
+            pii(&["breadcrumbs", "values", "[]", "data", "url"]),
+            Pii::True
+        );
+        assert_eq!(pii(&["server_name"]), Pii::True);
+    }
+
+    #[test]
+    fn schema_types() {
+        let s = event_schema();
+        let frame = s.lookup(&["stacktrace", "frames", "[]"]);
+        assert_eq!(s.node(frame).schema_type, Some(ValueType::Frame));
+        let exc = s.lookup(&["exception", "values", "[]"]);
+        assert_eq!(s.node(exc).schema_type, Some(ValueType::Exception));
+        assert!(s.node(s.lookup(&["request", "headers"])).pairlist);
+        assert!(s.node(s.lookup(&["exception"])).values_wrapper);
+    }
+}

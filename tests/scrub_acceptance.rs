@@ -1,0 +1,420 @@
+//! The acceptance examples of Relay's semantics (spec section 8), one test each, plus the
+//! places where scrubgate deliberately does better than Relay.
+
+use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+use serde_json::{json, Value};
+
+fn scrub_with(config: Value, event: Value) -> Value {
+    let project = ProjectConfig::from_config_value(config).expect("config compiles");
+    let input = serde_json::to_vec(&event).unwrap();
+    let out = project
+        .rules
+        .scrub(ItemKind::Event, &input, &ScrubOptions::default())
+        .expect("event scrubs");
+    serde_json::from_slice(&out.bytes).expect("output is JSON")
+}
+
+fn pii(apps: Value) -> Value {
+    json!({"piiConfig": {"applications": apps}})
+}
+
+fn defaults() -> Value {
+    json!({"datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true}})
+}
+
+#[test]
+fn a1_email_replace() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@email"]})),
+        json!({"user": {"email": "foo@example.com"}}),
+    );
+    assert_eq!(out["user"]["email"], "[email]");
+    assert_eq!(
+        out["_meta"]["user"]["email"][""],
+        json!({"rem": [["@email", "s", 0, 7]], "len": 15})
+    );
+}
+
+#[test]
+fn a2_ip_hash_and_custom_replace() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@ip:hash"]})),
+        json!({"extra": {"x": "before 127.0.0.1 after"}}),
+    );
+    assert_eq!(
+        out["extra"]["x"],
+        "before AE12FE3B5F129B5CC4CDD2B136B7B7947C4D2741 after"
+    );
+    assert_eq!(
+        out["_meta"]["extra"]["x"][""],
+        json!({"rem": [["@ip:hash", "p", 7, 47]], "len": 22})
+    );
+
+    let cfg = json!({"piiConfig": {
+        "rules": {"0": {"type": "ip", "redaction": {"method": "replace"}}},
+        "applications": {"$string": ["0"]}}});
+    let out = scrub_with(cfg, json!({"extra": {"x": "before 127.0.0.1 after"}}));
+    assert_eq!(out["extra"]["x"], "before [Filtered] after");
+    assert_eq!(
+        out["_meta"]["extra"]["x"][""]["rem"],
+        json!([["0", "s", 7, 17]])
+    );
+}
+
+#[test]
+fn a3_mask_rules() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@mac"]})),
+        json!({"extra": {"x": "ether 4a:00:04:10:9b:50"}}),
+    );
+    assert_eq!(out["extra"]["x"], "ether *****************");
+    assert_eq!(
+        out["_meta"]["extra"]["x"][""]["rem"],
+        json!([["@mac", "m", 6, 23]])
+    );
+
+    let out = scrub_with(
+        pii(json!({"$string": ["@uuid"]})),
+        json!({"extra": {"x": "user id ceee0822-ed8f-4622-b2a3-789e73e75cd1"}}),
+    );
+    assert_eq!(out["extra"]["x"], format!("user id {}", "*".repeat(36)));
+    assert_eq!(
+        out["_meta"]["extra"]["x"][""]["rem"],
+        json!([["@uuid", "m", 8, 44]])
+    );
+
+    let out = scrub_with(
+        pii(json!({"$string": ["@usssn"]})),
+        json!({"extra": {"x": "my SSN is 078-05-1120"}}),
+    );
+    assert_eq!(out["extra"]["x"], format!("my SSN is {}", "*".repeat(11)));
+}
+
+#[test]
+fn a4_userpath_urlauth_pemkey() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@userpath"]})),
+        json!({"extra": {"x": "File in /Users/mitsuhiko/Development/x"}}),
+    );
+    assert_eq!(out["extra"]["x"], "File in /Users/[user]/Development/x");
+    assert_eq!(
+        out["_meta"]["extra"]["x"][""]["rem"],
+        json!([["@userpath", "s", 15, 21]])
+    );
+
+    let out = scrub_with(
+        pii(json!({"$string": ["@urlauth"]})),
+        json!({"extra": {"x": "https://username:password@example.com/"}}),
+    );
+    assert_eq!(out["extra"]["x"], "https://[auth]@example.com/");
+    assert_eq!(
+        out["_meta"]["extra"]["x"][""]["rem"],
+        json!([["@urlauth", "s", 8, 14]])
+    );
+
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA04up8hoqzS1+\n-----END RSA PRIVATE KEY-----";
+    let out = scrub_with(
+        pii(json!({"$string": ["@pemkey"]})),
+        json!({"extra": {"x": pem}}),
+    );
+    assert_eq!(
+        out["extra"]["x"],
+        "-----BEGIN RSA PRIVATE KEY-----\n[pemkey]\n-----END RSA PRIVATE KEY-----"
+    );
+}
+
+#[test]
+fn a5_default_password_keys() {
+    let out = scrub_with(
+        defaults(),
+        json!({"extra": {"foo": "bar", "password": "hello", "api_key": "secret_key", "a_password_here": "hello"}}),
+    );
+    assert_eq!(out["extra"]["foo"], "bar");
+    for (k, len) in [("password", 5), ("api_key", 10), ("a_password_here", 5)] {
+        assert_eq!(out["extra"][k], "[Filtered]", "{k}");
+        assert_eq!(
+            out["_meta"]["extra"][k][""],
+            json!({"rem": [["@password:filter", "s", 0, 10]], "len": len}),
+            "{k}"
+        );
+    }
+}
+
+#[test]
+fn a6_default_user() {
+    let out = scrub_with(
+        defaults(),
+        json!({"user": {"username": "secret", "ip_address": "73.133.27.120"}}),
+    );
+    assert_eq!(
+        out["user"],
+        json!({"username": "[Filtered]", "ip_address": null})
+    );
+    assert_eq!(
+        out["_meta"]["user"],
+        json!({
+            "username": {"": {"rem": [["@password:filter", "s", 0, 10]], "len": 6}},
+            "ip_address": {"": {"rem": [["@ip:replace", "s", 0, 4], ["@anything:remove", "x"]], "len": 13}}
+        })
+    );
+}
+
+#[test]
+fn a7_query_string_pairs() {
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"query_string": "foo=bar&password=hello&api_key=secret_key"}}),
+    );
+    assert_eq!(
+        out["request"]["query_string"],
+        json!([
+            ["foo", "bar"],
+            ["password", "[Filtered]"],
+            ["api_key", "[Filtered]"]
+        ])
+    );
+    assert!(out["_meta"]["request"]["query_string"]["1"]["1"][""]["rem"].is_array());
+    assert!(out["_meta"]["request"]["query_string"]["2"]["1"][""]["rem"].is_array());
+    assert!(out["_meta"]["request"]["query_string"]["0"].is_null());
+}
+
+#[test]
+fn a8_creditcard_and_legacy_urlauth() {
+    let out = scrub_with(
+        defaults(),
+        json!({"extra": {"foo": "foo 4571234567890111"}}),
+    );
+    assert_eq!(out["extra"]["foo"], "foo [Filtered]");
+    assert_eq!(
+        out["_meta"]["extra"]["foo"][""],
+        json!({"rem": [["@creditcard:filter", "s", 4, 14]], "len": 20})
+    );
+    let out = scrub_with(defaults(), json!({"extra": {"foo": "1453843029218310"}}));
+    assert_eq!(out["extra"]["foo"], "1453843029218310");
+    assert!(out.get("_meta").is_none());
+    let out = scrub_with(
+        defaults(),
+        json!({"extra": {"foo": "pg://matt:pass@localhost/1"}}),
+    );
+    assert_eq!(out["extra"]["foo"], "pg://matt:[Filtered]@localhost/1");
+    assert_eq!(
+        out["_meta"]["extra"]["foo"][""],
+        json!({"rem": [["@urlauth:legacy", "s", 10, 20]], "len": 26})
+    );
+}
+
+#[test]
+fn a9_defaults_keep_emails_in_data_and_messages_readable() {
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"data": {"email": "zzzz@gmail.com", "password": "zzzzz"}}}),
+    );
+    assert_eq!(
+        out["request"]["data"],
+        json!({"email": "zzzz@gmail.com", "password": "[Filtered]"})
+    );
+
+    let msg =
+        "API failed with Bearer ABC123TOKEN for user@example.com using card 4111-1111-1111-1111";
+    let out = scrub_with(defaults(), json!({"logentry": {"formatted": msg}}));
+    assert_eq!(
+        out["logentry"]["formatted"],
+        "API failed with Bearer [token] for [email] using card [creditcard]"
+    );
+    let out = scrub_with(
+        defaults(),
+        json!({"logentry": {"formatted": "User's password is 12345"}}),
+    );
+    assert_eq!(out["logentry"]["formatted"], "User's password is 12345");
+    // A plain top-level `message` is the formatted message too.
+    let out = scrub_with(
+        defaults(),
+        json!({"message": "User's password is 12345 mail a@b.io"}),
+    );
+    assert_eq!(out["message"], "User's password is 12345 mail [email]");
+
+    let out = scrub_with(
+        defaults(),
+        json!({"exception": {"values": [{"type": "E", "value": "password=hunter2"}]}}),
+    );
+    assert_eq!(out["exception"]["values"][0]["value"], "password=hunter2");
+}
+
+#[test]
+fn a10_redact_pair_and_maybe_tags() {
+    let cfg = json!({"piiConfig": {
+        "rules": {"rbh": {"type": "redact_pair", "keyPattern": "(?i)cookie|secret[-_]?key"}},
+        "applications": {"$string": ["@ip"], "$object.**": ["rbh"]}}});
+    let out = scrub_with(
+        cfg,
+        json!({
+            "request": {
+                "headers": [["Cookie", "super secret"], ["X-Forwarded-For", "127.0.0.1"]],
+                "env": {"SECRET_KEY": "134141231231231231231312"}
+            },
+            "tags": [["forwarded_for", "127.0.0.1"]]
+        }),
+    );
+    assert_eq!(out["request"]["headers"][0], json!(["Cookie", null]));
+    assert_eq!(
+        out["_meta"]["request"]["headers"]["0"]["1"][""]["rem"],
+        json!([["rbh", "x"]])
+    );
+    assert_eq!(
+        out["request"]["headers"][1],
+        json!(["X-Forwarded-For", "[ip]"])
+    );
+    assert_eq!(
+        out["_meta"]["request"]["headers"]["1"]["1"][""],
+        json!({"rem": [["@ip", "s", 0, 4]], "len": 9})
+    );
+    assert_eq!(out["request"]["env"]["SECRET_KEY"], Value::Null);
+    assert_eq!(
+        out["tags"],
+        json!([["forwarded_for", "127.0.0.1"]]),
+        "tags are pii=maybe"
+    );
+}
+
+#[test]
+fn a11_anything_hash_and_container_delete() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@anything:hash"]})),
+        json!({"extra": {"myvalue": "foobar"}}),
+    );
+    assert_eq!(
+        out["extra"]["myvalue"],
+        "168197CA3A9D4FE60EDE05116B0A125DA1AB3BD0"
+    );
+    assert_eq!(
+        out["_meta"]["extra"]["myvalue"][""],
+        json!({"rem": [["@anything:hash", "p", 0, 40]], "len": 6})
+    );
+    let out = scrub_with(
+        pii(json!({"$object": ["@anything:hash"]})),
+        json!({"extra": {"myvalue": "foobar"}}),
+    );
+    assert_eq!(out["extra"], Value::Null);
+    assert_eq!(
+        out["_meta"]["extra"][""]["rem"],
+        json!([["@anything:hash", "x"]])
+    );
+}
+
+#[test]
+fn a12_hashed_ip_moves_to_user_id() {
+    let out = scrub_with(
+        pii(json!({"$user.ip_address": ["@ip:hash"]})),
+        json!({"user": {"ip_address": "127.0.0.1"}}),
+    );
+    assert_eq!(
+        out["user"],
+        json!({"id": "AE12FE3B5F129B5CC4CDD2B136B7B7947C4D2741"})
+    );
+    assert!(out["_meta"]["user"]["id"][""]["rem"].is_array());
+    // With an id present nothing moves.
+    let out = scrub_with(
+        pii(json!({"$user.ip_address": ["@ip:hash"]})),
+        json!({"user": {"id": "7", "ip_address": "127.0.0.1"}}),
+    );
+    assert_eq!(out["user"]["id"], "7");
+    assert_eq!(
+        out["user"]["ip_address"],
+        "AE12FE3B5F129B5CC4CDD2B136B7B7947C4D2741"
+    );
+}
+
+#[test]
+fn a13_unknown_context_deleted_known_untouched() {
+    let out = scrub_with(
+        defaults(),
+        json!({"contexts": {"secret": {"a": "b"}, "os": {"name": "secret os"}, "device": {"name": "x"}}}),
+    );
+    assert_eq!(out["contexts"]["secret"], Value::Null);
+    assert_eq!(
+        out["_meta"]["contexts"]["secret"][""]["rem"],
+        json!([["@password:filter", "x"]])
+    );
+    assert_eq!(out["contexts"]["os"], json!({"name": "secret os"}));
+}
+
+#[test]
+fn better_than_relay_whole_ipv6_replaced() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@ip"]})),
+        json!({"extra": {"x": "from 2001:db8:85a3::8a2e:370:7334 ok"}}),
+    );
+    assert_eq!(
+        out["extra"]["x"], "from [ip] ok",
+        "Relay leaves `2001:db8:` in place"
+    );
+}
+
+#[test]
+fn auto_ip_resolved_before_scrubbing() {
+    let project = ProjectConfig::from_config_value(defaults()).unwrap();
+    let input = br#"{"user":{"ip_address":"{{auto}}"}}"#;
+    let opts = ScrubOptions {
+        client_ip: Some("10.1.2.3".parse().unwrap()),
+        ..Default::default()
+    };
+    let out = project.rules.scrub(ItemKind::Event, input, &opts).unwrap();
+    let v: Value = serde_json::from_slice(&out.bytes).unwrap();
+    assert_eq!(v["user"]["ip_address"], Value::Null);
+    assert!(!String::from_utf8(out.bytes).unwrap().contains("10.1.2.3"));
+    // Without scrubbing the resolved IP is kept.
+    let project = ProjectConfig::from_config_value(json!({})).unwrap();
+    let out = project.rules.scrub(ItemKind::Event, input, &opts).unwrap();
+    assert!(String::from_utf8(out.bytes).unwrap().contains("10.1.2.3"));
+}
+
+#[test]
+fn untouched_values_keep_their_bytes() {
+    let project = ProjectConfig::from_config_value(defaults()).unwrap();
+    let input = br#"{"z":1.50,"a":[1e3,-0],"extra":{"k\u00e9y":"caf\u00e9 \"q\""},"user":{"email":"a@b.io"}}"#;
+    let out = project
+        .rules
+        .scrub(ItemKind::Event, input, &ScrubOptions::default())
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out.bytes).unwrap(),
+        std::str::from_utf8(input).unwrap()
+    );
+}
+
+#[test]
+fn bad_input_is_an_error_never_output() {
+    let project = ProjectConfig::from_config_value(defaults()).unwrap();
+    let opts = ScrubOptions {
+        max_depth: 5,
+        ..Default::default()
+    };
+    for bad in [
+        &b"[1,2]"[..],
+        b"{\"a\":",
+        b"\xff\xfe",
+        b"{\"a\":[[[[[[[1]]]]]]]}",
+    ] {
+        assert!(
+            project.rules.scrub(ItemKind::Event, bad, &opts).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn existing_meta_is_merged() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@email"]})),
+        json!({"user": {"email": "a@b.io"}, "_meta": {"user": {"email": {"": {"err": ["invalid_data"]}}}, "x": {"": {"len": 3}}}}),
+    );
+    assert_eq!(out["_meta"]["x"], json!({"": {"len": 3}}));
+    assert_eq!(
+        out["_meta"]["user"]["email"][""]["err"],
+        json!(["invalid_data"])
+    );
+    assert_eq!(
+        out["_meta"]["user"]["email"][""]["rem"],
+        json!([["@email", "s", 0, 7]])
+    );
+}
