@@ -1,8 +1,8 @@
 //! Legacy store bodies: raw JSON, base64 JSON, or base64 of zlib-compressed JSON (old
 //! raven clients), decoded within a size cap.
 //!
-//! Also home of the crate's two bounded decompression loops, [`read_capped`] (any
-//! decoder that implements `Read`) and [`inflate`] (zlib and raw deflate, detecting
+//! Also home of the crate's two bounded decompression loops, `read_capped` (any
+//! decoder that implements `Read`) and `inflate` (zlib and raw deflate, detecting
 //! truncation), which `server::body` uses too: a bomb stops at the cap and the output
 //! buffer never grows past it.
 

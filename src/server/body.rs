@@ -227,8 +227,11 @@ pub fn decode(
     decode_as(ContentEncoding::from_header(encoding)?, body, max_decoded)
 }
 
-/// Decodes a body with a known coding into at most `max_decoded` bytes. Identity bodies
-/// are returned without copying.
+/// Decodes a body with a known coding into at most `max_decoded` bytes. Identity and
+/// empty bodies are returned without copying.
+///
+/// This is CPU work proportional to the decoded size: for large bodies, call it from
+/// `tokio::task::spawn_blocking` rather than on a runtime worker.
 ///
 /// # Errors
 ///
@@ -243,6 +246,10 @@ pub fn decode_as(
 
     // Compressed JSON shrinks about 4 to 10 times; start there and let the buffer double.
     let hint = body.len().saturating_mul(4);
+    // An empty body stays empty whatever its coding; the caller refuses empty bodies.
+    if body.is_empty() {
+        return Ok(body);
+    }
     let decoded = match encoding {
         ContentEncoding::Identity => {
             return if body.len() > max_decoded {
@@ -251,8 +258,9 @@ pub fn decode_as(
                 Ok(body)
             };
         }
+        // `bufread` decoders read the slice directly, without an extra input buffer.
         ContentEncoding::Gzip => read_capped(
-            flate2::read::MultiGzDecoder::new(body.as_ref()),
+            flate2::bufread::MultiGzDecoder::new(body.as_ref()),
             max_decoded,
             hint,
         ),
@@ -465,6 +473,14 @@ mod tests {
         }
         let out = decode(None, Bytes::from_static(EVENT), MIB).unwrap();
         assert_eq!(out.as_ref(), EVENT);
+    }
+
+    #[test]
+    fn empty_body_stays_empty() {
+        for coding in ["gzip", "deflate", "br", "zstd", "identity"] {
+            let out = decode(Some(&header(coding)), Bytes::new(), MIB).unwrap();
+            assert!(out.is_empty(), "{coding}");
+        }
     }
 
     #[test]
