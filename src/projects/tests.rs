@@ -236,6 +236,39 @@ fn unchanged_files_are_not_recompiled() {
     assert_eq!(reloads(&registry, "ok"), 2.0);
 }
 
+/// A file whose mtime is old enough is trusted by size and mtime (no read); any change of
+/// either is noticed.
+#[test]
+fn settled_files_are_checked_by_size_and_mtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("1.json");
+    let set_mtime = |secs_ago: u64| {
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(secs_ago))
+            .unwrap();
+    };
+    write(dir.path(), "1.json", &project_json(1, "alpha"));
+    set_mtime(3600);
+    let (store, _) = ProjectStore::load_dir(dir.path(), no_env(), metrics().0);
+    assert!(store.reload().is_noop());
+
+    // Same size, older mtime written back by a tool: the mtime differs, so it is read.
+    write(dir.path(), "1.json", &project_json(1, "gamma"));
+    set_mtime(1800);
+    assert_eq!(store.reload().loaded, [1]);
+    assert_eq!(
+        scrub(&store.get(1).unwrap(), "alpha gamma"),
+        "alpha [Filtered]"
+    );
+
+    // Touched without a content change: read, hashed, not recompiled.
+    set_mtime(60);
+    let first = store.get(1).unwrap();
+    let summary = store.reload();
+    assert!(summary.is_noop(), "{summary:?}");
+    assert!(Arc::ptr_eq(&first, &store.get(1).unwrap()));
+}
+
 #[test]
 fn a_broken_file_keeps_the_previous_config_and_others_still_reload() {
     let dir = tempfile::tempdir().unwrap();
