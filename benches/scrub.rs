@@ -1,1 +1,64 @@
-fn main() {}
+//! Engine throughput over the shared corpus (`tests/fixtures/corpus/events.jsonl`):
+//! (a) the default data scrubbing, (b) an advanced config with 20+ rules incl. hashing,
+//! and the floor: `serde_json::Value` parse + write of the same bytes.
+//!
+//! Run: `cargo bench --bench scrub`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+
+fn corpus() -> Vec<Vec<u8>> {
+    let text = include_str!("../tests/fixtures/corpus/events.jsonl");
+    text.lines().map(|l| l.as_bytes().to_vec()).collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let events = corpus();
+    let total: usize = events.iter().map(Vec::len).sum();
+    let default = ProjectConfig::from_config_value(serde_json::json!({
+        "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true}
+    }))
+    .expect("default config compiles");
+    let advanced = ProjectConfig::from_json(include_bytes!("fixtures/advanced.json"), &|_| None)
+        .expect("advanced config compiles");
+    let opts = ScrubOptions::default();
+
+    let mut group = c.benchmark_group("corpus");
+    group.throughput(Throughput::Bytes(total as u64));
+    group.sample_size(20);
+    group.bench_function("floor_serde_value_roundtrip", |b| {
+        b.iter(|| {
+            for e in &events {
+                let v: serde_json::Value = serde_json::from_slice(e).expect("corpus is JSON");
+                let out = serde_json::to_vec(&v).expect("writes");
+                std::hint::black_box(out);
+            }
+        })
+    });
+    group.bench_function("a_default_scrubbing", |b| {
+        b.iter(|| {
+            for e in &events {
+                let out = default
+                    .rules
+                    .scrub(ItemKind::Event, e, &opts)
+                    .expect("scrubs");
+                std::hint::black_box(out);
+            }
+        })
+    });
+    group.bench_function("b_advanced_rules", |b| {
+        b.iter(|| {
+            for e in &events {
+                let out = advanced
+                    .rules
+                    .scrub(ItemKind::Event, e, &opts)
+                    .expect("scrubs");
+                std::hint::black_box(out);
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -7,9 +7,9 @@
 //!
 //! # Fast path
 //!
-//! Every pattern first runs a cheap byte test (an `@` for email, three dots or two colons
-//! for IP, enough digits for card numbers, ...) and returns without touching a regex when
-//! that fails. The tests are exact: they never reject a value the regex would match (a
+//! Every value pattern first runs a cheap byte test (an `@` for email, three dots or two
+//! colons for IP, enough digits for card numbers, ...) and returns without touching a regex
+//! when that fails. The password keywords have none: they match with Unicode case folding. The tests are exact: they never reject a value the regex would match (a
 //! property test checks this), including the Unicode corners Relay's regexes allow
 //! (`\d` is any Unicode decimal digit; `(?i)[a-z]` also matches `K` U+212A and `ſ` U+017F).
 //!
@@ -86,8 +86,8 @@ pub enum Pattern {
     PasswordValue,
 }
 
-/// Ranges appended by [`Pattern::find_ranges`].
-type Ranges = SmallVec<[Range<usize>; 4]>;
+/// Byte ranges of a value, as filled by [`Pattern::find_ranges`].
+pub type Ranges = SmallVec<[Range<usize>; 4]>;
 
 impl Pattern {
     /// Every pattern, in declaration order.
@@ -146,11 +146,14 @@ impl Pattern {
     fn may_match(self, value: &str) -> bool {
         let bytes = value.as_bytes();
         match self {
-            Pattern::Imei | Pattern::Creditcard => has_digits(value, 15),
+            // 15+ digits; an IMEI has two runs of six, a card number may be spaced out.
+            Pattern::Imei => has_chars(value, 15, 6, maybe_digit),
+            Pattern::Creditcard => has_chars(value, 15, 1, maybe_digit),
             Pattern::Mac => {
                 bytes.len() >= 17 && count_at_least(bytes, 5, |b| b == b':' || b == b'-')
             }
-            Pattern::Uuid => has_uuid_chars(value, 32),
+            // 32 id chars, the last 12 of them consecutive.
+            Pattern::Uuid => has_chars(value, 32, 12, uuid_char),
             Pattern::Email => bytes.len() >= 6 && bytes.contains(&b'@'),
             Pattern::Ip => {
                 count_at_least(bytes, 3, |b| b == b'.') || count_at_least(bytes, 2, |b| b == b':')
@@ -411,35 +414,37 @@ fn count_at_least(bytes: &[u8], n: usize, pred: impl Fn(u8) -> bool) -> bool {
     false
 }
 
-/// True when the value may hold `n` Unicode decimal digits (`\d`). `char::is_numeric` is a
-/// superset of `\d`, so this never rejects a match.
-fn has_digits(value: &str, n: usize) -> bool {
-    if value.is_ascii() {
-        count_at_least(value.as_bytes(), n, |b| b.is_ascii_digit())
-    } else {
-        value
-            .chars()
-            .filter(|c| c.is_numeric())
-            .nth(n - 1)
-            .is_some()
-    }
-}
-
-/// True when the value holds `n` characters that `(?i)[a-z0-9]` can match: ASCII
-/// alphanumerics plus the two non-ASCII case variants, `K` (Kelvin sign) and `ſ` (long s).
-fn has_uuid_chars(value: &str, n: usize) -> bool {
-    if value.len() < n {
+/// True when at least `total` chars of `value` satisfy `pred` and at least `run` of them
+/// are consecutive (stops early).
+fn has_chars(value: &str, total: usize, run: usize, pred: impl Fn(char) -> bool) -> bool {
+    if value.len() < total {
         return false;
     }
-    if value.is_ascii() {
-        count_at_least(value.as_bytes(), n, |b| b.is_ascii_alphanumeric())
-    } else {
-        value
-            .chars()
-            .filter(|&c| c.is_ascii_alphanumeric() || c == '\u{212A}' || c == '\u{17F}')
-            .nth(n - 1)
-            .is_some()
+    let (mut seen, mut current, mut longest) = (0, 0, 0);
+    for c in value.chars() {
+        if pred(c) {
+            seen += 1;
+            current += 1;
+            longest = longest.max(current);
+            if seen >= total && longest >= run {
+                return true;
+            }
+        } else {
+            current = 0;
+        }
     }
+    false
+}
+
+/// A char `\d` may match: `char::is_numeric` is a superset of Unicode decimal digits.
+fn maybe_digit(c: char) -> bool {
+    c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric())
+}
+
+/// A char `(?i)[a-z0-9]` may match: ASCII alphanumerics plus the two non-ASCII case
+/// variants, `K` (Kelvin sign) and `ſ` (long s).
+fn uuid_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '\u{212A}' || c == '\u{17F}'
 }
 
 /// ASCII case-insensitive substring test.
@@ -751,6 +756,7 @@ mod tests {
         case("url_auth_legacy/miss-no-slashes", UrlAuthLegacy, "user:pass@example.com", &[]),
         // us_ssn
         case("us_ssn/plain", UsSsn, "Hi I'm Hilda and my SSN is 078-05-1120", &["078-05-1120"]),
+        case("us_ssn/two-in-list", UsSsn, "ssn=078-05-1120;219-09-9999", &["078-05-1120", "219-09-9999"]),
         case("us_ssn/miss-no-dashes", UsSsn, "078051120", &[]),
         case("us_ssn/miss-too-long", UsSsn, "078-05-11200", &[]),
         case("us_ssn/miss-inside-word", UsSsn, "a078-05-1120", &[]),
@@ -778,6 +784,10 @@ mod tests {
         let mut out = Ranges::new();
         pattern.find_ranges(input, &mut out);
         out
+    }
+
+    fn spans(ranges: &[Range<usize>]) -> Vec<(usize, usize)> {
+        ranges.iter().map(|r| (r.start, r.end)).collect()
     }
 
     fn assert_well_formed(input: &str, ranges: &[Range<usize>], what: &str) {
@@ -854,24 +864,37 @@ mod tests {
     #[test]
     fn reference_ranges() {
         #[rustfmt::skip]
-        let cases: &[(Pattern, &str, &[Range<usize>])] = &[
-            (Mac, "ether 4a:00:04:10:9b:50", &[6..23]),
-            (Uuid, "user id ceee0822-ed8f-4622-b2a3-789e73e75cd1", &[8..44]),
-            (Userpath, "File in /Users/mitsuhiko/Development/x", &[15..24]),
-            (UrlAuth, "https://username:password@example.com/", &[8..25]),
-            (UrlAuthLegacy, "pg://matt:pass@localhost/1", &[10..14]),
-            (Creditcard, "foo 4571234567890111", &[4..20]),
+        type RangeCase = (Pattern, &'static str, &'static [(usize, usize)]);
+        let cases: &[RangeCase] = &[
+            (Mac, "ether 4a:00:04:10:9b:50", &[(6, 23)]),
+            (
+                Uuid,
+                "user id ceee0822-ed8f-4622-b2a3-789e73e75cd1",
+                &[(8, 44)],
+            ),
+            (
+                Userpath,
+                "File in /Users/mitsuhiko/Development/x",
+                &[(15, 24)],
+            ),
+            (
+                UrlAuth,
+                "https://username:password@example.com/",
+                &[(8, 25)],
+            ),
+            (UrlAuthLegacy, "pg://matt:pass@localhost/1", &[(10, 14)]),
+            (Creditcard, "foo 4571234567890111", &[(4, 20)]),
             (Creditcard, "1453843029218310", &[]),
-            (Ip, "before 127.0.0.1 after", &[7..16]),
-            (Ip, "[2001:0db8:85a3:0000:0000:8a2e:0370:7334]", &[1..40]),
-            (UsSsn, "Hi I'm Hilda and my SSN is 078-05-1120", &[27..38]),
-            (Iban, "some iban: DE89370400440532013000!", &[11..33]),
-            (Email, "John Appleseed <john@appleseed.com>", &[16..34]),
-            (Bearer, "Bearer eyJhbGciOiJIUzI1NiJ9", &[7..27]),
+            (Ip, "before 127.0.0.1 after", &[(7, 16)]),
+            (Ip, "[2001:0db8:85a3:0000:0000:8a2e:0370:7334]", &[(1, 40)]),
+            (UsSsn, "Hi I'm Hilda and my SSN is 078-05-1120", &[(27, 38)]),
+            (Iban, "some iban: DE89370400440532013000!", &[(11, 33)]),
+            (Email, "John Appleseed <john@appleseed.com>", &[(16, 34)]),
+            (Bearer, "Bearer eyJhbGciOiJIUzI1NiJ9", &[(7, 27)]),
         ];
         for (pattern, input, expect) in cases {
             assert_eq!(
-                scan(*pattern, input).as_slice(),
+                spans(&scan(*pattern, input)),
                 *expect,
                 "{} on {input:?}",
                 pattern.as_str()
@@ -912,20 +935,20 @@ mod tests {
         let mut out = Ranges::new();
         out.push(100..200);
         Ip.find_ranges("1.2.3.4 ::1", &mut out);
-        assert_eq!(out.as_slice(), &[100..200, 0..7, 8..11]);
+        assert_eq!(spans(&out), [(100, 200), (0, 7), (8, 11)]);
     }
 
     #[test]
     fn ipv4_inside_ipv6_is_reported_once() {
-        assert_eq!(scan(Ip, "::ffff:10.0.0.1").as_slice(), &[0..15]);
-        assert_eq!(scan(Ip, "1:2:3:4:5:6:10.0.0.1 x").as_slice(), &[0..20]);
+        assert_eq!(spans(&scan(Ip, "::ffff:10.0.0.1")), [(0, 15)]);
+        assert_eq!(spans(&scan(Ip, "1:2:3:4:5:6:10.0.0.1 x")), [(0, 20)]);
     }
 
     #[test]
     fn merge_overlaps_unions_and_sorts() {
         let mut out: Ranges = [9..10, 5..8, 0..4, 2..6].into_iter().collect();
         merge_overlaps(&mut out, 1);
-        assert_eq!(out.as_slice(), &[9..10, 0..8]);
+        assert_eq!(spans(&out), [(9, 10), (0, 8)]);
     }
 
     /// Key cases: (name, key, sensitive?).

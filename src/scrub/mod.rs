@@ -2,9 +2,10 @@
 //!
 //! Rules in, event in, scrubbed event and a report out.
 
+pub mod builtin;
+
 use std::net::IpAddr;
 
-pub mod builtin;
 mod items;
 pub mod json;
 pub mod legacy;

@@ -24,7 +24,23 @@ struct Frame<'a> {
     types: Types,
     node: NodeId,
     /// The segment in `_meta` and reports; `None` for virtual levels.
-    meta: Option<MetaSeg>,
+    meta: Option<Seg<'a>>,
+}
+
+/// A borrowed `_meta` path segment (made owned only when something is recorded).
+#[derive(Debug, Clone)]
+enum Seg<'a> {
+    Key(Cow<'a, str>),
+    Index(usize),
+}
+
+impl Seg<'_> {
+    fn to_meta(&self) -> MetaSeg {
+        match self {
+            Seg::Key(k) => MetaSeg::Key(k.to_string()),
+            Seg::Index(i) => MetaSeg::Index(*i),
+        }
+    }
 }
 
 /// Walk options derived from the item kind.
@@ -101,7 +117,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 c if c == key.as_ref() => key.clone(),
                 c => Cow::Owned(c.to_string()),
             };
-            let seg = MetaSeg::Key(key.to_string());
+            let seg = Seg::Key(key.clone());
             if canonical == "message" && !matches!(v, Value::Object(_)) {
                 // A plain `message` is the event's formatted log message.
                 let logentry = self.schema.key_child(schema::ROOT, "logentry");
@@ -137,7 +153,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         key: Option<Cow<'a, str>>,
         index: Option<usize>,
         node: NodeId,
-        meta: Option<MetaSeg>,
+        meta: Option<Seg<'a>>,
         v: &mut Value<'a>,
     ) {
         let types = self.types_for(node, v);
@@ -232,7 +248,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 for (k, child) in entries.iter_mut() {
                     let key = k.decoded_cow();
                     let child_node = self.schema.key_child(node_id, &key);
-                    let seg = MetaSeg::Key(key.to_string());
+                    let seg = Seg::Key(key.clone());
                     self.enter(Some(key), None, child_node, Some(seg), child);
                 }
                 if let Some(before) = ip_before {
@@ -257,7 +273,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     index: None,
                     types: Types::NONE,
                     node,
-                    meta: Some(MetaSeg::Index(1)),
+                    meta: Some(Seg::Index(1)),
                 });
                 let types = self.types_for(node, value);
                 if let Some(f) = self.frames.last_mut() {
@@ -273,7 +289,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             }
         }
         for (i, item) in items.iter_mut().enumerate() {
-            self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), item);
+            self.enter(None, Some(i), elem, Some(Seg::Index(i)), item);
         }
     }
 
@@ -293,18 +309,12 @@ impl<'r, 'a> Walker<'r, 'a> {
                         index: None,
                         types: Types::NONE,
                         node: node_id,
-                        meta: Some(MetaSeg::Index(i)),
+                        meta: Some(Seg::Index(i)),
                     });
-                    self.enter(
-                        Some(key),
-                        None,
-                        child,
-                        Some(MetaSeg::Index(1)),
-                        &mut pair[1],
-                    );
+                    self.enter(Some(key), None, child, Some(Seg::Index(1)), &mut pair[1]);
                     self.frames.pop();
                 }
-                other => self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), other),
+                other => self.enter(None, Some(i), elem, Some(Seg::Index(i)), other),
             }
         }
     }
@@ -329,7 +339,10 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     fn meta_path(&self) -> Vec<MetaSeg> {
-        self.frames.iter().filter_map(|f| f.meta.clone()).collect()
+        self.frames
+            .iter()
+            .filter_map(|f| f.meta.as_ref().map(Seg::to_meta))
+            .collect()
     }
 
     fn path_string(&self) -> String {
@@ -339,8 +352,8 @@ impl<'r, 'a> Walker<'r, 'a> {
                 s.push('.');
             }
             match seg {
-                MetaSeg::Key(k) => s.push_str(k),
-                MetaSeg::Index(i) => s.push_str(&i.to_string()),
+                Seg::Key(k) => s.push_str(k),
+                Seg::Index(i) => s.push_str(&i.to_string()),
             }
         }
         s
@@ -393,27 +406,27 @@ impl<'r, 'a> Walker<'r, 'a> {
         if matches!(text.as_ref(), "" | "true" | "false" | "null" | "undefined") {
             return None;
         }
-        let text = text.into_owned();
         self.process_text(&text, pii)
     }
 
     fn process_text(&mut self, text: &str, pii: Pii) -> Option<String> {
-        let steps = self.steps();
-        let key = self.leaf_key().to_string();
         let mut value = ChunkedValue::new(text);
         let mut deleted_by: Option<std::sync::Arc<str>> = None;
-        'apps: for app in self.apps {
-            if !app.selector.matches(pii, &steps) {
-                continue;
-            }
-            for rule in &app.rules {
-                if apply_rule(rule, &key, &mut value).is_err() {
-                    deleted_by = Some(rule.origin.clone());
-                    break 'apps;
+        {
+            let steps = self.steps();
+            let key = self.leaf_key();
+            'apps: for app in self.apps {
+                if !app.selector.matches(pii, &steps) {
+                    continue;
+                }
+                for rule in &app.rules {
+                    if apply_rule(rule, key, &mut value).is_err() {
+                        deleted_by = Some(rule.origin.clone());
+                        break 'apps;
+                    }
                 }
             }
         }
-        drop(steps);
         if !value.changed && deleted_by.is_none() {
             return None;
         }
@@ -591,8 +604,10 @@ fn ip_state(entries: &[(Str<'_>, Value<'_>)]) -> IpState {
 
 /// A string being redacted: text pieces and opaque redactions, so that later rules
 /// never re-match inside an earlier replacement.
-struct ChunkedValue {
-    chunks: Vec<Chunk>,
+struct ChunkedValue<'t> {
+    original: &'t str,
+    /// `None` until the first change: the value is then just `original`.
+    chunks: Option<Vec<Chunk>>,
     changed: bool,
 }
 
@@ -608,21 +623,26 @@ enum Chunk {
 /// A rule asked for the whole value to be deleted.
 struct DeleteValue;
 
-impl ChunkedValue {
-    fn new(text: &str) -> Self {
+impl<'t> ChunkedValue<'t> {
+    fn new(text: &'t str) -> Self {
         ChunkedValue {
-            chunks: vec![Chunk::Text(text.to_string())],
+            original: text,
+            chunks: None,
             changed: false,
         }
     }
 
     /// The text rules search: redactions appear as NUL.
     fn search_text(&self) -> Cow<'_, str> {
-        if let [Chunk::Text(t)] = self.chunks.as_slice() {
+        let chunks = match &self.chunks {
+            None => return Cow::Borrowed(self.original),
+            Some(c) => c,
+        };
+        if let [Chunk::Text(t)] = chunks.as_slice() {
             return Cow::Borrowed(t);
         }
         let mut s = String::new();
-        for c in &self.chunks {
+        for c in chunks {
             match c {
                 Chunk::Text(t) => s.extend(t.chars().filter(|c| *c != '\0')),
                 Chunk::Redaction { .. } => s.push('\0'),
@@ -632,9 +652,12 @@ impl ChunkedValue {
     }
 
     fn has_text(&self) -> bool {
-        self.chunks
-            .iter()
-            .any(|c| matches!(c, Chunk::Text(t) if !t.is_empty()))
+        match &self.chunks {
+            None => !self.original.is_empty(),
+            Some(chunks) => chunks
+                .iter()
+                .any(|c| matches!(c, Chunk::Text(t) if !t.is_empty())),
+        }
     }
 
     /// Replaces `ranges` (sorted, non-overlapping byte ranges of the search text).
@@ -645,7 +668,9 @@ impl ChunkedValue {
         }
         let mut old_redactions = self
             .chunks
-            .drain(..)
+            .take()
+            .unwrap_or_default()
+            .into_iter()
             .filter(|c| matches!(c, Chunk::Redaction { .. }))
             .collect::<Vec<_>>()
             .into_iter();
@@ -674,21 +699,25 @@ impl ChunkedValue {
             pos = r.end;
         }
         push_text(&mut out, &search[pos..], &mut old_redactions);
-        self.chunks = out;
+        self.chunks = Some(out);
         self.changed = true;
     }
 
     /// Replaces the whole value with one redaction.
     fn replace_all(&mut self, rule: &RuleRef) {
         let search = self.search_text().into_owned();
-        self.chunks = vec![redact(rule, &search)];
+        self.chunks = Some(vec![redact(rule, &search)]);
         self.changed = true;
     }
 
     fn join(self) -> (String, Vec<Remark>) {
         let mut s = String::new();
         let mut remarks = Vec::new();
-        for c in self.chunks {
+        let chunks = match self.chunks {
+            None => return (self.original.to_string(), remarks),
+            Some(c) => c,
+        };
+        for c in chunks {
             match c {
                 Chunk::Text(t) => s.push_str(&t),
                 Chunk::Redaction { text, rule, ty } => {
@@ -786,14 +815,40 @@ fn apply_rule(rule: &RuleRef, key: &str, value: &mut ChunkedValue) -> Result<(),
             }
             value.replace_ranges(&search, &ranges, rule);
         }
+        RuleKind::Password => {
+            if builtin::password_key_matches(key) {
+                return whole_value(rule, value, has_text);
+            }
+            if has_text {
+                Pattern::PasswordValue.find_ranges(&value.search_text(), &mut ranges);
+                if !ranges.is_empty() {
+                    let search = value.search_text().into_owned();
+                    value.replace_ranges(&search, &ranges, rule);
+                }
+            }
+        }
+        RuleKind::RedactPair { key: re } => {
+            if re.is_match(key) {
+                return whole_value(rule, value, has_text);
+            }
+            if has_text && re.is_match(&value.search_text()) {
+                value.replace_all(rule);
+            }
+        }
         _ if !has_text => {}
         RuleKind::Builtin(p) => {
-            let search = value.search_text().into_owned();
-            p.find_ranges(&search, &mut ranges);
-            value.replace_ranges(&search, &ranges, rule);
+            p.find_ranges(&value.search_text(), &mut ranges);
+            if !ranges.is_empty() {
+                let search = value.search_text().into_owned();
+                value.replace_ranges(&search, &ranges, rule);
+            }
         }
         RuleKind::Regex { regex, groups } => {
-            let search = value.search_text().into_owned();
+            let search = value.search_text();
+            if !regex.is_match(&search) {
+                return Ok(());
+            }
+            let search = search.into_owned();
             for caps in regex.captures_iter(&search) {
                 for (idx, g) in caps.iter().enumerate() {
                     if let Some(g) = g {
@@ -807,33 +862,19 @@ fn apply_rule(rule: &RuleRef, key: &str, value: &mut ChunkedValue) -> Result<(),
             }
             value.replace_ranges(&search, &ranges, rule);
         }
-        RuleKind::Password => {
-            if builtin::password_key_matches(key) {
-                return whole_value(rule, value);
-            }
-            let search = value.search_text().into_owned();
-            Pattern::Bearer.find_ranges(&search, &mut ranges);
-            value.replace_ranges(&search, &ranges, rule);
-            let search = value.search_text();
-            if builtin::password_value_matches(&search) {
-                value.replace_all(rule);
-            }
-        }
-        RuleKind::RedactPair { key: re } => {
-            if re.is_match(key) {
-                return whole_value(rule, value);
-            }
-            if re.is_match(&value.search_text()) {
-                value.replace_all(rule);
-            }
-        }
     }
     Ok(())
 }
 
-fn whole_value(rule: &RuleRef, value: &mut ChunkedValue) -> Result<(), DeleteValue> {
+fn whole_value(
+    rule: &RuleRef,
+    value: &mut ChunkedValue,
+    has_text: bool,
+) -> Result<(), DeleteValue> {
     if redacts_chunks(rule) {
-        value.replace_all(rule);
+        if has_text {
+            value.replace_all(rule);
+        }
         Ok(())
     } else {
         Err(DeleteValue)
