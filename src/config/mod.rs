@@ -792,6 +792,11 @@ impl Config {
     }
 }
 
+/// Upper bound for every count (connections, in-flight requests, JSON depth): far above
+/// any sane setting, and low enough for tokio's semaphores (which panic above
+/// `usize::MAX >> 3` permits).
+const MAX_COUNT: usize = 1_000_000;
+
 /// Collects problems while converting raw values.
 #[derive(Default)]
 struct Validator {
@@ -830,6 +835,9 @@ impl Validator {
     fn count(&mut self, path: &str, value: usize) -> Option<usize> {
         if value == 0 {
             self.problem(path, "must be > 0");
+            None
+        } else if value > MAX_COUNT {
+            self.problem(path, format!("must be at most {MAX_COUNT}"));
             None
         } else {
             Some(value)

@@ -414,3 +414,15 @@ fn load_reads_a_file_and_names_it_in_parse_errors() {
     assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
     assert!(err.to_string().contains("sg.toml"), "{err}");
 }
+
+#[test]
+fn counts_have_an_upper_bound() {
+    let found = problems(Config::from_toml(
+        "[upstream]\nmax_connections_per_host = 2305843009213693952",
+        &no_env,
+    ));
+    assert_eq!(
+        found,
+        ["upstream.max_connections_per_host: must be at most 1000000"]
+    );
+}

@@ -80,8 +80,23 @@ impl std::fmt::Debug for UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// A client for `url` (validated by config: `http://`, has an authority).
-    pub fn new(cfg: &UpstreamConfig, url: &Uri, metrics: Metrics) -> UpstreamClient {
+    /// A client for `url` (`http://host[:port][/prefix]`).
+    ///
+    /// HTTP/1.1 with keep-alive: without TLS there is no ALPN to offer HTTP/2, and an
+    /// upstream reached over plain HTTP (a TLS sidecar, an internal store) speaks 1.1.
+    ///
+    /// # Errors
+    ///
+    /// [`ForwardError::InvalidUpstreamUrl`] when `url` is not `http://` with a host.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        url: &Uri,
+        metrics: Metrics,
+    ) -> Result<UpstreamClient, ForwardError> {
+        let authority = match (url.scheme_str(), url.authority()) {
+            (Some("http"), Some(authority)) if !authority.host().is_empty() => authority.clone(),
+            _ => return Err(ForwardError::InvalidUpstreamUrl),
+        };
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -92,11 +107,7 @@ impl UpstreamClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        let authority = url
-            .authority()
-            .cloned()
-            .unwrap_or_else(|| Authority::from_static("localhost"));
-        UpstreamClient {
+        Ok(UpstreamClient {
             client,
             authority,
             prefix: url.path().trim_end_matches('/').into(),
@@ -104,7 +115,7 @@ impl UpstreamClient {
             timeout: cfg.timeout,
             slots: Arc::new(Semaphore::new(cfg.max_connections_per_host)),
             metrics,
-        }
+        })
     }
 
     /// The base URL, for logs.

@@ -75,9 +75,14 @@ pub enum ForwardError {
         /// The cap.
         limit: usize,
     },
-    /// `path_and_query` does not form a valid URI with the upstream base.
+    /// `path_and_query` does not start with `/` or does not form a valid URI with the
+    /// upstream base.
     #[error("invalid upstream request path")]
     InvalidPath,
+    /// The upstream URL is not `http://` with a host (config validation refuses such
+    /// URLs; this guards hand-built configs).
+    #[error("upstream URL must be http:// with a host")]
+    InvalidUpstreamUrl,
     /// Compressing the body failed.
     #[error("cannot encode the request body")]
     Encode(#[source] std::io::Error),
@@ -104,6 +109,7 @@ impl ForwardError {
             | ForwardError::Outbox { .. } => true,
             ForwardError::ResponseTooLarge { .. }
             | ForwardError::InvalidPath
+            | ForwardError::InvalidUpstreamUrl
             | ForwardError::Encode(_) => false,
         }
     }
@@ -118,9 +124,9 @@ impl ForwardError {
             | ForwardError::Response(_)
             | ForwardError::Outbox { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
-            ForwardError::InvalidPath | ForwardError::Encode(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ForwardError::InvalidPath
+            | ForwardError::InvalidUpstreamUrl
+            | ForwardError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -141,18 +147,19 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// A forwarder for `cfg.url`, or for the outbox `<data_dir>/outbox.jsonl` when no URL
-    /// is configured. Must be called inside a tokio runtime only when it is used there.
+    /// is configured. Needs no runtime; [`Forwarder::forward`] runs inside tokio.
     ///
     /// # Errors
     ///
-    /// [`ForwardError::Outbox`] when the outbox directory or file cannot be created.
+    /// [`ForwardError::Outbox`] when the outbox directory or file cannot be created;
+    /// [`ForwardError::InvalidUpstreamUrl`] for a URL that is not `http://host...`.
     pub fn new(
         cfg: &UpstreamConfig,
         data_dir: &Path,
         metrics: Metrics,
     ) -> Result<Forwarder, ForwardError> {
         let sink = match &cfg.url {
-            Some(url) => Sink::Upstream(Box::new(client::UpstreamClient::new(cfg, url, metrics))),
+            Some(url) => Sink::Upstream(Box::new(client::UpstreamClient::new(cfg, url, metrics)?)),
             None => Sink::Outbox(outbox::Outbox::open(data_dir)?),
         };
         Ok(Forwarder { sink })

@@ -566,3 +566,20 @@ fn outbox_creation_failure_is_reported() {
     .unwrap_err();
     assert!(matches!(err, ForwardError::Outbox { .. }), "{err:?}");
 }
+
+#[test]
+fn a_hand_built_non_http_upstream_is_refused() {
+    for url in ["https://sentry.io", "/just/a/path"] {
+        let cfg = upstream_config(Some(url.parse().unwrap()), UpstreamEncoding::Gzip);
+        let err = Forwarder::new(
+            &cfg,
+            &std::env::temp_dir(),
+            Metrics::register(&Registry::new()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ForwardError::InvalidUpstreamUrl),
+            "{url}: {err:?}"
+        );
+    }
+}
