@@ -145,7 +145,9 @@ impl IngestError {
                 | ForwardError::Response(_)
                 | ForwardError::Outbox { .. } => "upstream unavailable, retry later",
                 ForwardError::ResponseTooLarge { .. } => "invalid upstream answer",
-                ForwardError::InvalidPath | ForwardError::Encode(_) => "internal error",
+                ForwardError::InvalidPath
+                | ForwardError::InvalidUpstreamUrl
+                | ForwardError::Encode(_) => "internal error",
             },
         }
     }
