@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 invalid project configs (`check`) or a runtime failure;
 //! 2 an invalid server configuration (or bad arguments, from clap).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -196,6 +197,7 @@ fn init_tracing(format: LogFormat, level: &str) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Pretty => builder.init(),
