@@ -107,3 +107,87 @@ async fn shutdown_cuts_requests_still_running_after_the_grace_period() {
         "the stuck request got an answer"
     );
 }
+
+/// Reads from `stream` until the peer closes or `limit` passes; returns what was read
+/// and whether the peer closed.
+async fn read_until_close(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_slow_bodies_time_out() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| {
+            c.server.header_read_timeout = Duration::from_millis(300);
+            c.server.body_read_timeout = Duration::from_millis(300);
+        })
+        .spawn()
+        .await;
+
+    // Headers never completed: the connection is closed.
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(format!("POST /api/{PROJECT}/store/ HTTP/1.1\r\nhost: x\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (_, closed) = read_until_close(&mut stream, Duration::from_secs(3)).await;
+    assert!(closed, "a connection with unfinished headers stayed open");
+
+    // Body never completed: 408 with a JSON detail.
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /api/{PROJECT}/store/ HTTP/1.1\r\nhost: x\r\nx-sentry-auth: {}\r\n\
+         content-length: 1000\r\n\r\n{{\"message\": ",
+        auth_header()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (answer, _) = read_until_close(&mut stream, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"detail\""), "{answer}");
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_for_a_permit() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| c.server.max_connections = 1)
+        .spawn()
+        .await;
+    let request = format!(
+        "POST /api/{PROJECT}/store/ HTTP/1.1\r\nhost: x\r\nx-sentry-auth: {}\r\n\
+         content-length: {}\r\n\r\n{}",
+        auth_header(),
+        canary_event().to_string().len(),
+        canary_event()
+    );
+    // The first connection is served and kept open (keep-alive).
+    let mut first = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    first.write_all(request.as_bytes()).await.unwrap();
+    let (answer, _) = read_until_close(&mut first, Duration::from_millis(500)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The second waits in the backlog while the first is open...
+    let mut second = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    second.write_all(request.as_bytes()).await.unwrap();
+    let (answer, _) = read_until_close(&mut second, Duration::from_millis(400)).await;
+    assert!(answer.is_empty(), "served beyond max_connections: {answer}");
+    // ...and is served once the first closes.
+    drop(first);
+    let (answer, _) = read_until_close(&mut second, Duration::from_millis(1500)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
