@@ -418,3 +418,54 @@ fn existing_meta_is_merged() {
         json!([["@email", "s", 0, 7]])
     );
 }
+
+#[test]
+fn cookie_header_scrubbed_like_request_cookies() {
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"headers": [["Cookie", "theme=dark; sessionid=abc123; lang=en"], ["Accept", "*/*"]]}}),
+    );
+    assert_eq!(
+        out["request"]["headers"][0],
+        json!(["Cookie", "theme=dark; sessionid=[Filtered]; lang=en"])
+    );
+    let rem = &out["_meta"]["request"]["headers"]["0"]["1"][""];
+    assert_eq!(rem["rem"][0], json!(["@anything:filter", "s", 22, 32]));
+    assert_eq!(rem["len"], 37);
+    // Object form too.
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"headers": {"cookie": "sessionid=abc123"}}}),
+    );
+    assert_eq!(out["request"]["headers"]["cookie"], "sessionid=[Filtered]");
+}
+
+#[test]
+fn original_values_in_meta_are_scrubbed_too() {
+    let out = scrub_with(
+        defaults(),
+        json!({
+            "user": {"username": "x"},
+            "extra": {"note": "ok", "password": "p"},
+            "_meta": {
+                "extra": {"note": {"": {"val": "card 4571234567890111", "len": 21}}, "password": {"": {"val": "hunter2"}}},
+                "user": {"username": {"": {"val": "mail bob@example.com", "err": ["invalid_data"]}}}
+            }
+        }),
+    );
+    assert_eq!(out["_meta"]["extra"]["note"][""]["val"], "card [Filtered]");
+    assert_eq!(out["_meta"]["extra"]["password"][""]["val"], "[Filtered]");
+    // Default scrubbing keeps emails (Relay), so this one stays; the structure is kept.
+    assert_eq!(
+        out["_meta"]["user"]["username"][""]["err"],
+        json!(["invalid_data"])
+    );
+    let out = scrub_with(
+        pii(json!({"$string": ["@email:remove"], "$user.username": ["@anything:remove"]})),
+        json!({"user": {"username": "x"}, "_meta": {"user": {"username": {"": {"val": "bob@example.com"}}}}}),
+    );
+    assert!(
+        out["_meta"]["user"]["username"][""].get("val").is_none(),
+        "{out}"
+    );
+}

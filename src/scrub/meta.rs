@@ -94,6 +94,11 @@ impl MetaLog {
         &mut self.entries[last].1
     }
 
+    /// Removes and returns the entries recorded after the first `at`.
+    pub fn split_off(&mut self, at: usize) -> Vec<(Vec<MetaSeg>, MetaEntry)> {
+        self.entries.split_off(at)
+    }
+
     /// Moves the entries under `from` to `to`.
     pub fn rename(&mut self, from: &[MetaSeg], to: Vec<MetaSeg>) {
         for (p, _) in &mut self.entries {

@@ -234,6 +234,7 @@ impl CompiledRules {
             Some(&self.memo),
         );
         walker.walk_root(root);
+        walker.scrub_meta_originals(root);
         if self.scrub_graphql {
             items::scrub_graphql(root);
         }

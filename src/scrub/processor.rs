@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 
 use super::builtin::{self, Pattern};
 use super::json::{Str, Value};
-use super::meta::{MetaLog, MetaSeg, Remark, RemarkType};
+use super::meta::{MetaEntry, MetaLog, MetaSeg, Remark, RemarkType};
 use super::rules::{Application, HashAlgorithm, Redaction, RuleKind, RuleRef};
 use super::schema::{self, NodeId, Pii, Schema, Types, ValueType};
 use super::selector::Step;
@@ -27,6 +27,8 @@ struct Frame<'a> {
     meta: Option<Seg<'a>>,
     /// Signature of the selector-relevant path up to here (see [`Walker::app_mask`]).
     sig: u128,
+    /// Hidden from selectors (while a `Cookie` header is scrubbed as `request.cookies`).
+    hidden: bool,
 }
 
 /// A borrowed `_meta` path segment (made owned only when something is recorded).
@@ -201,6 +203,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     node: logentry,
                     meta: None,
                     sig: 0,
+                    hidden: false,
                 });
                 let node = self.schema.key_child(logentry, "formatted");
                 self.enter(Some(Cow::Borrowed("formatted")), None, node, Some(seg), v);
@@ -221,6 +224,110 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
     }
 
+    /// Scrubs the original values (`val`) an incoming `_meta` carries, with the rules of
+    /// the field they belong to; a value a rule deletes is dropped. No remarks are added
+    /// for them (as in Relay).
+    pub fn scrub_meta_originals(&mut self, root: &mut Value<'a>) {
+        let Some(entries) = root.as_object_mut() else {
+            return;
+        };
+        let Some(pos) = entries.iter().position(|(k, _)| k.eq_str("_meta")) else {
+            return;
+        };
+        let mut meta = std::mem::replace(&mut entries[pos].1, Value::Null);
+        let mut path = Vec::new();
+        self.meta_originals(&mut meta, root, &mut path);
+        if let Some(entries) = root.as_object_mut() {
+            entries[pos].1 = meta;
+        }
+    }
+
+    fn meta_originals(&mut self, meta: &mut Value<'a>, root: &Value<'a>, path: &mut Vec<String>) {
+        let Value::Object(entries) = meta else {
+            return;
+        };
+        for (k, child) in entries.iter_mut() {
+            let key = k.decoded().into_owned();
+            if key.is_empty() {
+                self.scrub_original(child, root, path);
+            } else {
+                path.push(key);
+                self.meta_originals(child, root, path);
+                path.pop();
+            }
+        }
+    }
+
+    fn scrub_original(&mut self, inner: &mut Value<'a>, root: &Value<'a>, path: &[String]) {
+        let Some(fields) = inner.as_object_mut() else {
+            return;
+        };
+        let Some(pos) = fields.iter().position(|(k, _)| k.eq_str("val")) else {
+            return;
+        };
+        let Value::Str(val) = &fields[pos].1 else {
+            return;
+        };
+        // Rebuild the field's frames from the schema, following the event for indices.
+        self.frames.clear();
+        let mut node = schema::ROOT;
+        let mut at: Option<&Value<'a>> = Some(root);
+        for (depth, seg) in path.iter().enumerate() {
+            let is_index = matches!(at, Some(Value::Array(_))) && seg.parse::<usize>().is_ok();
+            let (key, index, next_node, next_at) = if is_index {
+                let i: usize = seg.parse().unwrap_or(0);
+                let next = match at {
+                    Some(Value::Array(items)) => items.get(i),
+                    _ => None,
+                };
+                (None, Some(i), self.schema.elem_child(node), next)
+            } else {
+                let canonical = if depth == 0 {
+                    schema::canonical_top_level_key(seg)
+                } else {
+                    seg.as_str()
+                };
+                (
+                    Some(Cow::Owned(canonical.to_string())),
+                    None,
+                    self.schema.key_child(node, canonical),
+                    at.and_then(|v| v.get(seg)),
+                )
+            };
+            let types = match next_at {
+                Some(v) if depth + 1 < path.len() => self.types_for(next_node, v),
+                _ => Types::of(ValueType::String),
+            };
+            self.push_frame(Frame {
+                key,
+                index,
+                types,
+                node: next_node,
+                meta: None,
+                sig: 0,
+                hidden: false,
+            });
+            node = next_node;
+            at = next_at;
+        }
+        let pii = self.schema.node(node).pii;
+        if pii == Pii::False {
+            self.frames.clear();
+            return;
+        }
+        let (meta_before, report_before) = (self.meta.len(), self.report.changes.len());
+        let text = val.decoded().into_owned();
+        let result = self.process_text(&text, pii);
+        self.meta.split_off(meta_before);
+        self.report.changes.truncate(report_before);
+        if self.take_delete() {
+            fields.remove(pos);
+        } else if let Some(new) = result {
+            fields[pos].1 = Value::string(new);
+        }
+        self.frames.clear();
+    }
+
     /// Pushes a frame, walks `v`, pops, and deletes `v` when a rule asked for it.
     fn enter(
         &mut self,
@@ -238,6 +345,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             node,
             meta,
             sig: 0,
+            hidden: false,
         });
         if let Outcome::Delete = self.walk(v) {
             *v = Value::Null;
@@ -265,6 +373,20 @@ impl<'r, 'a> Walker<'r, 'a> {
                     *v = Value::Array(pairs);
                 }
                 return Outcome::Keep;
+            }
+        }
+        if let Value::Str(s) = v {
+            if pii != Pii::False && self.is_cookie_header() {
+                // The header as a whole first (a rule may target the `Cookie` key), then
+                // each cookie.
+                if let Some(new) = self.process_string(s, pii) {
+                    *s = Str::Owned(new);
+                    return Outcome::Keep;
+                }
+                if self.take_delete() {
+                    return Outcome::Delete;
+                }
+                return self.walk_cookie_header(s);
             }
         }
         match v {
@@ -307,6 +429,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                         node: values,
                         meta: None,
                         sig: 0,
+                        hidden: false,
                     });
                     self.walk_array(items, values);
                     self.frames.pop();
@@ -356,6 +479,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     node,
                     meta: Some(Seg::Index(1)),
                     sig: 0,
+                    hidden: false,
                 });
                 if let Outcome::Delete = self.walk(value) {
                     *value = Value::Null;
@@ -369,6 +493,101 @@ impl<'r, 'a> Walker<'r, 'a> {
         for (i, item) in items.iter_mut().enumerate() {
             self.enter(None, Some(i), elem, Some(Seg::Index(i)), item);
         }
+    }
+
+    /// The value of a `Cookie` header in `request.headers`.
+    fn is_cookie_header(&self) -> bool {
+        let mut visible = self
+            .frames
+            .iter()
+            .rev()
+            .filter(|f| f.key.is_some() || f.index.is_some());
+        let (Some(leaf), Some(parent)) = (visible.next(), visible.next()) else {
+            return false;
+        };
+        leaf.key
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("cookie"))
+            && parent.key.as_deref() == Some("headers")
+            && self.schema.node(parent.node).pairlist
+    }
+
+    /// Relay moves the `Cookie` header into `request.cookies` before scrubbing; here the
+    /// header stays a string, but its cookies are scrubbed exactly as `request.cookies.*`
+    /// would be (sensitive session cookies included), and remarks point into the header.
+    fn walk_cookie_header(&mut self, s: &mut Str<'a>) -> Outcome {
+        let mut pairs = parse_pairs(&s.decoded(), true);
+        // Hide `headers` and `Cookie`; scrub under `<http>.cookies`.
+        let n = self.frames.len();
+        let visible: Vec<usize> = (0..n)
+            .rev()
+            .filter(|&i| self.frames[i].key.is_some() || self.frames[i].index.is_some())
+            .take(2)
+            .collect();
+        for &i in &visible {
+            self.frames[i].hidden = true;
+        }
+        let http = self
+            .frames
+            .iter()
+            .rev()
+            .find(|f| !f.hidden && (f.key.is_some() || f.index.is_some()))
+            .map_or(schema::ROOT, |f| f.node);
+        let cookies = self.schema.key_child(http, "cookies");
+        let mut value_path = self.meta_path();
+        self.push_frame(Frame {
+            key: Some(Cow::Borrowed("cookies")),
+            index: None,
+            types: Types::of(ValueType::Object),
+            node: cookies,
+            meta: None,
+            sig: 0,
+            hidden: false,
+        });
+        let before = self.meta.len();
+        self.walk_pair_array(&mut pairs, cookies);
+        self.frames.pop();
+        for &i in &visible {
+            self.frames[i].hidden = false;
+        }
+        if self.meta.len() == before {
+            return Outcome::Keep;
+        }
+        // Rebuild the header and move the cookies' remarks onto it.
+        let moved = self.meta.split_off(before);
+        let mut header = String::new();
+        let mut entry = MetaEntry::default();
+        for (i, pair) in pairs.iter().enumerate() {
+            let Value::Array(kv) = pair else { continue };
+            let (Some(Value::Str(k)), Some(v)) = (kv.first(), kv.get(1)) else {
+                continue;
+            };
+            let value = match v {
+                Value::Str(v) => v.decoded().into_owned(),
+                _ => String::new(),
+            };
+            if !header.is_empty() {
+                header.push_str("; ");
+            }
+            header.push_str(&k.decoded());
+            header.push('=');
+            let offset = header.len();
+            header.push_str(&value);
+            for (path, e) in &moved {
+                if path.len() >= 2 && path[path.len() - 2] == MetaSeg::Index(i) {
+                    for r in &e.rem {
+                        let mut r = r.clone();
+                        r.range = r.range.map(|(a, b)| (a + offset, b + offset));
+                        entry.rem.push(r);
+                    }
+                }
+            }
+        }
+        entry.len = Some(s.decoded().chars().count());
+        let e = self.meta.entry(std::mem::take(&mut value_path));
+        *e = entry;
+        *s = Str::Owned(header);
+        Outcome::Keep
     }
 
     /// A pair list in array form: `[[key, value], ...]`, addressed by key.
@@ -389,6 +608,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                         node: node_id,
                         meta: Some(Seg::Index(i)),
                         sig: 0,
+                        hidden: false,
                     });
                     self.enter(Some(key), None, child, Some(Seg::Index(1)), &mut pair[1]);
                     self.frames.pop();
@@ -470,7 +690,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     fn steps(&self) -> SmallVec<[Step<'_>; 16]> {
         self.frames
             .iter()
-            .filter(|f| f.key.is_some() || f.index.is_some())
+            .filter(|f| !f.hidden && (f.key.is_some() || f.index.is_some()))
             .map(|f| Step {
                 key: f.key.as_deref(),
                 index: f.index,
