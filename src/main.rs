@@ -117,9 +117,16 @@ async fn serve(config: Config) -> Result<(), String> {
                 config.admin.listen
             )
         })?;
+    // The bound addresses (a configured port 0 becomes the real one).
+    let ingest_addr = ingest
+        .local_addr()
+        .map_err(|e| format!("server.listen: {e}"))?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|e| format!("admin.listen: {e}"))?;
     tracing::info!(
-        ingest = %config.server.listen,
-        admin = %config.admin.listen,
+        ingest = %ingest_addr,
+        admin = %admin_addr,
         version = env!("CARGO_PKG_VERSION"),
         "scrubgate listening"
     );

@@ -2,6 +2,7 @@
 //! test binary (`cargo test --test it`).
 
 mod auth;
+mod cli;
 mod cors;
 mod delivery;
 mod envelope;
