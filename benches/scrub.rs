@@ -5,6 +5,10 @@
 //! Run: `cargo bench --bench scrub`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// The same allocator the `scrubgate` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
 
 fn corpus() -> Vec<Vec<u8>> {
@@ -34,6 +38,17 @@ fn bench(c: &mut Criterion) {
             for e in &events {
                 let v: serde_json::Value = serde_json::from_slice(e).expect("corpus is JSON");
                 let out = serde_json::to_vec(&v).expect("writes");
+                std::hint::black_box(out);
+            }
+        })
+    });
+    group.bench_function("tree_parse_write_no_rules", |b| {
+        b.iter(|| {
+            for e in &events {
+                let text = std::str::from_utf8(e).expect("utf-8");
+                let tree = scrubgate::scrub::json::parse(text, 128).expect("parses");
+                let mut out = Vec::with_capacity(e.len());
+                scrubgate::scrub::json::write(&mut out, &tree);
                 std::hint::black_box(out);
             }
         })

@@ -469,3 +469,22 @@ fn original_values_in_meta_are_scrubbed_too() {
         "{out}"
     );
 }
+
+#[test]
+fn numeric_user_id_is_scrubbed_as_its_text() {
+    let out = scrub_with(
+        pii(json!({"$user.id": ["@anything:hash"]})),
+        json!({"user": {"id": 12345}}),
+    );
+    // HMAC-SHA1("", "12345"), checked with Python's hmac module.
+    assert_eq!(
+        out["user"]["id"],
+        "774472F0DC892F0B3299CAE8DADACD0A74BA59D7"
+    );
+    let out = scrub_with(
+        pii(json!({"$string": ["@anything:remove"]})),
+        json!({"user": {"id": 7}, "extra": {"n": 7}}),
+    );
+    assert_eq!(out["user"]["id"], Value::Null);
+    assert_eq!(out["extra"]["n"], 7, "other numbers are not strings");
+}

@@ -142,6 +142,32 @@ impl Pattern {
         }
     }
 
+    /// Like the byte prefilter of [`Pattern::find_ranges`], from features computed once
+    /// per value and shared by every pattern: false only when the pattern certainly does
+    /// not match a value with these features.
+    pub fn may_match_features(self, f: &Features) -> bool {
+        if f.non_ascii {
+            // Unicode digits and case variants: leave it to the per-pattern test.
+            return true;
+        }
+        match self {
+            Pattern::Imei | Pattern::Creditcard => f.digits >= 15,
+            Pattern::Mac => f.len >= 17 && f.colons + f.dashes >= 5,
+            Pattern::Uuid => f.alnum >= 32,
+            Pattern::Email => f.len >= 6 && f.at,
+            // IPv4 needs four digit groups; IPv6 is either full (7 colons) or compressed
+            // (`::`), so timestamps like `08:00:00` never reach the scanners.
+            Pattern::Ip => (f.dots >= 3 && f.digits >= 4) || f.colons >= 7 || f.double_colon,
+            Pattern::Iban => f.len >= 15 && f.upper,
+            Pattern::Userpath => f.slashes > 0,
+            Pattern::Pemkey => f.dashes >= 10,
+            Pattern::UrlAuth | Pattern::UrlAuthLegacy => f.at && f.slashes >= 2,
+            Pattern::UsSsn => f.dashes >= 2 && f.digits >= 9,
+            Pattern::Bearer => f.len >= 8,
+            Pattern::PasswordValue => f.len > 0,
+        }
+    }
+
     /// The fast path: false only when the pattern certainly does not match `value`.
     fn may_match(self, value: &str) -> bool {
         let bytes = value.as_bytes();
@@ -170,7 +196,7 @@ impl Pattern {
             }
             Pattern::Bearer => contains_ascii_ci(bytes, b"bearer"),
             // Keywords are matched with Unicode case folding (`ſecret`), so no byte test.
-            Pattern::PasswordValue => !value.is_empty(),
+            Pattern::PasswordValue => !value.is_empty() && may_hold_password_keyword(value),
         }
     }
 
@@ -205,6 +231,59 @@ impl Pattern {
     }
 }
 
+/// Byte counts of one value, gathered in a single pass and shared by every pattern's
+/// prefilter (see [`Pattern::may_match_features`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    len: usize,
+    digits: u32,
+    alnum: u32,
+    dots: u32,
+    colons: u32,
+    dashes: u32,
+    slashes: u32,
+    double_colon: bool,
+    at: bool,
+    upper: bool,
+    non_ascii: bool,
+}
+
+impl Features {
+    /// Scans `value` once.
+    pub fn scan(value: &str) -> Features {
+        let mut f = Features {
+            len: value.len(),
+            ..Features::default()
+        };
+        let mut prev = 0u8;
+        for &b in value.as_bytes() {
+            if b == b':' && prev == b':' {
+                f.double_colon = true;
+            }
+            prev = b;
+            match b {
+                b'0'..=b'9' => {
+                    f.digits += 1;
+                    f.alnum += 1;
+                }
+                b'a'..=b'z' => f.alnum += 1,
+                b'A'..=b'Z' => {
+                    f.alnum += 1;
+                    f.upper = true;
+                }
+                b'.' => f.dots += 1,
+                b':' => f.colons += 1,
+                b'-' => f.dashes += 1,
+                b'/' | b'\\' => f.slashes += 1,
+                b'@' => f.at = true,
+                0x80..=0xff => f.non_ascii = true,
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
 /// The `password` rule's key test: true when a field KEY is sensitive.
 ///
 /// Relay runs two key patterns: `token` anywhere in the key (key only), and the
@@ -213,7 +292,34 @@ impl Pattern {
 /// followed by `:` or `=`, exactly `otp`, exactly `two-factor`/`two_factor`). Both are
 /// case-insensitive substring tests, so `author` matches (`auth`), as in Relay.
 pub fn password_key_matches(key: &str) -> bool {
-    PASSWORD_KEY.is_match(key)
+    may_hold_password_keyword(key) && PASSWORD_KEY.is_match(key)
+}
+
+/// Every password keyword (and `bearer`) contains one of these ASCII stems.
+static PASSWORD_STEMS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build([
+            "passw",
+            "secret",
+            "api",
+            "auth",
+            "credentials",
+            "mysql_pwd",
+            "private",
+            "token",
+            "otp",
+            "two",
+            "bearer",
+        ])
+        .expect("static keyword set builds")
+});
+
+/// Exact prefilter for the keyword regexes: on ASCII text, Unicode case folding equals
+/// ASCII case folding, so no stem means no match. Non-ASCII text (`ſecret`) goes to the
+/// regex.
+fn may_hold_password_keyword(text: &str) -> bool {
+    !text.is_ascii() || PASSWORD_STEMS.is_match(text)
 }
 
 /// The `password` rule's value test: true when the value contains one of the keywords of
@@ -1107,7 +1213,13 @@ mod tests {
             for p in Pattern::ALL {
                 let mut slow = Ranges::new();
                 p.find_ranges_unfiltered(&value, &mut slow);
-                prop_assert_eq!(scan(p, &value), slow, "{}", p.as_str());
+                prop_assert_eq!(scan(p, &value), slow.clone(), "{}", p.as_str());
+                if !slow.is_empty() {
+                    prop_assert!(
+                        p.may_match_features(&Features::scan(&value)),
+                        "shared features hide a {} match", p.as_str()
+                    );
+                }
             }
         }
 

@@ -239,9 +239,18 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         let mut escaped = false;
         loop {
-            let Some(&b) = self.bytes.get(self.pos) else {
+            // Fast path: jump to the next quote or backslash (SIMD), then check the
+            // skipped span for raw control characters, which JSON forbids.
+            let rest = &self.bytes[self.pos..];
+            let Some(skip) = memchr::memchr2(b'"', b'\\', rest) else {
                 return Err(self.err("unterminated string"));
             };
+            if let Some(bad) = rest[..skip].iter().position(|&b| b < 0x20) {
+                self.pos += bad;
+                return Err(self.err("control character in string"));
+            }
+            self.pos += skip;
+            let b = self.bytes[self.pos];
             match b {
                 b'"' => {
                     let raw = &self.src[start..self.pos];

@@ -111,6 +111,9 @@ impl MetaLog {
     }
 
     /// Merges every entry into the event's `_meta` object (created when missing).
+    ///
+    /// The entries are sorted by path (keys in string order, like Relay's `BTreeMap`
+    /// meta tree) and built into a tree in one pass, then merged into an existing `_meta`.
     pub fn merge_into(self, root: &mut Value<'_>) {
         if self.entries.is_empty() {
             return;
@@ -118,53 +121,120 @@ impl MetaLog {
         let Value::Object(entries) = root else {
             return;
         };
-        let meta = match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
-            Some(i) => {
-                if !matches!(entries[i].1, Value::Object(_)) {
-                    entries[i].1 = Value::Object(Vec::new());
-                }
-                &mut entries[i].1
-            }
-            None => {
-                entries.push((Str::Owned("_meta".into()), Value::Object(Vec::new())));
-                let last = entries.len() - 1;
-                &mut entries[last].1
-            }
-        };
-        for (path, entry) in self.entries {
-            let mut node = &mut *meta;
-            for seg in &path {
-                let key = match seg {
-                    MetaSeg::Key(k) => k.clone(),
-                    MetaSeg::Index(i) => i.to_string(),
-                };
-                node = child_object(node, &key);
-            }
-            let inner = child_object(node, "");
-            merge_entry(inner, entry);
+        let mut list: Vec<(Vec<String>, MetaEntry)> = self
+            .entries
+            .into_iter()
+            .map(|(path, e)| {
+                let keys = path
+                    .into_iter()
+                    .map(|seg| match seg {
+                        MetaSeg::Key(k) => k,
+                        MetaSeg::Index(i) => i.to_string(),
+                    })
+                    .collect();
+                (keys, e)
+            })
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let fresh = build(&list, 0);
+        match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
+            Some(i) => deep_merge(&mut entries[i].1, fresh),
+            None => entries.push((Str::Owned("_meta".into()), fresh)),
         }
     }
 }
 
-fn child_object<'v, 'a>(node: &'v mut Value<'a>, key: &str) -> &'v mut Value<'a> {
-    if !matches!(node, Value::Object(_)) {
-        *node = Value::Object(Vec::new());
-    }
-    let Value::Object(entries) = node else {
-        unreachable!("just made an object")
-    };
-    let idx = match entries.iter().position(|(k, _)| k.eq_str(key)) {
-        Some(i) => i,
-        None => {
-            entries.push((Str::Owned(key.to_string()), Value::Object(Vec::new())));
-            entries.len() - 1
+/// Builds the meta tree of `list` (sorted by path) below depth `depth`.
+fn build<'a>(list: &[(Vec<String>, MetaEntry)], depth: usize) -> Value<'a> {
+    let mut fields: Vec<(Str<'a>, Value<'a>)> = Vec::new();
+    let mut own = MetaEntry::default();
+    let mut has_own = false;
+    let mut i = 0;
+    while i < list.len() {
+        let (path, entry) = &list[i];
+        if path.len() == depth {
+            has_own = true;
+            own.rem.extend(entry.rem.iter().cloned());
+            if own.len.is_none() {
+                own.len = entry.len;
+            }
+            i += 1;
+            continue;
         }
-    };
-    let v = &mut entries[idx].1;
-    if !matches!(v, Value::Object(_)) {
-        *v = Value::Object(Vec::new());
+        let key = &path[depth];
+        let mut j = i + 1;
+        while j < list.len() && list[j].0.len() > depth && list[j].0[depth] == *key {
+            j += 1;
+        }
+        fields.push((Str::Owned(key.clone()), build(&list[i..j], depth + 1)));
+        i = j;
     }
-    v
+    if has_own {
+        let mut inner = Value::Object(Vec::new());
+        merge_entry(&mut inner, own);
+        fields.insert(0, (Str::Owned(String::new()), inner));
+    }
+    Value::Object(fields)
+}
+
+/// Merges a freshly built meta tree into an existing one.
+fn deep_merge<'a>(existing: &mut Value<'a>, fresh: Value<'a>) {
+    let Value::Object(fresh_fields) = fresh else {
+        return;
+    };
+    if !matches!(existing, Value::Object(_)) {
+        *existing = Value::Object(Vec::new());
+    }
+    let Value::Object(fields) = existing else {
+        return;
+    };
+    for (k, v) in fresh_fields {
+        let key = k.decoded().into_owned();
+        match fields.iter().position(|(ek, _)| ek.eq_str(&key)) {
+            None => fields.push((k, v)),
+            Some(i) if key.is_empty() => {
+                let entry = entry_of(&v);
+                merge_entry(&mut fields[i].1, entry);
+            }
+            Some(i) => deep_merge(&mut fields[i].1, v),
+        }
+    }
+}
+
+/// Reads back a built `""` node (only built by [`build`]).
+fn entry_of(v: &Value<'_>) -> MetaEntry {
+    let mut e = MetaEntry::default();
+    if let Some(Value::Array(rems)) = v.get("rem") {
+        for r in rems {
+            if let Value::Array(items) = r {
+                let text = |i: usize| {
+                    items
+                        .get(i)
+                        .and_then(|x| x.as_str())
+                        .map(|s| s.into_owned())
+                };
+                let num = |i: usize| match items.get(i) {
+                    Some(Value::Number(n)) => n.parse::<usize>().ok(),
+                    _ => None,
+                };
+                let ty = match text(1).as_deref() {
+                    Some("x") => RemarkType::Removed,
+                    Some("m") => RemarkType::Masked,
+                    Some("p") => RemarkType::Pseudonymized,
+                    _ => RemarkType::Substituted,
+                };
+                e.rem.push(Remark {
+                    rule: Arc::from(text(0).unwrap_or_default().as_str()),
+                    ty,
+                    range: num(2).zip(num(3)),
+                });
+            }
+        }
+    }
+    if let Some(Value::Number(n)) = v.get("len") {
+        e.len = n.parse().ok();
+    }
+    e
 }
 
 fn remark_value<'a>(r: &Remark) -> Value<'a> {

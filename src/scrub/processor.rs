@@ -95,13 +95,43 @@ impl SigHasher {
             .rotate_left(29);
     }
     fn u64(&mut self, v: u64) {
-        for b in v.to_le_bytes() {
-            self.byte(b);
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x0000_0100_0000_01B3);
+        self.1 = (self.1 ^ v)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+
+    /// Hashes a key with ASCII letters folded to lowercase (selectors compare keys
+    /// case-insensitively), eight bytes at a time. Non-ASCII bytes are hashed as they are:
+    /// keys that differ only in non-ASCII case get different signatures, which only costs
+    /// a memo miss.
+    fn key(&mut self, key: &[u8]) {
+        let mut chunks = key.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.u64(ascii_lower(u64::from_le_bytes(w)));
         }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.u64(ascii_lower(u64::from_le_bytes(w)) ^ ((key.len() as u64) << 56));
     }
     fn finish(&self) -> u128 {
         (u128::from(self.1) << 64) | u128::from(self.0)
     }
+}
+
+/// Lowercases the ASCII letters of eight packed bytes (SWAR); other bytes are unchanged.
+fn ascii_lower(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let b = w & LOW7;
+    // High bit set in each byte that is >= 'A' and in each byte that is > 'Z'.
+    let ge_a = b + 0x3f3f_3f3f_3f3f_3f3f;
+    let gt_z = b + 0x2525_2525_2525_2525;
+    let upper = ge_a & !gt_z & !w & HIGH;
+    w | (upper >> 2)
 }
 
 /// The memo keys are already hashes: pass them through.
@@ -407,6 +437,18 @@ impl<'r, 'a> Walker<'r, 'a> {
                 }
                 .or_delete(self.take_delete())
             }
+            Value::Number(n) if node.lenient_string && pii != Pii::False => {
+                // Relay reads a number here as its string (`user.id: 42` is `"42"`).
+                let text = n.to_string();
+                let result = self.process_text_typed(&text, pii, Types::of(ValueType::String));
+                if self.take_delete() {
+                    return Outcome::Delete;
+                }
+                if let Some(new) = result {
+                    *v = Value::string(new);
+                }
+                Outcome::Keep
+            }
             Value::Number(_) => {
                 if pii != Pii::False && self.apply_to_container(pii) {
                     return Outcome::Delete;
@@ -632,15 +674,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             match (&frame.key, frame.index) {
                 (Some(k), _) => {
                     h.byte(1);
-                    for b in k.bytes() {
-                        h.byte(b.to_ascii_lowercase());
-                    }
-                    // Non-ASCII keys compare by full lowercase; keep them exact.
-                    if !k.is_ascii() {
-                        for b in k.bytes() {
-                            h.byte(b);
-                        }
-                    }
+                    h.key(k.as_bytes());
                 }
                 (None, Some(i)) => {
                     h.byte(2);
@@ -781,6 +815,21 @@ impl<'r, 'a> Walker<'r, 'a> {
         self.process_text(&text, pii)
     }
 
+    /// [`Walker::process_text`] with the leaf's types set to `types`.
+    fn process_text_typed(&mut self, text: &str, pii: Pii, types: Types) -> Option<String> {
+        let saved = self.frames.last().map(|f| (f.types, f.sig));
+        if let Some(f) = self.frames.last_mut() {
+            f.types = types;
+            f.sig ^= 0x5bd1_e995_u128 << 64 | u128::from(types.bits());
+        }
+        let result = self.process_text(text, pii);
+        if let (Some(f), Some((t, sig))) = (self.frames.last_mut(), saved) {
+            f.types = t;
+            f.sig = sig;
+        }
+        result
+    }
+
     fn process_text(&mut self, text: &str, pii: Pii) -> Option<String> {
         let mask = self.app_mask(pii);
         if mask == 0 {
@@ -788,6 +837,9 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
         let mut value = ChunkedValue::new(text);
         let mut deleted_by: Option<std::sync::Arc<str>> = None;
+        // One pass over the bytes feeds every built-in pattern's prefilter. Computed on
+        // the original text: redactions only remove characters, so it stays conservative.
+        let features = builtin::Features::scan(text);
         {
             let key = self.leaf_key();
             'apps: for (i, app) in self.apps.iter().enumerate() {
@@ -795,7 +847,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     continue;
                 }
                 for rule in &app.rules {
-                    if apply_rule(rule, key, &mut value).is_err() {
+                    if apply_rule(rule, key, &mut value, &features).is_err() {
                         deleted_by = Some(rule.origin.clone());
                         break 'apps;
                     }
@@ -1240,7 +1292,12 @@ fn redacts_chunks(rule: &RuleRef) -> bool {
     !matches!(rule.redaction, Redaction::Default | Redaction::Remove)
 }
 
-fn apply_rule(rule: &RuleRef, key: &str, value: &mut ChunkedValue) -> Result<(), DeleteValue> {
+fn apply_rule(
+    rule: &RuleRef,
+    key: &str,
+    value: &mut ChunkedValue,
+    features: &builtin::Features,
+) -> Result<(), DeleteValue> {
     let has_text = value.has_text();
     let mut ranges: SmallVec<[std::ops::Range<usize>; 4]> = SmallVec::new();
     match &*rule.kind {
@@ -1283,6 +1340,7 @@ fn apply_rule(rule: &RuleRef, key: &str, value: &mut ChunkedValue) -> Result<(),
             }
         }
         _ if !has_text => {}
+        RuleKind::Builtin(p) if !p.may_match_features(features) => {}
         RuleKind::Builtin(p) => {
             p.find_ranges(&value.search_text(), &mut ranges);
             if !ranges.is_empty() {
@@ -1331,6 +1389,35 @@ fn whole_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swar_lowercase_matches_bytewise() {
+        let samples: [&[u8]; 5] = [
+            b"ABCDEFGH",
+            b"X-Forwa@",
+            b"[Z]a`z{\x7f",
+            b"\xc3\x89t\xc3\xa9AZ",
+            b"@[`{0129",
+        ];
+        for s in samples {
+            let mut w = [0u8; 8];
+            w[..s.len().min(8)].copy_from_slice(&s[..s.len().min(8)]);
+            let expected: Vec<u8> = w.iter().map(u8::to_ascii_lowercase).collect();
+            assert_eq!(
+                ascii_lower(u64::from_le_bytes(w)).to_le_bytes().to_vec(),
+                expected,
+                "{s:?}"
+            );
+        }
+        for b in 0..=255u8 {
+            let w = u64::from_le_bytes([b; 8]);
+            assert_eq!(
+                ascii_lower(w).to_le_bytes()[0],
+                b.to_ascii_lowercase(),
+                "byte {b}"
+            );
+        }
+    }
 
     #[test]
     fn relay_hash_vector() {

@@ -174,6 +174,8 @@ pub struct Node {
     pub schema_type: Option<ValueType>,
     /// A native image path: only the directory part may be scrubbed.
     pub native_path: bool,
+    /// A string field that also accepts numbers (read as their text).
+    pub lenient_string: bool,
     children: HashMap<Box<str>, NodeId>,
     any: Option<NodeId>,
     elem: Option<NodeId>,
@@ -189,6 +191,7 @@ impl Node {
             values_wrapper: false,
             schema_type: None,
             native_path: false,
+            lenient_string: false,
             children: HashMap::new(),
             any: None,
             elem: None,
@@ -322,6 +325,7 @@ impl Schema {
             n.pairlist = kind == "pairlist";
             n.values_wrapper = kind == "object|array";
             n.schema_type = schema_type_for(path);
+            n.lenient_string = kind == "string" && line.contains("lenient string");
             n.native_path = kind == "string"
                 && (path.ends_with("images[].code_file") || path.ends_with("images[].debug_file"));
         }
