@@ -1,1 +1,422 @@
-fn main() {}
+//! Load benchmark of the whole proxy, in one process on loopback.
+//!
+//! A null upstream (answers 200 at once), scrubgate in front of it, and a load generator
+//! of N keep-alive HTTP/1.1 connections sending for D seconds each. Scenarios:
+//!
+//! - (a) a ~4 KB and (b) a ~60 KB gzip event (from the corpus) at 64 connections, through
+//!   the proxy and straight to the upstream: req/s, p50/p99 latency;
+//! - the ~4 KB event at half of the proxy's maximum throughput (a paced run), through
+//!   the proxy and straight: the latency the proxy adds when it is not saturated;
+//! - (c) a sustained run cycling `tests/fixtures/corpus/events.jsonl` (gzip) at 16
+//!   connections: events/s and MB/s delivered upstream.
+//!
+//! The project uses Relay's default data scrubbing plus
+//! `{"$string": ["@email", "@ip"], "$user.email || $user.username || $user.ip_address ||
+//! $user.id": ["@anything:hash"]}`.
+//!
+//! Run: `cargo bench --bench load` (release build). `LOAD_SECS` sets the duration of each
+//! run (default 10). Without `--bench` (as under `cargo test --benches`) it does a short
+//! smoke run. The load generator shares the machine's cores with the proxy and the null
+//! upstream, so the figures are a lower bound of what the proxy alone can do.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use scrubgate::config::Config;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+// mimalloc: the proxy allocates per request (bodies, parsed trees, headers) from many
+// threads; glibc malloc showed up at about a fifth of the load benchmark's profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The public key of the benchmark project.
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+/// The benchmark project's id.
+const PROJECT: u64 = 1;
+
+/// Bytes the null upstream received, and requests it answered.
+#[derive(Default)]
+struct UpstreamStats {
+    bytes: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// Starts the null upstream: reads each body, answers 200 `{}`.
+async fn null_upstream() -> (SocketAddr, Arc<UpstreamStats>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    let stats = Arc::new(UpstreamStats::default());
+    let accept_stats = Arc::clone(&stats);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let stats = Arc::clone(&accept_stats);
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let stats = Arc::clone(&stats);
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                        stats.requests.fetch_add(1, Ordering::Relaxed);
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, hyper::Error>(response)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, stats)
+}
+
+/// The benchmark project config.
+fn project_json() -> String {
+    serde_json::json!({
+        "projectId": PROJECT,
+        "publicKeys": [{"publicKey": KEY, "isEnabled": true}],
+        "config": {
+            "piiConfig": {"applications": {
+                "$string": ["@email", "@ip"],
+                "$user.email || $user.username || $user.ip_address || $user.id": ["@anything:hash"]
+            }},
+            "datascrubbingSettings": {
+                "scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true,
+                "sensitiveFields": [], "excludeFields": []
+            }
+        }
+    })
+    .to_string()
+}
+
+/// scrubgate on `127.0.0.1:0` in front of `upstream`; returns its address and a stop
+/// handle. The temporary directory lives as long as the returned guard.
+async fn start_proxy(upstream: SocketAddr) -> (SocketAddr, oneshot::Sender<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let projects = dir.path().join("projects");
+    std::fs::create_dir_all(&projects).expect("projects dir");
+    std::fs::write(projects.join(format!("{PROJECT}.json")), project_json()).expect("project");
+    let mut config = Config::default();
+    config.data_dir = dir.path().join("data");
+    config.projects.dir = projects;
+    config.upstream.url = Some(format!("http://{upstream}").parse().expect("upstream url"));
+    config.server.max_connections = 4096;
+    config.server.max_in_flight = 4096;
+    let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    let addr = ingest.local_addr().expect("ingest address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(scrubgate::run(
+        config,
+        ingest,
+        admin,
+        prometheus::Registry::new(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // Wait until it accepts connections (the project loads before serving).
+    for _ in 0..500 {
+        if TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (addr, stop, dir)
+}
+
+/// One request body to send: gzip bytes and the uncompressed size.
+#[derive(Clone)]
+struct Payload {
+    gzip: Bytes,
+    raw_len: usize,
+}
+
+fn gzip(data: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).expect("gzip");
+    Bytes::from(encoder.finish().expect("gzip"))
+}
+
+/// Every corpus event, one per line.
+fn corpus() -> Vec<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/events.jsonl");
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// The corpus event whose size is closest to `target` bytes.
+fn event_near(events: &[Vec<u8>], target: usize) -> Payload {
+    let event = events
+        .iter()
+        .min_by_key(|e| e.len().abs_diff(target))
+        .expect("corpus is not empty");
+    Payload {
+        gzip: gzip(event),
+        raw_len: event.len(),
+    }
+}
+
+/// What one run measured.
+struct RunResult {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+    raw_bytes: u64,
+}
+
+impl RunResult {
+    fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[index] as f64 / 1000.0
+    }
+}
+
+/// Drives `connections` keep-alive connections to `addr` for `duration`, cycling
+/// `payloads`; with `rate` (total requests per second) each connection is paced.
+async fn load(
+    addr: SocketAddr,
+    payloads: Arc<Vec<Payload>>,
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> RunResult {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(connections);
+    for c in 0..connections {
+        let payloads = Arc::clone(&payloads);
+        let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(4096);
+            let (mut ok, mut failed, mut raw_bytes) = (0u64, 0u64, 0u64);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let _ = stream.set_nodelay(true);
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+            tokio::spawn(connection);
+            let mut next = Instant::now()
+                + interval
+                    .unwrap_or_default()
+                    .mul_f64(c as f64 / connections as f64);
+            let mut i = c;
+            while Instant::now() < deadline {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += interval;
+                }
+                let payload = &payloads[i % payloads.len()];
+                i += 1;
+                let request = Request::post(format!("http://{addr}/api/{PROJECT}/store/"))
+                    .header("host", "scrubgate")
+                    .header(
+                        "x-sentry-auth",
+                        format!("Sentry sentry_key={KEY}, sentry_version=7"),
+                    )
+                    .header("content-type", "application/json")
+                    .header("content-encoding", "gzip")
+                    .body(Full::new(payload.gzip.clone()))
+                    .expect("request");
+                let sent = Instant::now();
+                if sender.ready().await.is_err() {
+                    break;
+                }
+                match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.into_body().collect().await;
+                        latencies.push(sent.elapsed().as_micros() as u64);
+                        if status == StatusCode::OK {
+                            ok += 1;
+                            raw_bytes += payload.raw_len as u64;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    Err(_) => {
+                        failed += 1;
+                        break;
+                    }
+                }
+            }
+            (latencies, ok, failed, raw_bytes)
+        }));
+    }
+    let mut result = RunResult {
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+        raw_bytes: 0,
+    };
+    for task in tasks {
+        let (latencies, ok, failed, raw) = task.await.expect("load task");
+        result.latencies_us.extend(latencies);
+        result.ok += ok;
+        result.failed += failed;
+        result.raw_bytes += raw;
+    }
+    result.elapsed = started.elapsed();
+    result.latencies_us.sort_unstable();
+    result
+}
+
+fn row(name: &str, target: &str, conns: usize, r: &RunResult) -> String {
+    format!(
+        "| {name} | {target} | {conns} | {:.0} | {:.2} | {:.2} | {} |",
+        r.rps(),
+        r.percentile_ms(0.50),
+        r.percentile_ms(0.99),
+        r.failed
+    )
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let secs: f64 = std::env::var("LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if full { 10.0 } else { 0.3 });
+    let duration = Duration::from_secs_f64(secs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let (upstream, stats) = null_upstream().await;
+        let (proxy, stop, _dir) = start_proxy(upstream).await;
+        let events = corpus();
+        let small = Arc::new(vec![event_near(&events, 4 * 1024)]);
+        let large = Arc::new(vec![event_near(&events, 60 * 1024)]);
+        let all: Arc<Vec<Payload>> = Arc::new(
+            events
+                .iter()
+                .map(|e| Payload {
+                    gzip: gzip(e),
+                    raw_len: e.len(),
+                })
+                .collect(),
+        );
+
+        // Warm-up: connections, pools, caches.
+        let _ = load(
+            proxy,
+            Arc::clone(&small),
+            8,
+            Duration::from_millis(200),
+            None,
+        )
+        .await;
+
+        println!("## scrubgate load benchmark ({secs} s per run)\n");
+        println!(
+            "small event: {} B raw, {} B gzip; large event: {} B raw, {} B gzip\n",
+            small[0].raw_len,
+            small[0].gzip.len(),
+            large[0].raw_len,
+            large[0].gzip.len()
+        );
+        println!("| payload | target | connections | req/s | p50 ms | p99 ms | failed |");
+        println!("|---|---|---|---|---|---|---|");
+        let conns = 64;
+        let mut small_proxy_rps = 0.0;
+        for (name, payload) in [("(a) ~4 KB gzip", &small), ("(b) ~60 KB gzip", &large)] {
+            let through = load(proxy, Arc::clone(payload), conns, duration, None).await;
+            let direct = load(upstream, Arc::clone(payload), conns, duration, None).await;
+            if small_proxy_rps == 0.0 {
+                small_proxy_rps = through.rps();
+            }
+            println!("{}", row(name, "scrubgate", conns, &through));
+            println!("{}", row(name, "upstream direct", conns, &direct));
+        }
+
+        // Latency at half of the proxy's maximum throughput.
+        let rate = (small_proxy_rps / 2.0).max(1.0);
+        let through = load(proxy, Arc::clone(&small), conns, duration, Some(rate)).await;
+        let direct = load(upstream, Arc::clone(&small), conns, duration, Some(rate)).await;
+        println!(
+            "{}",
+            row(
+                &format!("~4 KB paced at {rate:.0}/s"),
+                "scrubgate",
+                conns,
+                &through
+            )
+        );
+        println!(
+            "{}",
+            row(
+                &format!("~4 KB paced at {rate:.0}/s"),
+                "upstream direct",
+                conns,
+                &direct
+            )
+        );
+        println!(
+            "\nadded latency at half the maximum throughput: p50 {:.2} ms, p99 {:.2} ms",
+            through.percentile_ms(0.50) - direct.percentile_ms(0.50),
+            through.percentile_ms(0.99) - direct.percentile_ms(0.99)
+        );
+
+        // Sustained corpus run.
+        let before_bytes = stats.bytes.load(Ordering::Relaxed);
+        let before_requests = stats.requests.load(Ordering::Relaxed);
+        let sustained = load(proxy, Arc::clone(&all), 16, duration, None).await;
+        let wire = stats.bytes.load(Ordering::Relaxed) - before_bytes;
+        let delivered = stats.requests.load(Ordering::Relaxed) - before_requests;
+        let seconds = sustained.elapsed.as_secs_f64();
+        println!("\n| (c) sustained corpus, gzip, 16 connections | value |");
+        println!("|---|---|");
+        println!(
+            "| events delivered upstream per second | {:.0} |",
+            delivered as f64 / seconds
+        );
+        println!(
+            "| MB/s of events (uncompressed input) delivered | {:.1} |",
+            sustained.raw_bytes as f64 / seconds / 1e6
+        );
+        println!(
+            "| MB/s on the upstream wire (gzip) | {:.1} |",
+            wire as f64 / seconds / 1e6
+        );
+        println!(
+            "| latency p50 / p99 ms | {:.2} / {:.2} |",
+            sustained.percentile_ms(0.50),
+            sustained.percentile_ms(0.99)
+        );
+        println!("| failed | {} |", sustained.failed);
+        let _ = stop.send(());
+    });
+}

@@ -15,4 +15,184 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
+pub mod forward;
+pub mod metrics;
+pub mod projects;
+pub mod protocol;
 pub mod scrub;
+pub mod server;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::Config;
+use crate::forward::{ForwardError, Forwarder};
+use crate::metrics::Metrics;
+use crate::projects::{process_env, ProjectStore};
+use crate::protocol::client_ip::{IpNetError, TrustedProxies};
+use crate::server::admin::Readiness;
+use crate::server::AppState;
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The upstream forwarder (or its outbox) could not be set up.
+    #[error("cannot set up upstream delivery")]
+    Forwarder(#[source] ForwardError),
+    /// A `server.trusted_proxies` entry could not be converted.
+    #[error("invalid trusted proxy entry")]
+    TrustedProxies(#[source] IpNetError),
+    /// Loading the project configs panicked or was cancelled.
+    #[error("cannot load project configs")]
+    LoadProjects(#[source] tokio::task::JoinError),
+}
+
+/// A started scrubgate: project configs loaded, forwarder ready, listeners bound but not
+/// yet served. [`Scrubgate::serve`] runs it.
+#[derive(Debug)]
+pub struct Scrubgate {
+    state: Arc<AppState>,
+    ingest: TcpListener,
+    admin: TcpListener,
+    registry: Registry,
+    readiness: Arc<Readiness>,
+}
+
+impl Scrubgate {
+    /// Registers the metrics on `registry`, loads every project config (a file that fails
+    /// is logged and counted, and the others still load) and sets up the forwarder.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Forwarder`] when the outbox cannot be created,
+    /// [`RunError::TrustedProxies`] for an unusable `server.trusted_proxies` entry.
+    pub async fn start(
+        config: Config,
+        ingest: TcpListener,
+        admin: TcpListener,
+        registry: Registry,
+    ) -> Result<Scrubgate, RunError> {
+        let metrics = Metrics::register(&registry);
+        let trusted_proxies = TrustedProxies::parse(
+            config
+                .server
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string),
+        )
+        .map_err(RunError::TrustedProxies)?;
+        let forwarder = Forwarder::new(&config.upstream, &config.data_dir, metrics.clone())
+            .map_err(RunError::Forwarder)?;
+
+        let dir = config.projects.dir.clone();
+        let store_metrics = metrics.clone();
+        let (projects, errors) = tokio::task::spawn_blocking(move || {
+            ProjectStore::load_dir(&dir, process_env(), store_metrics)
+        })
+        .await
+        .map_err(RunError::LoadProjects)?;
+        tracing::info!(
+            dir = %config.projects.dir.display(),
+            loaded = projects.len(),
+            failed = errors.len(),
+            "project configs loaded"
+        );
+        tracing::info!(target = %forwarder.target(), outbox = forwarder.is_outbox(), "upstream");
+
+        let readiness = Arc::new(Readiness::default());
+        readiness.set_loaded();
+        let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight.max(1)));
+        let state = Arc::new(AppState {
+            config,
+            projects: Arc::new(projects),
+            forwarder,
+            metrics,
+            trusted_proxies,
+            in_flight,
+        });
+        Ok(Scrubgate {
+            state,
+            ingest,
+            admin,
+            registry,
+            readiness,
+        })
+    }
+
+    /// The project store, e.g. to reload it on SIGHUP.
+    pub fn projects(&self) -> Arc<ProjectStore> {
+        Arc::clone(&self.state.projects)
+    }
+
+    /// Serves both listeners until `shutdown` resolves, then stops accepting, marks
+    /// `/readyz` unready, drains in-flight requests within `server.shutdown_grace` and
+    /// returns. The projects directory is polled every `projects.poll_interval` meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for fatal serve errors.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        let Scrubgate {
+            state,
+            ingest,
+            admin,
+            registry,
+            readiness,
+        } = self;
+        let (stop_ingest, ingest_stopped) = watch::channel(false);
+        let (stop_admin, admin_stopped) = watch::channel(false);
+
+        let watcher = Arc::clone(&state.projects)
+            .spawn_watcher(state.config.projects.poll_interval, ingest_stopped.clone());
+        let admin_task = tokio::spawn(server::serve_admin(
+            admin,
+            registry,
+            Arc::clone(&readiness),
+            admin_stopped,
+        ));
+        let ingest_task = tokio::spawn(server::serve_ingest(
+            ingest,
+            Arc::clone(&state),
+            ingest_stopped,
+        ));
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        readiness.set_shutting_down();
+        let _ = stop_ingest.send(true);
+        if let Err(error) = ingest_task.await {
+            tracing::error!(%error, "ingest server task failed");
+        }
+        let _ = watcher.await;
+        let _ = stop_admin.send(true);
+        if let Err(error) = admin_task.await {
+            tracing::error!(%error, "admin server task failed");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs scrubgate on pre-bound listeners until `shutdown` resolves: [`Scrubgate::start`]
+/// then [`Scrubgate::serve`]. Tests bind `127.0.0.1:0` and pass the listeners in.
+///
+/// # Errors
+///
+/// As [`Scrubgate::start`].
+pub async fn run(
+    config: Config,
+    ingest: TcpListener,
+    admin: TcpListener,
+    registry: Registry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    Scrubgate::start(config, ingest, admin, registry)
+        .await?
+        .serve(shutdown)
+        .await
+}

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+
+# --- build stage: release binary -------------------------------------------------
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+# Dependencies first, against stub targets, so source edits do not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches tests/it \
+    && touch src/lib.rs \
+    && for f in src/main.rs benches/scrub.rs benches/load.rs tests/it/main.rs; do \
+         echo 'fn main() {}' > "$f"; \
+       done \
+    && cargo build --release --locked --bin scrubgate \
+    && rm -rf src benches tests
+COPY src ./src
+COPY benches ./benches
+COPY tests/it ./tests/it
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin scrubgate
+
+# --- runtime stage: slim, non-root ------------------------------------------------
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 scrubgate \
+    && useradd --system --uid 10001 --gid scrubgate --home-dir /var/lib/scrubgate scrubgate \
+    && mkdir -p /var/lib/scrubgate /etc/scrubgate \
+    && chown scrubgate:scrubgate /var/lib/scrubgate
+COPY --from=builder /src/target/release/scrubgate /usr/local/bin/scrubgate
+COPY config/ /etc/scrubgate/
+# Listen on all interfaces inside the container; keep the outbox in the data volume.
+ENV SCRUBGATE_SERVER_LISTEN=0.0.0.0:3000 \
+    SCRUBGATE_ADMIN_LISTEN=0.0.0.0:3001 \
+    SCRUBGATE_PROJECTS_DIR=/etc/scrubgate/projects
+USER scrubgate:scrubgate
+WORKDIR /var/lib/scrubgate
+VOLUME ["/var/lib/scrubgate"]
+EXPOSE 3000 3001
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/scrubgate"]
+CMD ["run", "--config", "/etc/scrubgate/scrubgate.toml"]

@@ -1,0 +1,257 @@
+//! The pooled HTTP client to the upstream: keep-alive connections, connect and request
+//! timeouts, a bound on concurrent requests, body encoding, and upstream metrics.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::{ForwardError, ForwardRequest, UpstreamResponse};
+use crate::config::{UpstreamConfig, UpstreamEncoding};
+use crate::metrics::{Metrics, UpstreamResult};
+
+/// Largest upstream answer body read. Sentry answers `{"id": "..."}` or a short error;
+/// anything near this size is not an ingest answer.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// Bodies at least this large are compressed on the blocking pool, so that a large
+/// envelope does not stall the async workers (gzip runs at roughly 100 MB/s per core:
+/// 256 KiB is a few milliseconds).
+const BLOCKING_ENCODE_THRESHOLD: usize = 256 * 1024;
+
+/// How long an idle pooled connection is kept. Below the common 60-120 s idle timeouts of
+/// load balancers, so we rarely reuse a connection the other side is closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// gzip level: the fastest; scrubbed events are JSON and compress well even at level 1.
+const GZIP_LEVEL: u32 = 1;
+
+/// zstd level: 1 is several times faster than gzip at a better ratio on JSON.
+const ZSTD_LEVEL: i32 = 1;
+
+/// Request headers the forwarder sets itself or that only make sense hop by hop.
+const REPLACED_HEADERS: &[HeaderName] = &[
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_TYPE,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Answer headers relayed to the SDK.
+const KEPT_RESPONSE_HEADERS: &[&str] = &["retry-after", "x-sentry-rate-limits", "content-type"];
+
+/// Client to one upstream base URL. Cheap to clone.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    authority: Authority,
+    /// Path prefix of the base URL, without a trailing slash (often empty).
+    prefix: Arc<str>,
+    encoding: UpstreamEncoding,
+    timeout: Duration,
+    slots: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("base_url", &self.base_url())
+            .field("encoding", &self.encoding)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamClient {
+    /// A client for `url` (`http://host[:port][/prefix]`).
+    ///
+    /// HTTP/1.1 with keep-alive: without TLS there is no ALPN to offer HTTP/2, and an
+    /// upstream reached over plain HTTP (a TLS sidecar, an internal store) speaks 1.1.
+    ///
+    /// # Errors
+    ///
+    /// [`ForwardError::InvalidUpstreamUrl`] when `url` is not `http://` with a host.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        url: &Uri,
+        metrics: Metrics,
+    ) -> Result<UpstreamClient, ForwardError> {
+        let authority = match (url.scheme_str(), url.authority()) {
+            (Some("http"), Some(authority)) if !authority.host().is_empty() => authority.clone(),
+            _ => return Err(ForwardError::InvalidUpstreamUrl),
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(cfg.max_connections_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(UpstreamClient {
+            client,
+            authority,
+            prefix: url.path().trim_end_matches('/').into(),
+            encoding: cfg.encoding,
+            timeout: cfg.timeout,
+            slots: Arc::new(Semaphore::new(cfg.max_connections_per_host)),
+            metrics,
+        })
+    }
+
+    /// The base URL, for logs.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.authority, self.prefix)
+    }
+
+    fn uri(&self, path_and_query: &str) -> Result<Uri, ForwardError> {
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{}", self.prefix, path_and_query))
+            .build()
+            .map_err(|_| ForwardError::InvalidPath)
+    }
+
+    /// Sends `req` and reads the answer, all within `upstream.timeout`.
+    ///
+    /// # Errors
+    ///
+    /// See [`ForwardError`].
+    pub async fn send(&self, req: ForwardRequest) -> Result<UpstreamResponse, ForwardError> {
+        if !req.path_and_query.starts_with('/') {
+            return Err(ForwardError::InvalidPath);
+        }
+        let uri = self.uri(&req.path_and_query)?;
+        let body = encode(self.encoding, req.body).await?;
+
+        let mut headers = req.headers;
+        for name in REPLACED_HEADERS {
+            headers.remove(name);
+        }
+        headers.insert(header::CONTENT_TYPE, req.content_type);
+        if let Some(token) = self.encoding.content_encoding() {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+        }
+
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, self.exchange(request)).await;
+        let result = match outcome {
+            Ok(result) => result,
+            Err(_elapsed) => Err(ForwardError::Timeout(self.timeout)),
+        };
+        let label = match &result {
+            Ok(response) => UpstreamResult::from_status(response.status),
+            Err(ForwardError::Timeout(_)) => UpstreamResult::Timeout,
+            Err(_) => UpstreamResult::Error,
+        };
+        self.metrics.observe_upstream(label, started.elapsed());
+        result
+    }
+
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<UpstreamResponse, ForwardError> {
+        // Waiting for a slot counts against the timeout: under overload the SDK gets a
+        // 503 rather than an ever longer queue.
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let _in_flight = self.metrics.track_upstream();
+        let response = self.client.request(request).await.map_err(|error| {
+            if error.is_connect() {
+                ForwardError::Connect(error)
+            } else {
+                ForwardError::Request(error)
+            }
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BODY)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    ForwardError::ResponseTooLarge {
+                        limit: MAX_RESPONSE_BODY,
+                    }
+                } else {
+                    ForwardError::Response(error)
+                }
+            })?
+            .to_bytes();
+        let mut headers = HeaderMap::new();
+        for name in KEPT_RESPONSE_HEADERS {
+            for value in parts.headers.get_all(*name) {
+                headers.append(HeaderName::from_static(name), value.clone());
+            }
+        }
+        Ok(UpstreamResponse {
+            status: parts.status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Encodes `body` per `encoding`; large bodies on the blocking pool.
+///
+/// # Errors
+///
+/// [`ForwardError::Encode`] when the compressor fails (it writes to memory, so only on
+/// allocation-level trouble).
+pub async fn encode(encoding: UpstreamEncoding, body: Bytes) -> Result<Bytes, ForwardError> {
+    match encoding {
+        UpstreamEncoding::Identity => Ok(body),
+        _ if body.len() < BLOCKING_ENCODE_THRESHOLD => encode_now(encoding, &body),
+        _ => tokio::task::spawn_blocking(move || encode_now(encoding, &body))
+            .await
+            .map_err(|join| ForwardError::Encode(std::io::Error::other(join)))?,
+    }
+}
+
+fn encode_now(encoding: UpstreamEncoding, body: &[u8]) -> Result<Bytes, ForwardError> {
+    match encoding {
+        UpstreamEncoding::Identity => Ok(Bytes::copy_from_slice(body)),
+        UpstreamEncoding::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4 + 64),
+                flate2::Compression::new(GZIP_LEVEL),
+            );
+            encoder.write_all(body).map_err(ForwardError::Encode)?;
+            encoder
+                .finish()
+                .map(Bytes::from)
+                .map_err(ForwardError::Encode)
+        }
+        UpstreamEncoding::Zstd => zstd::bulk::compress(body, ZSTD_LEVEL)
+            .map(Bytes::from)
+            .map_err(ForwardError::Encode),
+    }
+}

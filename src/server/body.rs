@@ -1,0 +1,745 @@
+//! Request bodies: collected within a byte cap and a deadline, decompressed within a cap
+//! (a decompression bomb stops at the cap without the buffer growing past it), and the
+//! upstream body re-encoded.
+//!
+//! This is the only module that reads the raw body stream or builds decoders for request
+//! bodies.
+
+use std::error::Error as StdError;
+use std::io;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+
+use crate::protocol::store::{inflate, read_capped, CappedReadError};
+
+/// Why a request body could not be read or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body (received or decompressed) exceeds its limit.
+    #[error("request body exceeds the size limit")]
+    TooLarge,
+    /// The body was not received within the read timeout.
+    #[error("timed out reading the request body")]
+    Timeout,
+    /// The connection failed while the body was read.
+    #[error("failed to read the request body")]
+    Read(#[source] Box<dyn StdError + Send + Sync>),
+    /// `Content-Encoding` names a coding we do not decode.
+    #[error("unsupported content encoding")]
+    UnsupportedEncoding,
+    /// The compressed body is corrupt or truncated.
+    #[error("corrupt compressed body")]
+    Corrupt,
+}
+
+impl BodyError {
+    /// The HTTP status to answer with.
+    ///
+    /// - `TooLarge`: 413.
+    /// - `Timeout`: 408 (the client did not send the body in time).
+    /// - `Read`, `Corrupt`: 400.
+    /// - `UnsupportedEncoding`: 415, as RFC 9110 section 15.5.16 prescribes for a content
+    ///   coding the server does not support (Relay decodes unknown codings as identity and
+    ///   then fails with a 400 on the garbled body; 415 tells the SDK author why). The
+    ///   response may list what we accept in `Accept-Encoding`, see [`ACCEPT_ENCODING`].
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Read(_) | BodyError::Corrupt => StatusCode::BAD_REQUEST,
+            BodyError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+
+    /// A short static text for the `{"detail": ...}` answer.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            BodyError::TooLarge => "request body exceeds the size limit",
+            BodyError::Timeout => "timed out reading the request body",
+            BodyError::Read(_) => "failed to read the request body",
+            BodyError::UnsupportedEncoding => "unsupported content encoding",
+            BodyError::Corrupt => "failed to decompress the request body",
+        }
+    }
+}
+
+/// The `Accept-Encoding` value listing the content codings [`decode`] supports.
+pub const ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd, identity";
+
+/// Reads a whole body, failing as soon as more than `max` bytes arrive or when reading
+/// takes longer than `timeout`.
+///
+/// A body that announces more than `max` bytes (an exact `Content-Length`) fails before
+/// any byte is read. A body of one data frame is returned without copying; otherwise the
+/// frames are gathered into one buffer that never grows past `max`. Trailers are ignored.
+///
+/// # Errors
+///
+/// [`BodyError::TooLarge`], [`BodyError::Timeout`], or [`BodyError::Read`] when the
+/// body stream fails.
+pub async fn collect_limited<B>(body: B, max: usize, timeout: Duration) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let hint = body.size_hint();
+    if hint.lower() > max as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    // Size the buffer from an exact Content-Length when there is one.
+    let expected = hint
+        .exact()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    match tokio::time::timeout(timeout, collect_frames(body, max, expected)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(BodyError::Timeout),
+    }
+}
+
+async fn collect_frames<B>(body: B, max: usize, expected: usize) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    // Fast path: most bodies arrive as one frame, kept as it is.
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<Vec<u8>> = None;
+    let mut total: usize = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| BodyError::Read(error.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if data.is_empty() {
+            continue;
+        }
+        total = total.saturating_add(data.len());
+        if total > max {
+            return Err(BodyError::TooLarge);
+        }
+        if let Some(buf) = gathered.as_mut() {
+            reserve_capped(buf, data.len(), max);
+            buf.extend_from_slice(&data);
+        } else if let Some(prev) = first.take() {
+            let mut buf = Vec::with_capacity(expected.max(total.saturating_mul(2)).min(max));
+            buf.extend_from_slice(&prev);
+            buf.extend_from_slice(&data);
+            gathered = Some(buf);
+        } else {
+            first = Some(data);
+        }
+    }
+    Ok(match (gathered, first) {
+        (Some(buf), _) => Bytes::from(buf),
+        (None, Some(data)) => data,
+        (None, None) => Bytes::new(),
+    })
+}
+
+/// Makes room for `additional` bytes, doubling but never past `max` (the caller has
+/// checked that `len + additional <= max`).
+fn reserve_capped(buf: &mut Vec<u8>, additional: usize, max: usize) {
+    let needed = buf.len() + additional;
+    if needed > buf.capacity() {
+        let target = buf.capacity().saturating_mul(2).max(needed).min(max);
+        buf.reserve_exact(target - buf.len());
+    }
+}
+
+/// A request `Content-Encoding` that [`decode`] understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    /// No coding (also for an absent or empty header and the `UTF-8` SDK quirk).
+    Identity,
+    /// `gzip` or `x-gzip` (concatenated members are accepted).
+    Gzip,
+    /// `deflate`: zlib, or raw deflate when the zlib header is missing.
+    Deflate,
+    /// `br`
+    Br,
+    /// `zstd`
+    Zstd,
+}
+
+impl ContentEncoding {
+    /// Reads a `Content-Encoding` header, case-insensitively. An absent or empty value and
+    /// `UTF-8` (sent by sentry-ruby 5.x and sentry-java android 2.0.0) mean identity.
+    ///
+    /// # Errors
+    ///
+    /// [`BodyError::UnsupportedEncoding`] for any other coding, including lists such as
+    /// `gzip, br`.
+    pub fn from_header(value: Option<&HeaderValue>) -> Result<Self, BodyError> {
+        let Some(value) = value else {
+            return Ok(ContentEncoding::Identity);
+        };
+        let name = value.as_bytes().trim_ascii();
+        const NAMES: [(&[u8], ContentEncoding); 7] = [
+            (b"gzip", ContentEncoding::Gzip),
+            (b"x-gzip", ContentEncoding::Gzip),
+            (b"deflate", ContentEncoding::Deflate),
+            (b"br", ContentEncoding::Br),
+            (b"zstd", ContentEncoding::Zstd),
+            (b"identity", ContentEncoding::Identity),
+            (b"utf-8", ContentEncoding::Identity),
+        ];
+        if name.is_empty() {
+            return Ok(ContentEncoding::Identity);
+        }
+        NAMES
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|&(_, encoding)| encoding)
+            .ok_or(BodyError::UnsupportedEncoding)
+    }
+
+    /// The coding's canonical name (e.g. for a metric label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ContentEncoding::Identity => "identity",
+            ContentEncoding::Gzip => "gzip",
+            ContentEncoding::Deflate => "deflate",
+            ContentEncoding::Br => "br",
+            ContentEncoding::Zstd => "zstd",
+        }
+    }
+}
+
+/// Decodes a body per its `Content-Encoding` into at most `max_decoded` bytes.
+///
+/// # Errors
+///
+/// [`BodyError::UnsupportedEncoding`], [`BodyError::TooLarge`] when the decoded body
+/// would exceed `max_decoded` (decoding stops there), [`BodyError::Corrupt`] for corrupt
+/// or truncated data.
+pub fn decode(
+    encoding: Option<&HeaderValue>,
+    body: Bytes,
+    max_decoded: usize,
+) -> Result<Bytes, BodyError> {
+    decode_as(ContentEncoding::from_header(encoding)?, body, max_decoded)
+}
+
+/// Decodes a body with a known coding into at most `max_decoded` bytes. Identity and
+/// empty bodies are returned without copying.
+///
+/// This is CPU work proportional to the decoded size: for large bodies, call it from
+/// `tokio::task::spawn_blocking` rather than on a runtime worker.
+///
+/// # Errors
+///
+/// As [`decode`], without `UnsupportedEncoding`.
+pub fn decode_as(
+    encoding: ContentEncoding,
+    body: Bytes,
+    max_decoded: usize,
+) -> Result<Bytes, BodyError> {
+    /// Brotli's internal input buffer.
+    const BROTLI_BUFFER: usize = 4096;
+
+    // Compressed JSON shrinks about 4 to 10 times; start there and let the buffer double.
+    let hint = body.len().saturating_mul(4);
+    // An empty body stays empty whatever its coding; the caller refuses empty bodies.
+    if body.is_empty() {
+        return Ok(body);
+    }
+    let decoded = match encoding {
+        ContentEncoding::Identity => {
+            return if body.len() > max_decoded {
+                Err(BodyError::TooLarge)
+            } else {
+                Ok(body)
+            };
+        }
+        // `bufread` decoders read the slice directly, without an extra input buffer.
+        ContentEncoding::Gzip => read_capped(
+            flate2::bufread::MultiGzDecoder::new(body.as_ref()),
+            max_decoded,
+            hint,
+        ),
+        ContentEncoding::Deflate => inflate(&body, has_zlib_header(&body), max_decoded),
+        ContentEncoding::Br => read_capped(
+            brotli::Decompressor::new(body.as_ref(), BROTLI_BUFFER),
+            max_decoded,
+            hint,
+        ),
+        ContentEncoding::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(body.as_ref())
+                .map_err(|_| BodyError::Corrupt)?;
+            decoder
+                .window_log_max(zstd_window_log_max(max_decoded))
+                .map_err(|_| BodyError::Corrupt)?;
+            read_capped(decoder, max_decoded, hint)
+        }
+    };
+    match decoded {
+        Ok(bytes) => Ok(Bytes::from(bytes)),
+        Err(CappedReadError::TooLarge) => Err(BodyError::TooLarge),
+        Err(CappedReadError::Io(_)) => Err(BodyError::Corrupt),
+    }
+}
+
+/// True when `data` starts with a valid zlib header (RFC 1950: method 8, window at most
+/// 32 KiB, header checksum divisible by 31).
+fn has_zlib_header(data: &[u8]) -> bool {
+    match data {
+        [cmf, flg, ..] => {
+            cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0
+        }
+        _ => false,
+    }
+}
+
+/// The largest zstd window we accept: enough for the body limit, at least 8 MiB (what
+/// the zstd format asks every decoder to support, and what streaming encoders use at
+/// common levels), at most 128 MiB (zstd's own default). A frame asking for more is
+/// refused before its window is allocated, so a tiny body cannot make us reserve memory
+/// far beyond the limit.
+fn zstd_window_log_max(max_decoded: usize) -> u32 {
+    let needed = usize::BITS - max_decoded.saturating_sub(1).leading_zeros();
+    needed.clamp(23, 27)
+}
+
+/// How the body sent upstream is encoded (`upstream.encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamEncoding {
+    /// Sent as it is.
+    Identity,
+    /// gzip at the fastest level (the default: every Sentry accepts it).
+    #[default]
+    Gzip,
+    /// zstd at level 1.
+    Zstd,
+}
+
+/// An `upstream.encoding` value that is not `identity`, `gzip` or `zstd`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown upstream encoding {0:?} (expected identity, gzip or zstd)")]
+pub struct UnknownUpstreamEncoding(pub String);
+
+impl FromStr for UpstreamEncoding {
+    type Err = UnknownUpstreamEncoding;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("identity") {
+            Ok(UpstreamEncoding::Identity)
+        } else if s.eq_ignore_ascii_case("gzip") {
+            Ok(UpstreamEncoding::Gzip)
+        } else if s.eq_ignore_ascii_case("zstd") {
+            Ok(UpstreamEncoding::Zstd)
+        } else {
+            Err(UnknownUpstreamEncoding(s.to_owned()))
+        }
+    }
+}
+
+impl UpstreamEncoding {
+    /// The coding's name, as in the config and the `Content-Encoding` header.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UpstreamEncoding::Identity => "identity",
+            UpstreamEncoding::Gzip => "gzip",
+            UpstreamEncoding::Zstd => "zstd",
+        }
+    }
+
+    /// The `Content-Encoding` header to send, or `None` for identity (send no header).
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        match self {
+            UpstreamEncoding::Identity => None,
+            UpstreamEncoding::Gzip => Some(HeaderValue::from_static("gzip")),
+            UpstreamEncoding::Zstd => Some(HeaderValue::from_static("zstd")),
+        }
+    }
+}
+
+/// Compressing the upstream body failed (only on allocation failure inside zstd).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to compress the upstream body")]
+pub struct EncodeError(#[source] io::Error);
+
+impl EncodeError {
+    /// 500: our failure, not the client's.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    /// A short static text for the `{"detail": ...}` answer.
+    pub fn detail(&self) -> &'static str {
+        "failed to compress the upstream body"
+    }
+}
+
+/// Encodes the body sent upstream, at a fast level. Identity returns `body` unchanged
+/// (no copy).
+///
+/// # Errors
+///
+/// [`EncodeError`] if the compressor fails (in practice only when out of memory).
+pub fn encode(encoding: UpstreamEncoding, body: Bytes) -> Result<Bytes, EncodeError> {
+    /// zstd's level 1: fastest of the standard levels, still better than gzip -6 on JSON.
+    const ZSTD_LEVEL: i32 = 1;
+
+    match encoding {
+        UpstreamEncoding::Identity => Ok(body),
+        UpstreamEncoding::Gzip => {
+            use std::io::Write as _;
+            let out = Vec::with_capacity(body.len() / 4 + 64);
+            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            encoder.write_all(&body).map_err(EncodeError)?;
+            encoder.finish().map(Bytes::from).map_err(EncodeError)
+        }
+        UpstreamEncoding::Zstd => zstd::bulk::compress(&body, ZSTD_LEVEL)
+            .map(Bytes::from)
+            .map_err(EncodeError),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::io::{Read, Write};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use http_body_util::Full;
+    use hyper::body::Frame;
+
+    const EVENT: &[u8] = br#"{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","message":"hello hello hello hello","user":{"email":"a@example.com"}}"#;
+    const MIB: usize = 1024 * 1024;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn raw_deflate(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn brotli(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc = brotli::CompressorWriter::new(&mut out, 4096, 1, 22);
+            enc.write_all(data).unwrap();
+        }
+        out
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        zstd::bulk::compress(data, 1).unwrap()
+    }
+
+    fn header(value: &str) -> HeaderValue {
+        HeaderValue::from_str(value).unwrap()
+    }
+
+    #[test]
+    fn every_coding_round_trips() {
+        let cases: [(&str, Vec<u8>); 10] = [
+            ("gzip", gzip(EVENT)),
+            ("x-gzip", gzip(EVENT)),
+            ("GZip", gzip(EVENT)),
+            ("deflate", zlib(EVENT)),
+            ("Deflate", raw_deflate(EVENT)),
+            ("br", brotli(EVENT)),
+            ("zstd", zstd(EVENT)),
+            ("identity", EVENT.to_vec()),
+            (" UTF-8 ", EVENT.to_vec()),
+            ("", EVENT.to_vec()),
+        ];
+        for (coding, body) in cases {
+            let out = decode(Some(&header(coding)), Bytes::from(body), MIB).unwrap();
+            assert_eq!(out.as_ref(), EVENT, "coding {coding:?}");
+        }
+        let out = decode(None, Bytes::from_static(EVENT), MIB).unwrap();
+        assert_eq!(out.as_ref(), EVENT);
+    }
+
+    #[test]
+    fn empty_body_stays_empty() {
+        for coding in ["gzip", "deflate", "br", "zstd", "identity"] {
+            let out = decode(Some(&header(coding)), Bytes::new(), MIB).unwrap();
+            assert!(out.is_empty(), "{coding}");
+        }
+    }
+
+    #[test]
+    fn concatenated_gzip_members() {
+        let mut body = gzip(b"{\"a\":");
+        body.extend(gzip(b"1}"));
+        let out = decode(Some(&header("gzip")), Bytes::from(body), MIB).unwrap();
+        assert_eq!(out.as_ref(), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn unsupported_codings_are_415() {
+        for coding in ["compress", "gzip, br", "xz", "utf8"] {
+            let err = decode(Some(&header(coding)), Bytes::from_static(EVENT), MIB).unwrap_err();
+            assert!(matches!(err, BodyError::UnsupportedEncoding), "{coding}");
+            assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        }
+        let latin1 = HeaderValue::from_bytes(b"gz\xe9p").unwrap();
+        assert!(matches!(
+            ContentEncoding::from_header(Some(&latin1)),
+            Err(BodyError::UnsupportedEncoding)
+        ));
+    }
+
+    #[test]
+    fn corrupt_and_truncated_bodies_are_400() {
+        let mut flipped = gzip(EVENT);
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0xff;
+        let gz = gzip(EVENT);
+        let zl = zlib(EVENT);
+        let raw = raw_deflate(EVENT);
+        let br = brotli(EVENT);
+        let zs = zstd(EVENT);
+        let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+            ("gzip garbage", "gzip", b"definitely not gzip".to_vec()),
+            ("gzip flipped byte", "gzip", flipped),
+            ("gzip truncated", "gzip", gz[..gz.len() - 10].to_vec()),
+            ("zlib truncated", "deflate", zl[..zl.len() / 2].to_vec()),
+            (
+                "raw deflate truncated",
+                "deflate",
+                raw[..raw.len() / 2].to_vec(),
+            ),
+            ("brotli truncated", "br", br[..br.len() / 2].to_vec()),
+            ("zstd garbage", "zstd", b"not zstd either".to_vec()),
+            ("zstd truncated", "zstd", zs[..zs.len() / 2].to_vec()),
+        ];
+        for (name, coding, body) in cases {
+            let err = decode(Some(&header(coding)), Bytes::from(body), MIB).unwrap_err();
+            assert!(matches!(err, BodyError::Corrupt), "{name}: {err:?}");
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{name}");
+        }
+    }
+
+    /// Counts how many compressed bytes a decoder pulled.
+    struct Counting<'a> {
+        inner: &'a [u8],
+        read: usize,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn gzip_bomb_stops_at_the_cap() {
+        // 50 MiB of zeros compress to about 50 KiB.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let zeros = vec![0u8; MIB];
+        for _ in 0..50 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < MIB);
+
+        let started = std::time::Instant::now();
+        let err = decode(Some(&header("gzip")), Bytes::from(bomb.clone()), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge), "{err:?}");
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        // The decoder stopped after a prefix of the input: the cap is 1/50 of the output,
+        // and the decoder reads its input in 32 KiB blocks.
+        let mut counting = Counting {
+            inner: &bomb,
+            read: 0,
+        };
+        let result = read_capped(flate2::read::GzDecoder::new(&mut counting), MIB, bomb.len());
+        assert!(matches!(result, Err(CappedReadError::TooLarge)));
+        assert!(
+            counting.read < bomb.len() / 4,
+            "read {} of {}",
+            counting.read,
+            bomb.len()
+        );
+    }
+
+    #[test]
+    fn every_coding_stops_at_the_cap() {
+        let big = vec![b'a'; 4 * MIB];
+        let cases: [(&str, Vec<u8>); 5] = [
+            ("gzip", gzip(&big)),
+            ("deflate", zlib(&big)),
+            ("deflate", raw_deflate(&big)),
+            ("br", brotli(&big)),
+            ("zstd", zstd(&big)),
+        ];
+        for (coding, body) in cases {
+            let err = decode(Some(&header(coding)), Bytes::from(body.clone()), MIB).unwrap_err();
+            assert!(matches!(err, BodyError::TooLarge), "{coding}: {err:?}");
+            // Exactly at the limit is fine.
+            let ok = decode(Some(&header(coding)), Bytes::from(body), 4 * MIB).unwrap();
+            assert_eq!(ok.len(), 4 * MIB, "{coding}");
+        }
+        let err = decode(None, Bytes::from(big), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge));
+    }
+
+    #[test]
+    fn zstd_window_limit() {
+        assert_eq!(zstd_window_log_max(0), 23);
+        assert_eq!(zstd_window_log_max(MIB), 23);
+        assert_eq!(zstd_window_log_max(16 * MIB), 24);
+        assert_eq!(zstd_window_log_max(16 * MIB + 1), 25);
+        assert_eq!(zstd_window_log_max(200 * MIB), 27);
+    }
+
+    #[test]
+    fn zstd_frame_asking_for_a_huge_window_is_refused() {
+        // A streaming encoder that does not know the size declares its full window
+        // (2^27 = 128 MiB) in the frame header; with a 1 MiB limit we accept 8 MiB at most.
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        enc.window_log(27).unwrap();
+        enc.include_contentsize(false).unwrap();
+        enc.write_all(EVENT).unwrap();
+        let body = enc.finish().unwrap();
+        let err = decode(Some(&header("zstd")), Bytes::from(body.clone()), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::Corrupt), "{err:?}");
+        // With a 200 MiB limit the same frame is fine.
+        let ok = decode(Some(&header("zstd")), Bytes::from(body), 200 * MIB).unwrap();
+        assert_eq!(ok.as_ref(), EVENT);
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        for encoding in [
+            UpstreamEncoding::Identity,
+            UpstreamEncoding::Gzip,
+            UpstreamEncoding::Zstd,
+        ] {
+            let encoded = encode(encoding, Bytes::from_static(EVENT)).unwrap();
+            let header = encoding.header_value();
+            assert_eq!(
+                header.as_ref().map(|h| h.to_str().unwrap()),
+                (encoding != UpstreamEncoding::Identity).then_some(encoding.as_str())
+            );
+            let decoded = decode(header.as_ref(), encoded, MIB).unwrap();
+            assert_eq!(decoded.as_ref(), EVENT, "{encoding:?}");
+        }
+        assert_eq!("ZSTD".parse(), Ok(UpstreamEncoding::Zstd));
+        assert!("brotli".parse::<UpstreamEncoding>().is_err());
+        assert_eq!(UpstreamEncoding::default(), UpstreamEncoding::Gzip);
+    }
+
+    /// A body that yields the given chunks, then ends or stays pending forever.
+    struct Chunks {
+        chunks: VecDeque<Result<Bytes, io::Error>>,
+        then_pending: bool,
+    }
+
+    impl Chunks {
+        fn new(chunks: &[&'static [u8]]) -> Self {
+            Self {
+                chunks: chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect(),
+                then_pending: false,
+            }
+        }
+    }
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+            let this = self.get_mut();
+            match this.chunks.pop_front() {
+                Some(Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Some(Err(error)) => Poll::Ready(Some(Err(error))),
+                None if this.then_pending => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn collects_frames_up_to_the_limit() {
+        let body = Chunks::new(&[b"{\"a\":", b"", b"1}"]);
+        let out = collect_limited(body, 7, TIMEOUT).await.unwrap();
+        assert_eq!(out.as_ref(), b"{\"a\":1}");
+
+        let single = Bytes::from_static(b"{\"a\":1}");
+        let out = collect_limited(Full::new(single.clone()), 7, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(out.as_ptr(), single.as_ptr(), "one frame is not copied");
+
+        let out = collect_limited(Chunks::new(&[]), 7, TIMEOUT).await.unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn too_large_by_content_length_before_reading() {
+        let body = Full::new(Bytes::from(vec![b'x'; 2048]));
+        let err = collect_limited(body, 1024, TIMEOUT).await.unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge));
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn too_large_while_streaming_stops_early() {
+        // No size hint; the third chunk crosses the limit and the stream would then hang.
+        let mut body = Chunks::new(&[b"aaaa", b"bbbb", b"cccc"]);
+        body.then_pending = true;
+        let err = collect_limited(body, 10, TIMEOUT).await.unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn slow_body_times_out() {
+        let mut body = Chunks::new(&[b"{"]);
+        body.then_pending = true;
+        let err = collect_limited(body, 1024, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::Timeout));
+        assert_eq!(err.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn read_errors_are_reported() {
+        let body = Chunks {
+            chunks: VecDeque::from([
+                Ok(Bytes::from_static(b"{")),
+                Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset")),
+            ]),
+            then_pending: false,
+        };
+        let err = collect_limited(body, 1024, TIMEOUT).await.unwrap_err();
+        assert!(matches!(err, BodyError::Read(_)));
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+}

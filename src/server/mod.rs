@@ -1,0 +1,300 @@
+//! HTTP: the ingest listener (SDK traffic) and the admin listener (`/metrics`,
+//! `/healthz`, `/readyz`).
+//!
+//! The ingest accept loop takes a connection permit before it accepts (so at most
+//! `server.max_connections` connections are open; more wait in the kernel's backlog),
+//! serves HTTP/1.1 and HTTP/2 on each connection (hyper-util's auto builder) with a
+//! header read timeout, and bounds requests in flight (`server.max_in_flight`, 503 with
+//! `Retry-After` above it). On shutdown it stops accepting, asks every connection to
+//! finish (hyper-util's `GracefulShutdown`) and gives in-flight requests
+//! `server.shutdown_grace` before it cuts them.
+
+pub mod admin;
+pub mod body;
+pub mod cors;
+pub mod error;
+pub mod ingest;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::forward::Forwarder;
+use crate::metrics::{Endpoint, ItemType, Metrics, StatusClass};
+use crate::projects::ProjectStore;
+use crate::protocol::client_ip::TrustedProxies;
+use admin::Readiness;
+use error::IngestError;
+use routes::{IngestEndpoint, Route};
+
+/// Most concurrent HTTP/2 streams per connection; the in-flight bound applies on top.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Everything a request handler needs; shared by all connections.
+#[derive(Debug)]
+pub struct AppState {
+    /// The validated process configuration.
+    pub config: Config,
+    /// Project configs in force.
+    pub projects: Arc<ProjectStore>,
+    /// Upstream delivery.
+    pub forwarder: Forwarder,
+    /// Metric handles.
+    pub metrics: Metrics,
+    /// Proxies whose `X-Forwarded-For` is believed (from `server.trusted_proxies`).
+    pub trusted_proxies: TrustedProxies,
+    /// Permits for requests in flight (`server.max_in_flight`).
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// Answers one request on the ingest listener: routes it, runs the ingest pipeline,
+/// maps errors to JSON answers, adds CORS headers, records the request metric and logs
+/// one debug line (never payloads, keys or secrets).
+pub async fn handle_ingest<B>(
+    state: &Arc<AppState>,
+    req: Request<B>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let (endpoint, project_id) = match routes::route(parts.uri.path()) {
+        Route::Ingest {
+            endpoint,
+            project_id,
+        } => (endpoint, project_id),
+        Route::NotFound => {
+            let response = IngestError::NotFound.to_response();
+            state.metrics.observe_request(
+                Endpoint::Other,
+                StatusClass::from_status(response.status()),
+                started.elapsed(),
+            );
+            tracing::debug!(%method, status = 404u16, "no such route");
+            return response;
+        }
+    };
+
+    let preflight = cors::is_preflight(&parts.method, &parts.headers);
+    let mut summary = ingest::Summary::default();
+    let result = ingest::handle(state, endpoint, project_id, parts, body, peer, &mut summary).await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            record_refusal(&state.metrics, endpoint, &error);
+            if error.is_server_error() && !matches!(error, IngestError::Forward(_)) {
+                tracing::warn!(
+                    endpoint = endpoint.segment(),
+                    project = summary.project,
+                    %error,
+                    "request failed"
+                );
+            } else {
+                tracing::debug!(
+                    endpoint = endpoint.segment(),
+                    project = summary.project,
+                    %error,
+                    "request refused"
+                );
+            }
+            error.to_response()
+        }
+    };
+    if !preflight {
+        cors::apply(response.headers_mut());
+    }
+    let status = response.status();
+    let elapsed = started.elapsed();
+    let label = if preflight {
+        Endpoint::Other
+    } else {
+        endpoint.metric_label()
+    };
+    state
+        .metrics
+        .observe_request(label, StatusClass::from_status(status), elapsed);
+    tracing::debug!(
+        %method,
+        endpoint = endpoint.segment(),
+        project = summary.project,
+        status = status.as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// Counts a refused request's outcome (upstream failures are counted per item where
+/// they happen; 404/405 are not events).
+fn record_refusal(metrics: &Metrics, endpoint: IngestEndpoint, error: &IngestError) {
+    if matches!(
+        error,
+        IngestError::Forward(_) | IngestError::NotFound | IngestError::MethodNotAllowed
+    ) {
+        return;
+    }
+    let item_type = match endpoint {
+        IngestEndpoint::Store => ItemType::Event,
+        IngestEndpoint::Envelope => ItemType::Envelope,
+        IngestEndpoint::Security | IngestEndpoint::CspReport => ItemType::Security,
+    };
+    metrics.record_item(item_type, error.outcome());
+}
+
+/// The HTTP/1.1 + HTTP/2 connection builder for the ingest listener.
+fn ingest_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.server.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    builder
+}
+
+/// Resolves when `shutdown` turns true (or its sender is gone).
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: treat it as a shutdown.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Serves the ingest listener until `shutdown` turns true, then drains connections
+/// within `server.shutdown_grace`.
+pub async fn serve_ingest(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = ingest_builder(&state.config);
+    let permits = Arc::new(Semaphore::new(state.config.server.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+
+    loop {
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+            () = shutdown_requested(&mut shutdown) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = shutdown_requested(&mut shutdown) => break,
+        };
+        // Small answers should leave at once.
+        let _ = stream.set_nodelay(true);
+        let connection_guard = state.metrics.track_connection();
+        let service_state = Arc::clone(&state);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let state = Arc::clone(&service_state);
+            async move { Ok::<_, Infallible>(handle_ingest(&state, req, peer).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        connections.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(connection_guard);
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    let grace = state.config.server.shutdown_grace;
+    let open = graceful.count();
+    tracing::info!(
+        open_connections = open,
+        grace_secs = grace.as_secs_f64(),
+        "draining connections"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            cut_connections = connections.len(),
+            "grace period over; closing the remaining connections"
+        );
+        connections.abort_all();
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves the admin listener until `shutdown` turns true.
+pub async fn serve_admin(
+    listener: TcpListener,
+    registry: Registry,
+    readiness: Arc<Readiness>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    let registry = Arc::new(registry);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = shutdown_requested(&mut shutdown) => break,
+        };
+        let registry = Arc::clone(&registry);
+        let readiness = Arc::clone(&readiness);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let response = admin::handle(&req, &registry, &readiness);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}

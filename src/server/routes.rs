@@ -1,0 +1,183 @@
+//! Routing: which ingest endpoint a request path names.
+//!
+//! Relay's ingest paths are `/api/{project_id}/{store,envelope,security,csp-report}/`
+//! (trailing slash required, as in Relay). Runs of slashes are folded first, as Relay's
+//! `NormalizePath` middleware does, so `//api/42//store/` works too.
+
+use std::borrow::Cow;
+
+use crate::metrics::Endpoint;
+
+/// An ingest endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestEndpoint {
+    /// `/api/{id}/store/`: one JSON event (or an envelope, by `Content-Type`).
+    Store,
+    /// `/api/{id}/envelope/`.
+    Envelope,
+    /// `/api/{id}/security/`: a browser security report.
+    Security,
+    /// `/api/{id}/csp-report/`: the same as `security`, under its other name.
+    CspReport,
+}
+
+impl IngestEndpoint {
+    /// The path segment after the project id.
+    pub fn segment(self) -> &'static str {
+        match self {
+            IngestEndpoint::Store => "store",
+            IngestEndpoint::Envelope => "envelope",
+            IngestEndpoint::Security => "security",
+            IngestEndpoint::CspReport => "csp-report",
+        }
+    }
+
+    /// The `endpoint` metric label.
+    pub fn metric_label(self) -> Endpoint {
+        match self {
+            IngestEndpoint::Store => Endpoint::Store,
+            IngestEndpoint::Envelope => Endpoint::Envelope,
+            IngestEndpoint::Security | IngestEndpoint::CspReport => Endpoint::Security,
+        }
+    }
+
+    /// True for the security report endpoints.
+    pub fn is_security(self) -> bool {
+        matches!(self, IngestEndpoint::Security | IngestEndpoint::CspReport)
+    }
+}
+
+/// Where a path leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// An ingest endpoint; the project id is `Err(())` when the segment is not a number
+    /// (answered 400, as in Relay).
+    Ingest {
+        /// Which endpoint.
+        endpoint: IngestEndpoint,
+        /// The `{project_id}` segment, parsed.
+        project_id: Result<u64, ()>,
+    },
+    /// Anything else (404).
+    NotFound,
+}
+
+/// Matches a request path (without the query).
+pub fn route(path: &str) -> Route {
+    let path = fold_slashes(path);
+    let Some(rest) = path.strip_prefix("/api/") else {
+        return Route::NotFound;
+    };
+    let mut segments = rest.split('/');
+    let (Some(id), Some(name), Some(""), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Route::NotFound;
+    };
+    let endpoint = match name {
+        "store" => IngestEndpoint::Store,
+        "envelope" => IngestEndpoint::Envelope,
+        "security" => IngestEndpoint::Security,
+        "csp-report" => IngestEndpoint::CspReport,
+        _ => return Route::NotFound,
+    };
+    if id.is_empty() {
+        return Route::NotFound;
+    }
+    let project_id = if id.bytes().all(|b| b.is_ascii_digit()) {
+        id.parse::<u64>().map_err(|_| ())
+    } else {
+        Err(())
+    };
+    Route::Ingest {
+        endpoint,
+        project_id,
+    }
+}
+
+/// Folds runs of `/` into one.
+fn fold_slashes(path: &str) -> Cow<'_, str> {
+    if !path.contains("//") {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut previous_slash = false;
+    for c in path.chars() {
+        if c == '/' && previous_slash {
+            continue;
+        }
+        previous_slash = c == '/';
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingest(endpoint: IngestEndpoint, id: u64) -> Route {
+        Route::Ingest {
+            endpoint,
+            project_id: Ok(id),
+        }
+    }
+
+    #[test]
+    fn ingest_paths() {
+        assert_eq!(route("/api/42/store/"), ingest(IngestEndpoint::Store, 42));
+        assert_eq!(
+            route("/api/7/envelope/"),
+            ingest(IngestEndpoint::Envelope, 7)
+        );
+        assert_eq!(
+            route("/api/1/security/"),
+            ingest(IngestEndpoint::Security, 1)
+        );
+        assert_eq!(
+            route("/api/1/csp-report/"),
+            ingest(IngestEndpoint::CspReport, 1)
+        );
+        assert_eq!(
+            route("//api//42///store/"),
+            ingest(IngestEndpoint::Store, 42)
+        );
+    }
+
+    #[test]
+    fn bad_project_id_is_still_an_ingest_route() {
+        assert_eq!(
+            route("/api/abc/store/"),
+            Route::Ingest {
+                endpoint: IngestEndpoint::Store,
+                project_id: Err(())
+            }
+        );
+        assert_eq!(
+            route("/api/99999999999999999999999/envelope/"),
+            Route::Ingest {
+                endpoint: IngestEndpoint::Envelope,
+                project_id: Err(())
+            }
+        );
+    }
+
+    #[test]
+    fn other_paths_are_not_found() {
+        for path in [
+            "/",
+            "/api/",
+            "/api/42/store",
+            "/api/42/store/x",
+            "/api/42/minidump/",
+            "/api/store/",
+            "/metrics",
+            "/api//store/",
+        ] {
+            assert_eq!(route(path), Route::NotFound, "{path}");
+        }
+    }
+}

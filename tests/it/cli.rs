@@ -1,0 +1,193 @@
+//! The `scrubgate` binary: `check` exit codes, and `run` end to end (stderr captured).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+fn scrubgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_scrubgate"))
+}
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let output = scrubgate()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check", "--config", "config/scrubgate.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("config/projects/42.json: ok"), "{stdout}");
+}
+
+#[test]
+fn check_names_every_error_and_sets_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let projects = dir.path().join("projects");
+    std::fs::create_dir_all(&projects).unwrap();
+    let config = dir.path().join("scrubgate.toml");
+    std::fs::write(
+        &config,
+        format!("[projects]\ndir = {:?}\n", projects.display().to_string()),
+    )
+    .unwrap();
+    std::fs::write(projects.join("42.json"), default_project()).unwrap();
+    let run = |config: &std::path::Path| {
+        let output = scrubgate()
+            .args(["check", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (code, text) = run(&config);
+    assert_eq!(code, Some(0), "{text}");
+
+    // A broken project: exit 1, the file and the JSON path of each error.
+    let broken = project_json(
+        7,
+        true,
+        json!({"rules": {"r": {"type": "pattern", "pattern": "("}}, "applications": {"$string": ["r", "@nope"]}}),
+        json!({}),
+    );
+    std::fs::write(projects.join("7.json"), broken).unwrap();
+    let (code, text) = run(&config);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("7.json: error: config.piiConfig.rules.r.pattern"),
+        "{text}"
+    );
+    assert!(text.contains("42.json: ok"), "{text}");
+    assert!(
+        text.lines().filter(|l| l.contains("7.json: error")).count() >= 2,
+        "{text}"
+    );
+
+    // A broken server config: exit 2, each bad key named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"nope\"\n[upstream]\ntimeout = \"0s\"\n",
+    )
+    .unwrap();
+    let (code, text) = run(&bad);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("server.listen") && text.contains("upstream.timeout"),
+        "{text}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_scrubs_and_stops_on_sigterm_without_logging_content() {
+    let upstream = RecordingUpstream::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let projects = dir.path().join("projects");
+    std::fs::create_dir_all(&projects).unwrap();
+    std::fs::write(projects.join("42.json"), default_project()).unwrap();
+    let config = dir.path().join("scrubgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = {:?}\n[projects]\ndir = {:?}\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
+            dir.path().join("data").display().to_string(),
+            upstream.url(),
+            projects.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = scrubgate()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Collect stderr on a thread; learn the ingest address from the first line.
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let sink = Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                if value["message"] == "scrubgate listening" {
+                    let _ = addr_tx.send(value["ingest"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("scrubgate did not start");
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut status = None;
+    for _ in 0..100 {
+        let request = http::Request::post(format!("http://{addr}/api/{PROJECT}/store/"))
+            .header(
+                "x-sentry-auth",
+                format!("Sentry sentry_key={KEY}, sentry_version=7, sentry_secret={SECRET}"),
+            )
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                canary_event().to_string(),
+            )))
+            .unwrap();
+        if let Ok(response) = client.request(request).await {
+            status = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(http::StatusCode::OK));
+    assert_no_canary(&upstream.wait_for(1).await[0].text(), "binary");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    reader.join().unwrap();
+
+    let logs = lines.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("\"endpoint\":\"store\""),
+        "no request line:\n{logs}"
+    );
+    assert!(logs.contains("SIGTERM"), "{logs}");
+    assert!(
+        !logs.contains(CANARY_EMAIL),
+        "event content logged:\n{logs}"
+    );
+    assert!(!logs.contains(CANARY_IP), "event content logged:\n{logs}");
+    assert!(!logs.contains(SECRET), "secret logged:\n{logs}");
+}

@@ -1,0 +1,183 @@
+//! Size limits, decompression bombs, corrupt bodies and malformed events.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const KIB: usize = 1024;
+
+async fn small_limits_proxy(upstream: &RecordingUpstream) -> TestProxy {
+    TestProxy::builder(upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| {
+            c.limits.max_event_size = 64 * KIB;
+            c.limits.max_compressed_event_size = 32 * KIB;
+            c.limits.max_envelope_size = 256 * KIB;
+            c.limits.max_compressed_envelope_size = 128 * KIB;
+        })
+        .spawn()
+        .await
+}
+
+/// A JSON event of about `size` bytes.
+fn event_of_size(size: usize) -> String {
+    json!({"event_id": "9ec79c33ec9942ab8353589fcb2e04dc", "message": "x".repeat(size)}).to_string()
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = small_limits_proxy(&upstream).await;
+    let store = format!("/api/{PROJECT}/store/");
+
+    // Received bytes over max_compressed_event_size.
+    let response = proxy
+        .post(&store)
+        .header("x-sentry-auth", &auth_header())
+        .body(event_of_size(40 * KIB))
+        .send()
+        .await;
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert!(response.json()["detail"].is_string());
+
+    // Compressed small enough, decompressed over max_event_size.
+    let response = proxy
+        .post(&store)
+        .header("x-sentry-auth", &auth_header())
+        .header("content-encoding", "gzip")
+        .body(gzip(event_of_size(100 * KIB).as_bytes()))
+        .send()
+        .await;
+    assert_eq!(response.status, 413, "{}", response.text());
+
+    // An envelope whose event item is over max_event_size though the envelope fits.
+    let envelope = build_envelope(
+        &json!({}),
+        &[(
+            json!({"type": "event"}),
+            event_of_size(100 * KIB).into_bytes(),
+        )],
+    );
+    let response = proxy
+        .post(&format!("/api/{PROJECT}/envelope/"))
+        .header("x-sentry-auth", &auth_header())
+        .header("content-encoding", "gzip")
+        .body(gzip(&envelope))
+        .send()
+        .await;
+    assert_eq!(response.status, 413, "{}", response.text());
+
+    // Just under the limits passes.
+    let response = proxy
+        .post(&store)
+        .header("x-sentry-auth", &auth_header())
+        .body(event_of_size(30 * KIB))
+        .send()
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(upstream.wait_for(1).await.len(), 1);
+
+    let metrics = proxy.scrape_metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "scrubgate_items_total{item_type=\"event\",outcome=\"too_large\"}"
+        ),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn decompression_bombs_stop_at_the_cap() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = small_limits_proxy(&upstream).await;
+    // 16 MiB of zeros: about 16 KiB as gzip, far less as zstd or br; the caps are 64 KiB
+    // (store) and 256 KiB (envelope) decompressed.
+    let bomb = vec![b'0'; 16 * 1024 * KIB];
+    for (encoding, body) in [
+        ("gzip", gzip(&bomb)),
+        ("zstd", zstd(&bomb)),
+        ("br", brotli(&bomb)),
+        ("deflate", deflate(&bomb)),
+    ] {
+        for path in ["store", "envelope"] {
+            if body.len() > 32 * KIB && path == "store" {
+                continue; // over the received-bytes cap: covered above
+            }
+            let response = proxy
+                .post(&format!("/api/{PROJECT}/{path}/"))
+                .header("x-sentry-auth", &auth_header())
+                .header("content-encoding", encoding)
+                .body(body.clone())
+                .send()
+                .await;
+            assert_eq!(
+                response.status,
+                413,
+                "{encoding} {path}: {}",
+                response.text()
+            );
+        }
+    }
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn corrupt_or_unknown_encodings_and_bad_json() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = small_limits_proxy(&upstream).await;
+    let store = format!("/api/{PROJECT}/store/");
+    let event = canary_event().to_string();
+    let mut truncated = gzip(event.as_bytes());
+    truncated.truncate(truncated.len() / 2);
+
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("corrupt gzip", "gzip", b"definitely not gzip".to_vec(), 400),
+        ("truncated gzip", "gzip", truncated, 400),
+        ("corrupt zstd", "zstd", b"not zstd either".to_vec(), 400),
+        (
+            "unknown coding",
+            "compress",
+            event.clone().into_bytes(),
+            415,
+        ),
+        (
+            "malformed json",
+            "identity",
+            br#"{"event_id": "abc", "message": "#.to_vec(),
+            400,
+        ),
+        ("json array", "identity", b"[1, 2, 3]".to_vec(), 400),
+        ("empty body", "identity", Vec::new(), 400),
+    ];
+    for (name, encoding, body, status) in cases {
+        let response = proxy
+            .post(&store)
+            .header("x-sentry-auth", &auth_header())
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(
+            response.status.as_u16(),
+            status,
+            "{name}: {}",
+            response.text()
+        );
+        assert!(response.json()["detail"].is_string(), "{name}");
+    }
+    // A JSON nesting bomb is refused, not walked.
+    let deep = format!(
+        "{}{}",
+        "{\"a\":".repeat(1000),
+        "1".to_owned() + &"}".repeat(1000)
+    );
+    let response = proxy
+        .post(&store)
+        .header("x-sentry-auth", &auth_header())
+        .body(deep)
+        .send()
+        .await;
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert!(upstream.requests().is_empty());
+}

@@ -1,0 +1,15 @@
+//! Integration tests: scrubgate on `127.0.0.1:0` in front of a recording upstream, one
+//! test binary (`cargo test --test it`).
+
+mod auth;
+mod cli;
+mod cors;
+mod delivery;
+mod envelope;
+mod limits;
+mod logs;
+mod metrics;
+mod reload;
+mod server;
+mod store;
+mod support;

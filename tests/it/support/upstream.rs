@@ -1,0 +1,256 @@
+//! `RecordingUpstream`: a real hyper server on `127.0.0.1:0` standing in for Sentry.
+//!
+//! It records every request (method, path, headers, body decoded per its
+//! `Content-Encoding`) and answers as told: normally, stalled, down (connection dropped),
+//! or 429 with `Retry-After` and `X-Sentry-Rate-Limits`.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Notify};
+
+/// How the upstream answers the next requests.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// 200 with `{"id": "<event id>"}`.
+    Normal,
+    /// Never answers (the proxy's request timeout must fire).
+    Stall,
+    /// Answers normally after this delay.
+    Delay(Duration),
+    /// Accepts the connection and drops it at once without answering.
+    Down,
+    /// 429 with these `Retry-After` and `X-Sentry-Rate-Limits` values.
+    RateLimited {
+        /// `Retry-After` value (seconds).
+        retry_after: &'static str,
+        /// `X-Sentry-Rate-Limits` value.
+        limits: &'static str,
+    },
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The request method.
+    pub method: http::Method,
+    /// Path and query, e.g. `/api/42/envelope/`.
+    pub path_and_query: String,
+    /// All request headers.
+    pub headers: HeaderMap,
+    /// The body as received (possibly compressed).
+    pub raw_body: Bytes,
+    /// The body decoded per `Content-Encoding`.
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The decoded body as UTF-8 text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value as text, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+struct Shared {
+    mode: Mutex<Mode>,
+    requests: Mutex<Vec<Recorded>>,
+    arrived: Notify,
+}
+
+/// The recording upstream; dropping it stops the server.
+pub struct RecordingUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl RecordingUpstream {
+    /// Starts a recording upstream answering normally.
+    pub async fn spawn() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            mode: Mutex::new(Mode::Normal),
+            requests: Mutex::new(Vec::new()),
+            arrived: Notify::new(),
+        });
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let accept_shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(conn) => conn,
+                        Err(_) => continue,
+                    },
+                    _ = &mut stop_rx => return,
+                };
+                let shared = accept_shared.clone();
+                if matches!(*shared.mode.lock().unwrap(), Mode::Down) {
+                    drop(stream);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(shared.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        RecordingUpstream {
+            addr,
+            shared,
+            _stop: stop_tx,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes how the following requests are answered.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 5 s) until at least `n` requests arrived, then returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Recorded> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = self.shared.arrived.notified();
+            let got = self.requests();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("upstream saw {} request(s), expected {n}", got.len());
+            }
+        }
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    if matches!(*shared.mode.lock().unwrap(), Mode::Down) {
+        // A service error makes hyper drop the (possibly pooled) connection unanswered.
+        return Err(std::io::Error::other("upstream is down"));
+    }
+    let (parts, body) = req.into_parts();
+    let raw_body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let encoding = parts
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .to_ascii_lowercase();
+    let body = decode(&encoding, &raw_body);
+    let event_id = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("event_id")
+                .and_then(|id| id.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "0".repeat(32));
+    let recorded = Recorded {
+        method: parts.method,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        headers: parts.headers,
+        raw_body,
+        body,
+    };
+    shared.requests.lock().unwrap().push(recorded);
+    shared.arrived.notify_waiters();
+
+    let mode = shared.mode.lock().unwrap().clone();
+    let response = match mode {
+        Mode::Normal | Mode::Down => ok_answer(&event_id),
+        Mode::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            ok_answer(&event_id)
+        }
+        Mode::Stall => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Response::new(Full::new(Bytes::new()))
+        }
+        Mode::RateLimited {
+            retry_after,
+            limits,
+        } => Response::builder()
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .header("content-type", "application/json")
+            .header("retry-after", retry_after)
+            .header("x-sentry-rate-limits", limits)
+            .body(Full::new(Bytes::from_static(
+                br#"{"detail":"event submission rejected with_reason: RateLimited"}"#,
+            )))
+            .unwrap(),
+    };
+    Ok(response)
+}
+
+fn ok_answer(event_id: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(format!("{{\"id\":\"{event_id}\"}}"))))
+        .unwrap()
+}
+
+/// Decodes a body per its `Content-Encoding` (the encodings the proxy may use upstream).
+pub fn decode(encoding: &str, raw: &[u8]) -> Bytes {
+    let mut out = Vec::new();
+    match encoding {
+        "gzip" | "x-gzip" => {
+            flate2::read::GzDecoder::new(raw)
+                .read_to_end(&mut out)
+                .expect("upstream got invalid gzip");
+        }
+        "deflate" => {
+            flate2::read::ZlibDecoder::new(raw)
+                .read_to_end(&mut out)
+                .expect("upstream got invalid deflate");
+        }
+        "zstd" => {
+            out = zstd::decode_all(raw).expect("upstream got invalid zstd");
+        }
+        "br" => {
+            brotli::Decompressor::new(raw, 4096)
+                .read_to_end(&mut out)
+                .expect("upstream got invalid br");
+        }
+        _ => out.extend_from_slice(raw),
+    }
+    Bytes::from(out)
+}
