@@ -115,8 +115,10 @@ async fn start_proxy(upstream: SocketAddr) -> (SocketAddr, oneshot::Sender<()>, 
     let projects = dir.path().join("projects");
     std::fs::create_dir_all(&projects).expect("projects dir");
     std::fs::write(projects.join(format!("{PROJECT}.json")), project_json()).expect("project");
-    let mut config = Config::default();
-    config.data_dir = dir.path().join("data");
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
     config.projects.dir = projects;
     config.upstream.url = Some(format!("http://{upstream}").parse().expect("upstream url"));
     config.server.max_connections = 4096;

@@ -891,7 +891,7 @@ impl Validator {
                 return None;
             }
         }
-        if uri.host().map_or(true, str::is_empty) {
+        if uri.host().is_none_or(str::is_empty) {
             self.problem(path, "must name a host");
             return None;
         }

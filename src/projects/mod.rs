@@ -198,7 +198,7 @@ impl FileState {
         };
         let racy = mtime
             .checked_add(RACY_WINDOW)
-            .map_or(true, |settled| settled > self.read_at);
+            .is_none_or(|settled| settled > self.read_at);
         meta.len() == self.len && meta.modified().ok() == Some(mtime) && !racy
     }
 }

@@ -116,11 +116,14 @@ impl TestResponse {
     }
 }
 
+/// A change to the config, applied before start.
+type ConfigChange = Box<dyn FnOnce(&mut Config)>;
+
 /// Builds a [`TestProxy`].
 pub struct ProxyBuilder {
     upstream_url: Option<String>,
     projects: Vec<(u64, String)>,
-    configure: Vec<Box<dyn FnOnce(&mut Config)>>,
+    configure: Vec<ConfigChange>,
 }
 
 impl ProxyBuilder {
@@ -144,8 +147,10 @@ impl ProxyBuilder {
         for (id, json) in &self.projects {
             std::fs::write(projects_dir.join(format!("{id}.json")), json).unwrap();
         }
-        let mut config = Config::default();
-        config.data_dir = dir.path().join("data");
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
         config.projects.dir = projects_dir.clone();
         config.projects.poll_interval = Duration::from_millis(100);
         config.upstream.url = self.upstream_url.map(|url| url.parse().unwrap());
