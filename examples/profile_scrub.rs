@@ -8,8 +8,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let text = include_str!("../tests/fixtures/corpus/events.jsonl");
-    let events: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
+    let mut events: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
     let mode = std::env::args().nth(1).unwrap_or_else(|| "default".into());
+    if std::env::args().any(|a| a == "--small") {
+        // The corpus event closest to 4 KB, 1000 times (per-event fixed costs).
+        let small = *events
+            .iter()
+            .min_by_key(|e| e.len().abs_diff(4096))
+            .expect("corpus is not empty");
+        events = vec![small; 1000];
+    }
     let project = match mode.as_str() {
         "floor" => {
             for e in &events {

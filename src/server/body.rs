@@ -6,8 +6,6 @@
 //! bodies.
 
 use std::error::Error as StdError;
-use std::io;
-use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -307,108 +305,11 @@ fn zstd_window_log_max(max_decoded: usize) -> u32 {
     needed.clamp(23, 27)
 }
 
-/// How the body sent upstream is encoded (`upstream.encoding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UpstreamEncoding {
-    /// Sent as it is.
-    Identity,
-    /// gzip at the fastest level (the default: every Sentry accepts it).
-    #[default]
-    Gzip,
-    /// zstd at level 1.
-    Zstd,
-}
-
-/// An `upstream.encoding` value that is not `identity`, `gzip` or `zstd`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown upstream encoding {0:?} (expected identity, gzip or zstd)")]
-pub struct UnknownUpstreamEncoding(pub String);
-
-impl FromStr for UpstreamEncoding {
-    type Err = UnknownUpstreamEncoding;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("identity") {
-            Ok(UpstreamEncoding::Identity)
-        } else if s.eq_ignore_ascii_case("gzip") {
-            Ok(UpstreamEncoding::Gzip)
-        } else if s.eq_ignore_ascii_case("zstd") {
-            Ok(UpstreamEncoding::Zstd)
-        } else {
-            Err(UnknownUpstreamEncoding(s.to_owned()))
-        }
-    }
-}
-
-impl UpstreamEncoding {
-    /// The coding's name, as in the config and the `Content-Encoding` header.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            UpstreamEncoding::Identity => "identity",
-            UpstreamEncoding::Gzip => "gzip",
-            UpstreamEncoding::Zstd => "zstd",
-        }
-    }
-
-    /// The `Content-Encoding` header to send, or `None` for identity (send no header).
-    pub fn header_value(&self) -> Option<HeaderValue> {
-        match self {
-            UpstreamEncoding::Identity => None,
-            UpstreamEncoding::Gzip => Some(HeaderValue::from_static("gzip")),
-            UpstreamEncoding::Zstd => Some(HeaderValue::from_static("zstd")),
-        }
-    }
-}
-
-/// Compressing the upstream body failed (only on allocation failure inside zstd).
-#[derive(Debug, thiserror::Error)]
-#[error("failed to compress the upstream body")]
-pub struct EncodeError(#[source] io::Error);
-
-impl EncodeError {
-    /// 500: our failure, not the client's.
-    pub fn status(&self) -> StatusCode {
-        StatusCode::INTERNAL_SERVER_ERROR
-    }
-
-    /// A short static text for the `{"detail": ...}` answer.
-    pub fn detail(&self) -> &'static str {
-        "failed to compress the upstream body"
-    }
-}
-
-/// Encodes the body sent upstream, at a fast level. Identity returns `body` unchanged
-/// (no copy).
-///
-/// # Errors
-///
-/// [`EncodeError`] if the compressor fails (in practice only when out of memory).
-pub fn encode(encoding: UpstreamEncoding, body: Bytes) -> Result<Bytes, EncodeError> {
-    /// zstd's level 1: fastest of the standard levels, still better than gzip -6 on JSON.
-    const ZSTD_LEVEL: i32 = 1;
-
-    match encoding {
-        UpstreamEncoding::Identity => Ok(body),
-        UpstreamEncoding::Gzip => {
-            use std::io::Write as _;
-            let out = Vec::with_capacity(body.len() / 4 + 64);
-            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-            encoder.write_all(&body).map_err(EncodeError)?;
-            encoder.finish().map(Bytes::from).map_err(EncodeError)
-        }
-        UpstreamEncoding::Zstd => zstd::bulk::compress(&body, ZSTD_LEVEL)
-            .map(Bytes::from)
-            .map_err(EncodeError),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::VecDeque;
-    use std::io::{Read, Write};
+    use std::io::{self, Read, Write};
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
@@ -627,27 +528,6 @@ mod tests {
         // With a 200 MiB limit the same frame is fine.
         let ok = decode(Some(&header("zstd")), Bytes::from(body), 200 * MIB).unwrap();
         assert_eq!(ok.as_ref(), EVENT);
-    }
-
-    #[test]
-    fn encode_round_trips() {
-        for encoding in [
-            UpstreamEncoding::Identity,
-            UpstreamEncoding::Gzip,
-            UpstreamEncoding::Zstd,
-        ] {
-            let encoded = encode(encoding, Bytes::from_static(EVENT)).unwrap();
-            let header = encoding.header_value();
-            assert_eq!(
-                header.as_ref().map(|h| h.to_str().unwrap()),
-                (encoding != UpstreamEncoding::Identity).then_some(encoding.as_str())
-            );
-            let decoded = decode(header.as_ref(), encoded, MIB).unwrap();
-            assert_eq!(decoded.as_ref(), EVENT, "{encoding:?}");
-        }
-        assert_eq!("ZSTD".parse(), Ok(UpstreamEncoding::Zstd));
-        assert!("brotli".parse::<UpstreamEncoding>().is_err());
-        assert_eq!(UpstreamEncoding::default(), UpstreamEncoding::Gzip);
     }
 
     /// A body that yields the given chunks, then ends or stays pending forever.
