@@ -26,6 +26,9 @@ fn main() {
             }
             return;
         }
+        rule if rule.starts_with('@') => ProjectConfig::from_config_value(
+            serde_json::json!({"piiConfig": {"applications": {"$string": [rule]}}}),
+        ),
         "advanced" => ProjectConfig::from_json(
             include_bytes!("../tests/fixtures/rules/advanced.json"),
             &|_| None,
