@@ -501,3 +501,21 @@ fn message_object_is_a_logentry() {
         "the template is pii false"
     );
 }
+
+#[test]
+fn transaction_spans_are_scrubbed() {
+    let out = scrub_with(
+        defaults(),
+        json!({
+            "type": "transaction",
+            "spans": [{
+                "op": "db", "description": "SELECT",
+                "data": {"password": "hunter2", "db.user": "app"},
+                "sentry_tags": {"user.ip": "10.1.1.1", "release": "r1"}
+            }]
+        }),
+    );
+    assert_eq!(out["spans"][0]["data"]["password"], "[Filtered]");
+    assert_eq!(out["spans"][0]["sentry_tags"]["user.ip"], Value::Null);
+    assert_eq!(out["spans"][0]["sentry_tags"]["release"], "r1");
+}

@@ -56,7 +56,8 @@ const IGNORED: &str = "debug_meta.** || $frame.filename || $frame.abs_path || $l
 const REPLACE_ONLY: &str = "$logentry.formatted || $log.body";
 
 /// Fields that hold the client IP.
-const KNOWN_IP_FIELDS: &str = "$http.env.REMOTE_ADDR || $user.ip_address || $sdk.client_ip";
+const KNOWN_IP_FIELDS: &str =
+    "$http.env.REMOTE_ADDR || $user.ip_address || $sdk.client_ip || $span.sentry_tags.'user.ip'";
 
 fn quote_key(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
