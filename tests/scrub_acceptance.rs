@@ -519,3 +519,45 @@ fn transaction_spans_are_scrubbed() {
     assert_eq!(out["spans"][0]["sentry_tags"]["user.ip"], Value::Null);
     assert_eq!(out["spans"][0]["sentry_tags"]["release"], "r1");
 }
+
+#[test]
+fn legacy_and_alternative_event_shapes() {
+    let cfg = json!({
+        "piiConfig": {"applications": {"$string": ["@email"], "$error.value": ["@ip"], "$frame.vars.secret": ["@anything:remove"]}},
+        "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true}
+    });
+    let out = scrub_with(
+        cfg,
+        json!({
+            "sentry.interfaces.Exception": {"values": [{"type": "E", "value": "from 10.0.0.1 by a@b.io",
+                "stacktrace": {"frames": [{"function": "f", "vars": {"secret": "s3", "n": "c@d.io"}}]}}]},
+            "exception": [{"type": "E", "value": "x 10.0.0.2"}],
+            "breadcrumbs": [{"message": "login e@f.io", "category": "auth"}],
+            "threads": [{"id": 1, "stacktrace": {"frames": [{"vars": {"secret": "t"}}]}}],
+            "sentry.interfaces.User": {"email": "g@h.io", "custom_field": "i@j.io"},
+            "request": {
+                "headers": {"Authorization": "Bearer abc.def", "X-Api-Key": "k-123"},
+                "cookies": "sessionid=zz; theme=dark",
+                "data": "{\"password\":\"p\",\"mail\":\"k@l.io\"}",
+                "query_string": {"token": "abc", "q": "m@n.io"},
+                "env": {"REMOTE_ADDR": "10.9.9.9"}
+            },
+            "tags": [["user_email", "o@p.io"]],
+            "contexts": {"mine": {"type": "mine", "owner": "q@r.io"}},
+            "extra": {"list": [["pw", "s@t.io"], 1, null, {"deep": ["u@v.io"]}]}
+        }),
+    );
+    let text = out.to_string();
+    let meta = out["_meta"].to_string();
+    let payload = text.replace(&meta, "");
+    for secret in [
+        "a@b.io", "c@d.io", "e@f.io", "g@h.io", "i@j.io", "k@l.io", "m@n.io", "q@r.io", "s@t.io",
+        "u@v.io", "10.0.0.1", "10.9.9.9", "abc.def", "k-123", "\"zz\"", "s3",
+    ] {
+        assert!(!payload.contains(secret), "{secret} survived: {payload}");
+    }
+    assert_eq!(out["exception"][0]["value"], "x [ip]", "bare-array exception is exception.values");
+    assert_eq!(out["threads"][0]["stacktrace"]["frames"][0]["vars"]["secret"], Value::Null);
+    assert_eq!(out["tags"], json!([["user_email", "o@p.io"]]), "tags stay pii maybe");
+    assert_eq!(out["request"]["cookies"], json!([["sessionid", "[Filtered]"], ["theme", "dark"]]));
+}
