@@ -556,8 +556,21 @@ fn legacy_and_alternative_event_shapes() {
     ] {
         assert!(!payload.contains(secret), "{secret} survived: {payload}");
     }
-    assert_eq!(out["exception"][0]["value"], "x [ip]", "bare-array exception is exception.values");
-    assert_eq!(out["threads"][0]["stacktrace"]["frames"][0]["vars"]["secret"], Value::Null);
-    assert_eq!(out["tags"], json!([["user_email", "o@p.io"]]), "tags stay pii maybe");
-    assert_eq!(out["request"]["cookies"], json!([["sessionid", "[Filtered]"], ["theme", "dark"]]));
+    assert_eq!(
+        out["exception"][0]["value"], "x [ip]",
+        "bare-array exception is exception.values"
+    );
+    assert_eq!(
+        out["threads"][0]["stacktrace"]["frames"][0]["vars"]["secret"],
+        Value::Null
+    );
+    assert_eq!(
+        out["tags"],
+        json!([["user_email", "o@p.io"]]),
+        "tags stay pii maybe"
+    );
+    assert_eq!(
+        out["request"]["cookies"],
+        json!([["sessionid", "[Filtered]"], ["theme", "dark"]])
+    );
 }

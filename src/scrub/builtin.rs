@@ -145,24 +145,31 @@ impl Pattern {
     /// Like the byte prefilter of [`Pattern::find_ranges`], from features computed once
     /// per value and shared by every pattern: false only when the pattern certainly does
     /// not match a value with these features.
-    pub fn may_match_features(self, f: &Features) -> bool {
+    pub fn may_match_features(self, f: &Features<'_>) -> bool {
         if f.non_ascii {
             // Unicode digits and case variants: leave it to the per-pattern test.
             return true;
         }
         match self {
-            Pattern::Imei | Pattern::Creditcard => f.digits >= 15,
+            // Card numbers (15-16) and IMEIs (15-16) are digit runs with at most single
+            // separators in between; timestamps and hex ids break much earlier.
+            Pattern::Imei | Pattern::Creditcard => f.digits >= 15 && f.digit_run() >= 15,
             Pattern::Mac => f.len >= 17 && f.colons + f.dashes >= 5,
             Pattern::Uuid => f.alnum >= 32,
             Pattern::Email => f.len >= 6 && f.at,
             // IPv4 needs four digit groups; IPv6 is either full (7 colons) or compressed
             // (`::`), so timestamps like `08:00:00` never reach the scanners.
-            Pattern::Ip => (f.dots >= 3 && f.digits >= 4) || f.colons >= 7 || f.double_colon,
-            Pattern::Iban => f.len >= 15 && f.upper,
+            Pattern::Ip => {
+                (f.dots >= 3 && f.digits >= 4)
+                    || f.colons >= 7
+                    || (f.colons >= 2 && f.double_colon())
+            }
+            // Two capitals, two digits: the country code and check digits.
+            Pattern::Iban => f.len >= 15 && f.upper && f.digits >= 2 && f.iban_head(),
             Pattern::Userpath => f.slashes > 0,
             Pattern::Pemkey => f.dashes >= 10,
             Pattern::UrlAuth | Pattern::UrlAuthLegacy => f.at && f.slashes >= 2,
-            Pattern::UsSsn => f.dashes >= 2 && f.digits >= 9,
+            Pattern::UsSsn => f.dashes >= 2 && f.digits >= 9 && f.digit_run() >= 9,
             Pattern::Bearer => f.len >= 8,
             Pattern::PasswordValue => f.len > 0,
         }
@@ -185,7 +192,15 @@ impl Pattern {
                 count_at_least(bytes, 3, |b| b == b'.') || count_at_least(bytes, 2, |b| b == b':')
             }
             Pattern::Iban => bytes.len() >= 15 && bytes.iter().any(u8::is_ascii_uppercase),
-            Pattern::Userpath => bytes.iter().any(|&b| b == b'/' || b == b'\\'),
+            // The regex needs one of these words (case-insensitive) before a separator;
+            // on non-ASCII text `ſ` folds to `s`, so only ASCII text is filtered by words.
+            Pattern::Userpath => {
+                bytes.iter().any(|&b| b == b'/' || b == b'\\')
+                    && (!value.is_ascii()
+                        || [&b"users"[..], b"home", b"documents", b"profiles"]
+                            .iter()
+                            .any(|w| contains_ascii_ci(bytes, w)))
+            }
             Pattern::Pemkey => value.contains("-----BEGIN"),
             Pattern::UrlAuth | Pattern::UrlAuthLegacy => {
                 bytes.contains(&b'@') && value.contains("//")
@@ -231,10 +246,13 @@ impl Pattern {
     }
 }
 
-/// Byte counts of one value, gathered in a single pass and shared by every pattern's
-/// prefilter (see [`Pattern::may_match_features`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Features {
+/// Byte counts of one value, shared by every pattern's prefilter (see
+/// [`Pattern::may_match_features`]). The counts are independent passes that the compiler
+/// vectorizes; the sequential features (digit runs, IBAN heads, `::`) are computed only
+/// when a pattern asks and the counts have not already ruled it out.
+#[derive(Debug, Clone)]
+pub struct Features<'v> {
+    bytes: &'v [u8],
     len: usize,
     digits: u32,
     alnum: u32,
@@ -242,45 +260,81 @@ pub struct Features {
     colons: u32,
     dashes: u32,
     slashes: u32,
-    double_colon: bool,
     at: bool,
     upper: bool,
     non_ascii: bool,
+    /// Longest run of ASCII digits where single `-` or whitespace bytes may separate them.
+    digit_run: std::cell::OnceCell<u32>,
+    /// Two ASCII capitals followed by two digits somewhere.
+    iban_head: std::cell::OnceCell<bool>,
+    /// `::` somewhere.
+    double_colon: std::cell::OnceCell<bool>,
 }
 
-impl Features {
-    /// Scans `value` once.
-    pub fn scan(value: &str) -> Features {
-        let mut f = Features {
-            len: value.len(),
-            ..Features::default()
-        };
-        let mut prev = 0u8;
-        for &b in value.as_bytes() {
-            if b == b':' && prev == b':' {
-                f.double_colon = true;
-            }
-            prev = b;
-            match b {
-                b'0'..=b'9' => {
-                    f.digits += 1;
-                    f.alnum += 1;
-                }
-                b'a'..=b'z' => f.alnum += 1,
-                b'A'..=b'Z' => {
-                    f.alnum += 1;
-                    f.upper = true;
-                }
-                b'.' => f.dots += 1,
-                b':' => f.colons += 1,
-                b'-' => f.dashes += 1,
-                b'/' | b'\\' => f.slashes += 1,
-                b'@' => f.at = true,
-                0x80..=0xff => f.non_ascii = true,
-                _ => {}
-            }
+fn count(bytes: &[u8], pred: impl Fn(u8) -> bool) -> u32 {
+    // Branch-free so that it vectorizes.
+    bytes.iter().map(|&b| u32::from(pred(b))).sum()
+}
+
+impl<'v> Features<'v> {
+    /// Counts the bytes of `value` the prefilters need.
+    pub fn scan(value: &'v str) -> Features<'v> {
+        let bytes = value.as_bytes();
+        let digits = count(bytes, |b| b.is_ascii_digit());
+        let upper_count = count(bytes, |b| b.is_ascii_uppercase());
+        Features {
+            bytes,
+            len: bytes.len(),
+            digits,
+            alnum: digits + upper_count + count(bytes, |b| b.is_ascii_lowercase()),
+            dots: count(bytes, |b| b == b'.'),
+            colons: count(bytes, |b| b == b':'),
+            dashes: count(bytes, |b| b == b'-'),
+            slashes: count(bytes, |b| b == b'/' || b == b'\\'),
+            at: memchr::memchr(b'@', bytes).is_some(),
+            upper: upper_count > 0,
+            non_ascii: !value.is_ascii(),
+            digit_run: std::cell::OnceCell::new(),
+            iban_head: std::cell::OnceCell::new(),
+            double_colon: std::cell::OnceCell::new(),
         }
-        f
+    }
+
+    fn digit_run(&self) -> u32 {
+        *self.digit_run.get_or_init(|| {
+            let (mut best, mut run, mut gap) = (0u32, 0u32, false);
+            for &b in self.bytes {
+                if b.is_ascii_digit() {
+                    run += 1;
+                    gap = false;
+                    best = best.max(run);
+                } else if matches!(b, b'-' | b' ' | b'\t'..=b'\r') && run > 0 && !gap {
+                    // A single `-` or whitespace byte may separate the digits of a run.
+                    gap = true;
+                } else {
+                    run = 0;
+                    gap = false;
+                }
+            }
+            best
+        })
+    }
+
+    fn iban_head(&self) -> bool {
+        *self.iban_head.get_or_init(|| {
+            self.bytes.windows(4).any(|w| {
+                w[0].is_ascii_uppercase()
+                    && w[1].is_ascii_uppercase()
+                    && w[2].is_ascii_digit()
+                    && w[3].is_ascii_digit()
+            })
+        })
+    }
+
+    fn double_colon(&self) -> bool {
+        *self
+            .double_colon
+            .get_or_init(|| memchr::memmem::find(self.bytes, b"::").is_some())
     }
 }
 
@@ -908,6 +962,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn shared_features_never_hide_a_table_match() {
+        for c in CASES.iter().filter(|c| !c.expect.is_empty()) {
+            assert!(
+                c.pattern.may_match_features(&Features::scan(c.input)),
+                "{}: features hide a match in {:?}",
+                c.name,
+                c.input
+            );
+        }
+        // The separators a card number may carry.
+        for card in [
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "378282246310005",
+            "4111\t1111\n1111 1111",
+        ] {
+            assert!(
+                Pattern::Creditcard.may_match_features(&Features::scan(card)),
+                "{card:?}"
+            );
+        }
+        assert!(Pattern::UsSsn.may_match_features(&Features::scan("ssn 078-05-1120")));
+        assert!(Pattern::Iban.may_match_features(&Features::scan("acct DE89370400440532013000")));
+        // What the features rule out.
+        assert!(!Pattern::Creditcard
+            .may_match_features(&Features::scan("d272d1371c17149d439536b3216fdaee")));
+        assert!(!Pattern::Creditcard
+            .may_match_features(&Features::scan("1795912872.172 1795912872.999")));
+        assert!(
+            !Pattern::Iban.may_match_features(&Features::scan("Some Long Sentence With Capitals"))
+        );
     }
 
     #[test]

@@ -72,6 +72,16 @@ pub struct Walker<'r, 'a> {
     memo: std::collections::HashMap<u128, u64, BuildSigHasher>,
     /// The same, shared by every walk over these rules (bounded).
     shared_memo: Option<&'r SharedMemo>,
+    /// Path signature → whether the key is a `password` key.
+    key_memo: std::collections::HashMap<u128, bool, BuildSigHasher>,
+    /// Whether any rule is a `password` rule.
+    needs_password_key: bool,
+}
+
+/// Facts about the leaf's key, computed once per value.
+struct KeyFacts {
+    /// The `password` rule's key test holds.
+    password: bool,
 }
 
 /// Selector results shared across events of one rule set.
@@ -196,6 +206,11 @@ impl<'r, 'a> Walker<'r, 'a> {
             index_sensitive: apps.iter().any(|a| a.selector.names_index()),
             memo: std::collections::HashMap::with_capacity_and_hasher(256, BuildSigHasher),
             shared_memo,
+            key_memo: std::collections::HashMap::with_hasher(BuildSigHasher),
+            needs_password_key: apps
+                .iter()
+                .flat_map(|a| a.rules.iter())
+                .any(|r| matches!(*r.kind, RuleKind::Password)),
         }
     }
 
@@ -658,6 +673,18 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
     }
 
+    /// Whether the leaf's key is sensitive to the `password` rule, memoized by path
+    /// signature (the test is case-insensitive, and signatures fold ASCII case).
+    fn password_key_matches(&mut self) -> bool {
+        let sig = self.frames.last().map_or(0, |f| f.sig);
+        if let Some(&hit) = self.key_memo.get(&sig) {
+            return hit;
+        }
+        let hit = builtin::password_key_matches(self.leaf_key());
+        self.key_memo.insert(sig, hit);
+        hit
+    }
+
     /// Pushes a frame, computing its path signature from its parent's.
     fn push_frame(&mut self, mut frame: Frame<'a>) {
         let parent = self
@@ -838,6 +865,9 @@ impl<'r, 'a> Walker<'r, 'a> {
         // One pass over the bytes feeds every built-in pattern's prefilter. Computed on
         // the original text: redactions only remove characters, so it stays conservative.
         let features = builtin::Features::scan(text);
+        let key_facts = KeyFacts {
+            password: self.needs_password_key && self.password_key_matches(),
+        };
         {
             let key = self.leaf_key();
             'apps: for (i, app) in self.apps.iter().enumerate() {
@@ -845,7 +875,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     continue;
                 }
                 for rule in &app.rules {
-                    if apply_rule(rule, key, &mut value, &features).is_err() {
+                    if apply_rule(rule, key, &key_facts, &mut value, &features).is_err() {
                         deleted_by = Some(rule.origin.clone());
                         break 'apps;
                     }
@@ -1293,8 +1323,9 @@ fn redacts_chunks(rule: &RuleRef) -> bool {
 fn apply_rule(
     rule: &RuleRef,
     key: &str,
+    key_facts: &KeyFacts,
     value: &mut ChunkedValue,
-    features: &builtin::Features,
+    features: &builtin::Features<'_>,
 ) -> Result<(), DeleteValue> {
     let has_text = value.has_text();
     let mut ranges: SmallVec<[std::ops::Range<usize>; 4]> = SmallVec::new();
@@ -1318,7 +1349,7 @@ fn apply_rule(
             value.replace_ranges(&search, &ranges, rule);
         }
         RuleKind::Password => {
-            if builtin::password_key_matches(key) {
+            if key_facts.password {
                 return whole_value(rule, value, has_text);
             }
             if has_text {

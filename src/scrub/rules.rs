@@ -197,13 +197,9 @@ fn builtin(id: &str) -> Option<Spec> {
             ]))
         }
         "@urlauth:legacy" => {
-            let regex = Regex::new(r"\b((?:[a-z0-9]+:)?//[a-zA-Z0-9%_.-]+:)([a-zA-Z0-9%_.-]+)@")
-                .expect("the legacy url password regex is valid");
+            // Legacy Sentry's URL password pattern: only the password is replaced.
             return Some(Spec {
-                ty: kind(RuleKind::Regex {
-                    regex,
-                    groups: SmallVec::from_slice(&[2]),
-                }),
+                ty: kind(RuleKind::Builtin(Pattern::UrlAuthLegacy)),
                 redaction: replace("[Filtered]"),
             });
         }
