@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::forward::{ForwardError, Forwarder};
 use crate::metrics::Metrics;
 use crate::projects::{process_env, ProjectStore};
-use crate::protocol::client_ip::{IpNetError, TrustedProxies};
+use crate::protocol::client_ip::TrustedProxies;
 use crate::server::admin::Readiness;
 use crate::server::AppState;
 
@@ -44,9 +44,6 @@ pub enum RunError {
     /// The upstream forwarder (or its outbox) could not be set up.
     #[error("cannot set up upstream delivery")]
     Forwarder(#[source] ForwardError),
-    /// A `server.trusted_proxies` entry could not be converted.
-    #[error("invalid trusted proxy entry")]
-    TrustedProxies(#[source] IpNetError),
     /// Loading the project configs panicked or was cancelled.
     #[error("cannot load project configs")]
     LoadProjects(#[source] tokio::task::JoinError),
@@ -69,8 +66,7 @@ impl Scrubgate {
     ///
     /// # Errors
     ///
-    /// [`RunError::Forwarder`] when the outbox cannot be created,
-    /// [`RunError::TrustedProxies`] for an unusable `server.trusted_proxies` entry.
+    /// [`RunError::Forwarder`] when the outbox cannot be created.
     pub async fn start(
         config: Config,
         ingest: TcpListener,
@@ -78,14 +74,7 @@ impl Scrubgate {
         registry: Registry,
     ) -> Result<Scrubgate, RunError> {
         let metrics = Metrics::register(&registry);
-        let trusted_proxies = TrustedProxies::parse(
-            config
-                .server
-                .trusted_proxies
-                .iter()
-                .map(ToString::to_string),
-        )
-        .map_err(RunError::TrustedProxies)?;
+        let trusted_proxies = TrustedProxies::new(config.server.trusted_proxies.clone());
         let forwarder = Forwarder::new(&config.upstream, &config.data_dir, metrics.clone())
             .map_err(RunError::Forwarder)?;
 

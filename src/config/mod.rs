@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use values::{parse_duration, parse_size, ByteSize, IpNet};
+pub use crate::protocol::client_ip::IpNet;
+pub use values::{parse_duration, parse_size, ByteSize};
 
 /// Why the configuration could not be loaded. Nothing starts on any of these.
 #[derive(Debug, thiserror::Error)]
@@ -453,7 +454,7 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| {
             let list = to_list(v);
             for entry in &list {
-                entry.parse::<IpNet>()?;
+                entry.parse::<IpNet>().map_err(|e| e.to_string())?;
             }
             c.server.trusted_proxies = list;
             Ok(())
@@ -942,8 +943,8 @@ impl Validator {
         for (i, entry) in server.trusted_proxies.iter().enumerate() {
             match entry.parse::<IpNet>() {
                 Ok(net) => trusted_proxies.push(net),
-                Err(message) => {
-                    self.problem(&format!("server.trusted_proxies[{i}]"), message);
+                Err(error) => {
+                    self.problem(&format!("server.trusted_proxies[{i}]"), error.to_string());
                 }
             }
         }

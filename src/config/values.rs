@@ -1,8 +1,6 @@
 //! Humane config values: durations (`"5s"`), byte sizes (`"1MiB"`) and IP blocks.
 
 use std::fmt;
-use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::de::{self, Visitor};
@@ -142,98 +140,6 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// An IP address block (`10.0.0.0/8`, `fd00::/8`) or a single address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix_len: u8,
-}
-
-impl IpNet {
-    /// The block's address as written (host bits are ignored by [`IpNet::contains`]).
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    /// The prefix length in bits.
-    pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
-
-    /// True when `ip` is inside the block. IPv4-mapped IPv6 addresses
-    /// (`::ffff:10.0.0.1`) count as their IPv4 address.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        match (canonical(self.addr), ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let bits = u32::from(self.prefix_len.min(32));
-                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let bits = u32::from(self.prefix_len.min(128));
-                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// An IPv4-mapped IPv6 address as IPv4; anything else unchanged.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
-
-impl FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR block"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match prefix {
-            None => max,
-            Some(p) => match p.parse::<u8>() {
-                Ok(n) if n <= max => n,
-                _ => return Err(format!("{s:?}: prefix length must be 0..={max}")),
-            },
-        };
-        // A v4-mapped block such as ::ffff:10.0.0.0/104 is stored as its IPv4 form so
-        // that `contains` compares like with like.
-        match addr {
-            IpAddr::V6(v6) if prefix_len >= 96 => {
-                if let Some(v4) = v6.to_ipv4_mapped() {
-                    return Ok(IpNet {
-                        addr: IpAddr::V4(v4),
-                        prefix_len: prefix_len - 96,
-                    });
-                }
-                Ok(IpNet { addr, prefix_len })
-            }
-            _ => Ok(IpNet { addr, prefix_len }),
-        }
-    }
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,44 +193,6 @@ mod tests {
             "99999999999999999999GiB",
         ] {
             assert!(parse_size(text).is_err(), "{text:?} should fail");
-        }
-    }
-
-    #[test]
-    fn ip_blocks_contain_their_addresses() {
-        let net: IpNet = "10.0.0.0/8".parse().unwrap();
-        assert!(net.contains("10.200.3.4".parse().unwrap()));
-        assert!(!net.contains("11.0.0.1".parse().unwrap()));
-        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
-        assert!(!net.contains("fd00::1".parse().unwrap()));
-
-        let host: IpNet = "192.168.1.7".parse().unwrap();
-        assert_eq!(host.prefix_len(), 32);
-        assert!(host.contains("192.168.1.7".parse().unwrap()));
-        assert!(!host.contains("192.168.1.8".parse().unwrap()));
-
-        let v6: IpNet = "fd00::/8".parse().unwrap();
-        assert!(v6.contains("fd12:3456::1".parse().unwrap()));
-        assert!(!v6.contains("fe80::1".parse().unwrap()));
-
-        let all: IpNet = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains("8.8.8.8".parse().unwrap()));
-
-        let mapped: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
-        assert!(mapped.contains("10.9.9.9".parse().unwrap()));
-    }
-
-    #[test]
-    fn bad_ip_blocks_are_refused() {
-        for text in [
-            "",
-            "10.0.0.0/33",
-            "fd00::/129",
-            "localhost",
-            "10.0.0/8",
-            "1.2.3.4/x",
-        ] {
-            assert!(text.parse::<IpNet>().is_err(), "{text:?} should fail");
         }
     }
 }
