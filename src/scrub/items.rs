@@ -1,8 +1,6 @@
 //! Envelope items other than events: their personal fields get the treatment the project's
 //! rules give the matching user fields, by scrubbing a small synthetic event.
 
-use std::borrow::Cow;
-
 use super::json::{Str, Value};
 use super::{CompiledRules, ScrubOptions, ScrubReport};
 
@@ -103,16 +101,7 @@ pub fn scrub_session(
     opts: &ScrubOptions,
 ) -> ScrubReport {
     let mut report = scrub_as_user(rules, item, &[("did", "id")], None, Some(opts));
-    if let Some(attrs) = item.get_mut("attrs") {
-        let r = scrub_as_user(
-            rules,
-            attrs,
-            &[("ip_address", "ip_address")],
-            None,
-            Some(opts),
-        );
-        report.changes.extend(r.changes);
-    }
+    scrub_attrs_ip(rules, item, opts, &mut report);
     report
 }
 
@@ -129,17 +118,22 @@ pub fn scrub_sessions(
             report.changes.extend(r.changes);
         }
     }
+    scrub_attrs_ip(rules, item, opts, &mut report);
+    report
+}
+
+/// A session's `attrs.ip_address` as `user.ip_address` (with `{{auto}}` resolved).
+fn scrub_attrs_ip(
+    rules: &CompiledRules,
+    item: &mut Value<'_>,
+    opts: &ScrubOptions,
+    report: &mut ScrubReport,
+) {
     if let Some(attrs) = item.get_mut("attrs") {
-        let r = scrub_as_user(
-            rules,
-            attrs,
-            &[("ip_address", "ip_address")],
-            None,
-            Some(opts),
-        );
+        let ip = [("ip_address", "ip_address")];
+        let r = scrub_as_user(rules, attrs, &ip, None, Some(opts));
         report.changes.extend(r.changes);
     }
-    report
 }
 
 /// Envelope header: `trace.user_id` (and `trace.user.id`) as `user.id`.
@@ -207,6 +201,3 @@ fn filter_keys(v: &mut Value<'_>, keys: &[String]) {
         }
     }
 }
-
-#[allow(dead_code)]
-fn _unused(_: Cow<'_, str>) {}

@@ -441,14 +441,14 @@ impl<'r, 'a> Walker<'r, 'a> {
                 if node.native_path {
                     return self.walk_native_path(s, pii);
                 }
-                match self.process_string(s, pii) {
-                    Some(new) => {
-                        *s = Str::Owned(new);
-                        Outcome::Keep
-                    }
-                    None => Outcome::Keep,
+                if let Some(new) = self.process_string(s, pii) {
+                    *s = Str::Owned(new);
                 }
-                .or_delete(self.take_delete())
+                if self.take_delete() {
+                    Outcome::Delete
+                } else {
+                    Outcome::Keep
+                }
             }
             Value::Number(n) if node.lenient_string && pii != Pii::False => {
                 // Relay reads a number here as its string (`user.id: 42` is `"42"`).
@@ -1023,20 +1023,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-trait OrDelete {
-    fn or_delete(self, delete: bool) -> Outcome;
-}
-
-impl OrDelete for Outcome {
-    fn or_delete(self, delete: bool) -> Outcome {
-        if delete {
-            Outcome::Delete
-        } else {
-            self
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
