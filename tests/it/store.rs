@@ -312,3 +312,38 @@ async fn security_reports_are_scrubbed_and_mime_checked() {
     assert!(response.json()["detail"].is_string());
     assert_eq!(upstream.requests().len(), 2);
 }
+
+/// Bodies of 32 KiB and more are decoded and scrubbed under `block_in_place` on a
+/// multi-threaded runtime (the server's); the result must be the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_events_take_the_offloaded_path() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::spawn(&upstream).await;
+    let corpus = fixture("corpus/events.jsonl");
+    let largest = corpus
+        .split(|&b| b == b'\n')
+        .max_by_key(|line| line.len())
+        .unwrap();
+    let mut event: Value = serde_json::from_slice(largest).unwrap();
+    plant_canaries(&mut event);
+    let body = event.to_string();
+    assert!(body.len() > 64 * 1024, "the largest corpus event is large");
+    for encoding in ["identity", "gzip"] {
+        let payload = if encoding == "gzip" {
+            gzip(body.as_bytes())
+        } else {
+            body.clone().into_bytes()
+        };
+        let response = proxy
+            .post(&format!("/api/{PROJECT}/store/"))
+            .header("x-sentry-auth", &auth_header())
+            .header("content-encoding", encoding)
+            .body(payload)
+            .send()
+            .await;
+        assert_eq!(response.status, 200, "{encoding}: {}", response.text());
+    }
+    for recorded in upstream.wait_for(2).await.iter() {
+        assert_no_canary(&recorded.text(), "large event");
+    }
+}
