@@ -15,7 +15,7 @@
 //! $user.id": ["@anything:hash"]}`.
 //!
 //! Run: `cargo bench --bench load` (release build). `LOAD_SECS` sets the duration of each
-//! run (default 10). Without `--bench` (as under `cargo test --benches`) it does a short
+//! run (default 10); `LOAD_ONLY=sustained` runs only (c). Without `--bench` (as under `cargo test --benches`) it does a short
 //! smoke run. The load generator shares the machine's cores with the proxy and the null
 //! upstream, so the figures are a lower bound of what the proxy alone can do.
 
@@ -350,47 +350,51 @@ fn main() {
             large[0].raw_len,
             large[0].gzip.len()
         );
-        println!("| payload | target | connections | req/s | p50 ms | p99 ms | failed |");
-        println!("|---|---|---|---|---|---|---|");
-        let conns = 64;
-        let mut small_proxy_rps = 0.0;
-        for (name, payload) in [("(a) ~4 KB gzip", &small), ("(b) ~60 KB gzip", &large)] {
-            let through = load(proxy, Arc::clone(payload), conns, duration, None).await;
-            let direct = load(upstream, Arc::clone(payload), conns, duration, None).await;
-            if small_proxy_rps == 0.0 {
-                small_proxy_rps = through.rps();
+        // `LOAD_ONLY=sustained` runs only (c), to compare variants of the proxy quickly.
+        let only_sustained = std::env::var("LOAD_ONLY").as_deref() == Ok("sustained");
+        if !only_sustained {
+            println!("| payload | target | connections | req/s | p50 ms | p99 ms | failed |");
+            println!("|---|---|---|---|---|---|---|");
+            let conns = 64;
+            let mut small_proxy_rps = 0.0;
+            for (name, payload) in [("(a) ~4 KB gzip", &small), ("(b) ~60 KB gzip", &large)] {
+                let through = load(proxy, Arc::clone(payload), conns, duration, None).await;
+                let direct = load(upstream, Arc::clone(payload), conns, duration, None).await;
+                if small_proxy_rps == 0.0 {
+                    small_proxy_rps = through.rps();
+                }
+                println!("{}", row(name, "scrubgate", conns, &through));
+                println!("{}", row(name, "upstream direct", conns, &direct));
             }
-            println!("{}", row(name, "scrubgate", conns, &through));
-            println!("{}", row(name, "upstream direct", conns, &direct));
-        }
 
-        // Latency at half of the proxy's maximum throughput.
-        let rate = (small_proxy_rps / 2.0).max(1.0);
-        let through = load(proxy, Arc::clone(&small), conns, duration, Some(rate)).await;
-        let direct = load(upstream, Arc::clone(&small), conns, duration, Some(rate)).await;
-        println!(
-            "{}",
-            row(
-                &format!("~4 KB paced at {rate:.0}/s"),
-                "scrubgate",
-                conns,
-                &through
-            )
-        );
-        println!(
-            "{}",
-            row(
-                &format!("~4 KB paced at {rate:.0}/s"),
-                "upstream direct",
-                conns,
-                &direct
-            )
-        );
-        println!(
-            "\nadded latency at half the maximum throughput: p50 {:.2} ms, p99 {:.2} ms",
-            through.percentile_ms(0.50) - direct.percentile_ms(0.50),
-            through.percentile_ms(0.99) - direct.percentile_ms(0.99)
-        );
+            // Latency at half of the proxy's maximum throughput.
+            let rate = (small_proxy_rps / 2.0).max(1.0);
+            let through = load(proxy, Arc::clone(&small), conns, duration, Some(rate)).await;
+            let direct = load(upstream, Arc::clone(&small), conns, duration, Some(rate)).await;
+            println!(
+                "{}",
+                row(
+                    &format!("~4 KB paced at {rate:.0}/s"),
+                    "scrubgate",
+                    conns,
+                    &through
+                )
+            );
+            println!(
+                "{}",
+                row(
+                    &format!("~4 KB paced at {rate:.0}/s"),
+                    "upstream direct",
+                    conns,
+                    &direct
+                )
+            );
+            println!(
+                "\nadded latency at half the maximum throughput: p50 {:.2} ms, p99 {:.2} ms",
+                through.percentile_ms(0.50) - direct.percentile_ms(0.50),
+                through.percentile_ms(0.99) - direct.percentile_ms(0.99)
+            );
+        }
 
         // Sustained corpus run.
         let before_bytes = stats.bytes.load(Ordering::Relaxed);
