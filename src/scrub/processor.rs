@@ -263,6 +263,9 @@ impl<'r, 'a> Walker<'r, 'a> {
             } else {
                 canonical
             };
+            if self.schema.node(node).dead {
+                continue;
+            }
             self.enter(Some(canonical), None, node, Some(seg), v);
         }
     }
@@ -506,6 +509,10 @@ impl<'r, 'a> Walker<'r, 'a> {
                 for (k, child) in entries.iter_mut() {
                     let key = k.decoded_cow();
                     let child_node = self.schema.key_child(node_id, &key);
+                    if self.schema.node(child_node).dead {
+                        // Nothing at or below this field can be scrubbed.
+                        continue;
+                    }
                     let seg = Seg::Key(key.clone());
                     self.enter(Some(key), None, child_node, Some(seg), child);
                 }
@@ -519,6 +526,9 @@ impl<'r, 'a> Walker<'r, 'a> {
 
     fn walk_array(&mut self, items: &mut [Value<'a>], node_id: NodeId) {
         let elem = self.schema.elem_child(node_id);
+        if self.schema.node(elem).dead {
+            return;
+        }
         // Two-element arrays are first tried as a `[key, value]` pair; only if that
         // scrubs nothing are the elements processed one by one (Relay's heuristic).
         if let [Value::Str(k), value] = items {
