@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::json::{write_escaped, Str, Value};
 use super::Method;
 
-/// One segment of a `_meta` path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One segment of a `_meta` path (ordered: keys by text, indices by number).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MetaSeg {
     /// An object key.
     Key(String),
@@ -121,20 +121,7 @@ impl MetaLog {
         let Value::Object(entries) = root else {
             return;
         };
-        let mut list: Vec<(Vec<String>, MetaEntry)> = self
-            .entries
-            .into_iter()
-            .map(|(path, e)| {
-                let keys = path
-                    .into_iter()
-                    .map(|seg| match seg {
-                        MetaSeg::Key(k) => k,
-                        MetaSeg::Index(i) => i.to_string(),
-                    })
-                    .collect();
-                (keys, e)
-            })
-            .collect();
+        let mut list = self.entries;
         list.sort_by(|a, b| a.0.cmp(&b.0));
         match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
             Some(i) => deep_merge(&mut entries[i].1, build(&list, 0)),
@@ -150,7 +137,7 @@ impl MetaLog {
 }
 
 /// Writes the meta tree of `list` (sorted by path) below depth `depth` as JSON.
-fn serialize(out: &mut Vec<u8>, list: &[(Vec<String>, MetaEntry)], depth: usize) {
+fn serialize(out: &mut Vec<u8>, list: &[(Vec<MetaSeg>, MetaEntry)], depth: usize) {
     out.push(b'{');
     let mut own = MetaEntry::default();
     let mut has_own = false;
@@ -175,13 +162,17 @@ fn serialize(out: &mut Vec<u8>, list: &[(Vec<String>, MetaEntry)], depth: usize)
             out.extend_from_slice(r.ty.as_str().as_bytes());
             out.push(b'"');
             if let Some((a, b)) = r.range {
-                out.extend_from_slice(format!(",{a},{b}").as_bytes());
+                out.push(b',');
+                push_number(out, a);
+                out.push(b',');
+                push_number(out, b);
             }
             out.push(b']');
         }
         out.push(b']');
         if let Some(len) = own.len {
-            out.extend_from_slice(format!(",\"len\":{len}").as_bytes());
+            out.extend_from_slice(b",\"len\":");
+            push_number(out, len);
         }
         out.push(b'}');
         first = false;
@@ -197,7 +188,14 @@ fn serialize(out: &mut Vec<u8>, list: &[(Vec<String>, MetaEntry)], depth: usize)
             out.push(b',');
         }
         first = false;
-        write_escaped(out, key);
+        match key {
+            MetaSeg::Key(k) => write_escaped(out, k),
+            MetaSeg::Index(n) => {
+                out.push(b'"');
+                push_number(out, *n);
+                out.push(b'"');
+            }
+        }
         out.push(b':');
         serialize(out, &list[i..j], depth + 1);
         i = j;
@@ -205,8 +203,24 @@ fn serialize(out: &mut Vec<u8>, list: &[(Vec<String>, MetaEntry)], depth: usize)
     out.push(b'}');
 }
 
+/// Writes `n` in decimal.
+fn push_number(out: &mut Vec<u8>, n: usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 /// Builds the meta tree of `list` (sorted by path) below depth `depth`.
-fn build<'a>(list: &[(Vec<String>, MetaEntry)], depth: usize) -> Value<'a> {
+fn build<'a>(list: &[(Vec<MetaSeg>, MetaEntry)], depth: usize) -> Value<'a> {
     let mut fields: Vec<(Str<'a>, Value<'a>)> = Vec::new();
     let mut own = MetaEntry::default();
     let mut has_own = false;
@@ -227,7 +241,11 @@ fn build<'a>(list: &[(Vec<String>, MetaEntry)], depth: usize) -> Value<'a> {
         while j < list.len() && list[j].0.len() > depth && list[j].0[depth] == *key {
             j += 1;
         }
-        fields.push((Str::Owned(key.clone()), build(&list[i..j], depth + 1)));
+        let name = match key {
+            MetaSeg::Key(k) => k.clone(),
+            MetaSeg::Index(n) => n.to_string(),
+        };
+        fields.push((Str::Owned(name), build(&list[i..j], depth + 1)));
         i = j;
     }
     if has_own {

@@ -804,6 +804,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         if mask == 0 {
             return false;
         }
+        let password_key = self.needs_password_key && self.password_key_matches();
         let hit: Option<&RuleRef> = {
             let key = self.leaf_key();
             apps.iter()
@@ -812,7 +813,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 .flat_map(|(_, app)| app.rules.iter())
                 .find(|rule| match &*rule.kind {
                     RuleKind::Anything => true,
-                    RuleKind::Password => builtin::password_key_matches(key),
+                    RuleKind::Password => password_key,
                     RuleKind::RedactPair { key: re } => re.is_match(key),
                     RuleKind::Builtin(_) | RuleKind::Regex { .. } => false,
                 })
