@@ -10,11 +10,14 @@ mod items;
 pub mod json;
 pub mod legacy;
 pub mod meta;
+mod pairs;
 mod processor;
 mod project;
+mod redact;
 pub mod rules;
 pub mod schema;
 pub mod selector;
+mod sig;
 
 pub use project::ProjectConfig;
 pub use rules::HashAlgorithm;
@@ -183,7 +186,7 @@ pub struct PublicKey {
 pub struct CompiledRules {
     applications: Vec<rules::Application>,
     /// Selector results by path shape, shared by all events scrubbed with these rules.
-    memo: std::sync::Arc<processor::SharedMemo>,
+    memo: std::sync::Arc<sig::SharedMemo>,
     /// `scrubData` is on: GraphQL variables are filtered.
     scrub_graphql: bool,
 }

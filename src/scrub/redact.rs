@@ -1,0 +1,393 @@
+//! Redacting one string: matches become opaque chunks (so later rules never re-match an
+//! earlier replacement), each with its remark; remove, replace, mask and (keyed) hash.
+
+use std::borrow::Cow;
+
+use hmac::{Hmac, Mac};
+use smallvec::SmallVec;
+
+use super::builtin::{self, Pattern};
+use super::meta::{Remark, RemarkType};
+use super::rules::{HashAlgorithm, Redaction, RuleKind, RuleRef};
+
+/// A string being redacted: text pieces and opaque redactions, so that later rules
+/// never re-match inside an earlier replacement.
+pub(super) struct ChunkedValue<'t> {
+    original: &'t str,
+    /// `None` until the first change: the value is then just `original`.
+    chunks: Option<Vec<Chunk>>,
+    pub(super) changed: bool,
+}
+
+/// Replacement texts of the built-in rules.
+const PLACEHOLDERS: &[&str] = &[
+    "[Filtered]",
+    "[ip]",
+    "[imei]",
+    "[mac]",
+    "[uuid]",
+    "[email]",
+    "[iban]",
+    "[creditcard]",
+    "[pemkey]",
+    "[auth]",
+    "[us-ssn]",
+    "[user]",
+    "[password]",
+    "[token]",
+];
+
+/// Splits `text` around built-in placeholders; `None` when it has none.
+fn split_placeholders(text: &str) -> Option<Vec<Chunk>> {
+    let mut chunks = Vec::new();
+    let mut rest = text;
+    let mut found = false;
+    while let Some(i) = rest.find('[') {
+        match PLACEHOLDERS.iter().find(|p| rest[i..].starts_with(**p)) {
+            Some(p) => {
+                found = true;
+                if i > 0 {
+                    chunks.push(Chunk::Text(rest[..i].to_string()));
+                }
+                chunks.push(Chunk::Opaque(p.to_string()));
+                rest = &rest[i + p.len()..];
+            }
+            None => {
+                let next = i + 1;
+                chunks.push(Chunk::Text(rest[..next].to_string()));
+                rest = &rest[next..];
+            }
+        }
+    }
+    if !rest.is_empty() {
+        chunks.push(Chunk::Text(rest.to_string()));
+    }
+    found.then(|| merge_texts(chunks))
+}
+
+fn merge_texts(chunks: Vec<Chunk>) -> Vec<Chunk> {
+    let mut out: Vec<Chunk> = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        match (out.last_mut(), c) {
+            (Some(Chunk::Text(prev)), Chunk::Text(t)) => prev.push_str(&t),
+            (_, c) => out.push(c),
+        }
+    }
+    out
+}
+
+enum Chunk {
+    Text(String),
+    /// A placeholder that was already in the input: kept as is, never re-matched, no remark.
+    Opaque(String),
+    Redaction {
+        text: String,
+        rule: std::sync::Arc<str>,
+        ty: RemarkType,
+    },
+}
+
+/// Facts about the leaf's key, computed once per value.
+pub(super) struct KeyFacts {
+    /// The `password` rule's key test holds.
+    pub(super) password: bool,
+}
+
+/// A rule asked for the whole value to be deleted.
+pub(super) struct DeleteValue;
+
+impl<'t> ChunkedValue<'t> {
+    pub(super) fn new(text: &'t str) -> Self {
+        // Replacement texts already in the value (from an earlier scrub, here or in
+        // another Relay) are opaque, like fresh redactions: `[auth]` must not trip the
+        // `auth` keyword. This keeps scrubbing idempotent.
+        let chunks = if text.as_bytes().contains(&b'[') {
+            split_placeholders(text)
+        } else {
+            None
+        };
+        ChunkedValue {
+            original: text,
+            chunks,
+            changed: false,
+        }
+    }
+
+    /// The text rules search: redactions appear as NUL.
+    fn search_text(&self) -> Cow<'_, str> {
+        let chunks = match &self.chunks {
+            None => return Cow::Borrowed(self.original),
+            Some(c) => c,
+        };
+        if let [Chunk::Text(t)] = chunks.as_slice() {
+            return Cow::Borrowed(t);
+        }
+        let mut s = String::new();
+        for c in chunks {
+            match c {
+                Chunk::Text(t) => s.extend(t.chars().filter(|c| *c != '\0')),
+                Chunk::Redaction { .. } | Chunk::Opaque(_) => s.push('\0'),
+            }
+        }
+        Cow::Owned(s)
+    }
+
+    fn has_text(&self) -> bool {
+        match &self.chunks {
+            None => !self.original.is_empty(),
+            Some(chunks) => chunks
+                .iter()
+                .any(|c| matches!(c, Chunk::Text(t) if !t.is_empty())),
+        }
+    }
+
+    /// Replaces `ranges` (sorted, non-overlapping byte ranges of the search text).
+    /// A range that covers an earlier redaction absorbs it.
+    fn replace_ranges(&mut self, search: &str, ranges: &[std::ops::Range<usize>], rule: &RuleRef) {
+        if ranges.is_empty() {
+            return;
+        }
+        let mut old_redactions = self
+            .chunks
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| matches!(c, Chunk::Redaction { .. } | Chunk::Opaque(_)))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut out = Vec::new();
+        let push_text = |out: &mut Vec<Chunk>, text: &str, reds: &mut std::vec::IntoIter<Chunk>| {
+            for (i, piece) in text.split('\0').enumerate() {
+                if i > 0 {
+                    if let Some(r) = reds.next() {
+                        out.push(r);
+                    }
+                }
+                if !piece.is_empty() {
+                    out.push(Chunk::Text(piece.to_string()));
+                }
+            }
+        };
+        let mut pos = 0;
+        for r in ranges {
+            push_text(&mut out, &search[pos..r.start], &mut old_redactions);
+            let matched = &search[r.clone()];
+            // Redactions swallowed by this match are dropped.
+            for _ in matched.bytes().filter(|b| *b == 0) {
+                old_redactions.next();
+            }
+            out.push(redact(rule, matched));
+            pos = r.end;
+        }
+        push_text(&mut out, &search[pos..], &mut old_redactions);
+        self.chunks = Some(out);
+        self.changed = true;
+    }
+
+    /// Replaces the whole value with one redaction.
+    fn replace_all(&mut self, rule: &RuleRef) {
+        let search = self.search_text().into_owned();
+        self.chunks = Some(vec![redact(rule, &search)]);
+        self.changed = true;
+    }
+
+    pub(super) fn join(self) -> (String, Vec<Remark>) {
+        let mut s = String::new();
+        let mut remarks = Vec::new();
+        let chunks = match self.chunks {
+            None => return (self.original.to_string(), remarks),
+            Some(c) => c,
+        };
+        for c in chunks {
+            match c {
+                Chunk::Text(t) | Chunk::Opaque(t) => s.push_str(&t),
+                Chunk::Redaction { text, rule, ty } => {
+                    let start = s.len();
+                    s.push_str(&text);
+                    remarks.push(Remark {
+                        rule,
+                        ty,
+                        range: Some((start, s.len())),
+                    });
+                }
+            }
+        }
+        (s, remarks)
+    }
+}
+
+fn redact(rule: &RuleRef, matched: &str) -> Chunk {
+    let (text, ty) = match &rule.redaction {
+        Redaction::Default | Redaction::Remove => (String::new(), RemarkType::Removed),
+        Redaction::Replace(t) => (t.clone(), RemarkType::Substituted),
+        Redaction::Mask => ("*".repeat(matched.chars().count()), RemarkType::Masked),
+        Redaction::Hash { algorithm, key } => (
+            hash_hex(
+                *algorithm,
+                key.as_deref().unwrap_or(b""),
+                matched.as_bytes(),
+            ),
+            RemarkType::Pseudonymized,
+        ),
+    };
+    Chunk::Redaction {
+        text,
+        rule: rule.origin.clone(),
+        ty,
+    }
+}
+
+/// Uppercase hex HMAC of `data` (Relay: HMAC-SHA1 with an empty key).
+pub fn hash_hex(algorithm: HashAlgorithm, key: &[u8], data: &[u8]) -> String {
+    fn hex(bytes: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut s = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            s.push(DIGITS[usize::from(b >> 4)] as char);
+            s.push(DIGITS[usize::from(b & 15)] as char);
+        }
+        s
+    }
+    match algorithm {
+        HashAlgorithm::Sha1 => {
+            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("hmac takes any key size");
+            mac.update(data);
+            hex(&mac.finalize().into_bytes())
+        }
+        HashAlgorithm::Sha256 => {
+            let mut mac =
+                Hmac::<sha2::Sha256>::new_from_slice(key).expect("hmac takes any key size");
+            mac.update(data);
+            hex(&mac.finalize().into_bytes())
+        }
+        HashAlgorithm::Sha512 => {
+            let mut mac =
+                Hmac::<sha2::Sha512>::new_from_slice(key).expect("hmac takes any key size");
+            mac.update(data);
+            hex(&mac.finalize().into_bytes())
+        }
+    }
+}
+
+/// Whether the rule redacts whole values (replace/mask/hash) rather than deleting.
+fn redacts_chunks(rule: &RuleRef) -> bool {
+    !matches!(rule.redaction, Redaction::Default | Redaction::Remove)
+}
+
+pub(super) fn apply_rule(
+    rule: &RuleRef,
+    key: &str,
+    key_facts: &KeyFacts,
+    value: &mut ChunkedValue,
+    features: &builtin::Features<'_>,
+) -> Result<(), DeleteValue> {
+    let has_text = value.has_text();
+    let mut ranges: SmallVec<[std::ops::Range<usize>; 4]> = SmallVec::new();
+    match &*rule.kind {
+        RuleKind::Anything => {
+            if !redacts_chunks(rule) {
+                return Err(DeleteValue);
+            }
+            if !has_text {
+                return Ok(());
+            }
+            let search = value.search_text().into_owned();
+            // `.*` without the `s` flag: each line is redacted on its own, like Relay.
+            let mut pos = 0;
+            for line in search.split('\n') {
+                if !line.is_empty() {
+                    ranges.push(pos..pos + line.len());
+                }
+                pos += line.len() + 1;
+            }
+            value.replace_ranges(&search, &ranges, rule);
+        }
+        RuleKind::Password => {
+            if key_facts.password {
+                return whole_value(rule, value, has_text);
+            }
+            if has_text {
+                Pattern::PasswordValue.find_ranges(&value.search_text(), &mut ranges);
+                if !ranges.is_empty() {
+                    let search = value.search_text().into_owned();
+                    value.replace_ranges(&search, &ranges, rule);
+                }
+            }
+        }
+        RuleKind::RedactPair { key: re } => {
+            if re.is_match(key) {
+                return whole_value(rule, value, has_text);
+            }
+            if has_text && re.is_match(&value.search_text()) {
+                value.replace_all(rule);
+            }
+        }
+        _ if !has_text => {}
+        RuleKind::Builtin(p) if !p.may_match_features(features) => {}
+        RuleKind::Builtin(p) => {
+            p.find_ranges(&value.search_text(), &mut ranges);
+            if !ranges.is_empty() {
+                let search = value.search_text().into_owned();
+                value.replace_ranges(&search, &ranges, rule);
+            }
+        }
+        RuleKind::Regex { regex, groups } => {
+            let search = value.search_text();
+            if !regex.is_match(&search) {
+                return Ok(());
+            }
+            let search = search.into_owned();
+            for caps in regex.captures_iter(&search) {
+                for (idx, g) in caps.iter().enumerate() {
+                    if let Some(g) = g {
+                        if groups.contains(&(idx as u8))
+                            && ranges.last().is_none_or(|l| l.end <= g.start())
+                        {
+                            ranges.push(g.range());
+                        }
+                    }
+                }
+            }
+            value.replace_ranges(&search, &ranges, rule);
+        }
+    }
+    Ok(())
+}
+
+fn whole_value(
+    rule: &RuleRef,
+    value: &mut ChunkedValue,
+    has_text: bool,
+) -> Result<(), DeleteValue> {
+    if redacts_chunks(rule) {
+        if has_text {
+            value.replace_all(rule);
+        }
+        Ok(())
+    } else {
+        Err(DeleteValue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_hash_vector() {
+        assert_eq!(
+            hash_hex(HashAlgorithm::Sha1, b"", b"127.0.0.1"),
+            "AE12FE3B5F129B5CC4CDD2B136B7B7947C4D2741"
+        );
+        assert_eq!(
+            hash_hex(HashAlgorithm::Sha1, b"", b"foobar"),
+            "168197CA3A9D4FE60EDE05116B0A125DA1AB3BD0"
+        );
+        assert_eq!(hash_hex(HashAlgorithm::Sha256, b"k", b"x").len(), 64);
+        assert_eq!(hash_hex(HashAlgorithm::Sha512, b"k", b"x").len(), 128);
+        assert_ne!(
+            hash_hex(HashAlgorithm::Sha256, b"k1", b"x"),
+            hash_hex(HashAlgorithm::Sha256, b"k2", b"x")
+        );
+    }
+}
