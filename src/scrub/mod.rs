@@ -95,7 +95,7 @@ pub struct Change {
     /// Dotted path of the changed value, e.g. `user.email`.
     pub path: String,
     /// The rule id as it appears in `_meta` remarks.
-    pub rule: String,
+    pub rule: std::sync::Arc<str>,
     /// How the value was changed.
     pub method: Method,
 }

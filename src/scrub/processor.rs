@@ -739,7 +739,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         let path = self.path_string();
         self.report.changes.push(Change {
             path,
-            rule: origin.to_string(),
+            rule: origin.clone(),
             method: super::Method::Remove,
         });
         true
@@ -817,7 +817,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         for r in &remarks {
             self.report.changes.push(Change {
                 path: path_str.clone(),
-                rule: r.rule.to_string(),
+                rule: r.rule.clone(),
                 method: r.ty.method(),
             });
         }
@@ -833,7 +833,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             });
             self.report.changes.push(Change {
                 path: path_str,
-                rule: origin.to_string(),
+                rule: origin.clone(),
                 method: super::Method::Remove,
             });
             self.pending_delete = true;
