@@ -574,3 +574,26 @@ fn legacy_and_alternative_event_shapes() {
         json!([["sessionid", "[Filtered]"], ["theme", "dark"]])
     );
 }
+
+#[test]
+fn misplaced_applications_are_refused_with_their_path() {
+    let cfg = json!({"config": {"applications": {"$string": ["@ip"]}, "piiConfig": {}}});
+    let err = ProjectConfig::from_json(&serde_json::to_vec(&cfg).unwrap(), &|_| None).unwrap_err();
+    assert!(
+        err.0.iter().any(|i| i.path == "config.applications"),
+        "{err:?}"
+    );
+    let cfg = json!({"config": {"rules": {}}});
+    let err = ProjectConfig::from_json(&serde_json::to_vec(&cfg).unwrap(), &|_| None).unwrap_err();
+    assert!(err.0.iter().any(|i| i.path == "config.rules"), "{err:?}");
+}
+
+#[test]
+fn sdk_client_ip_is_a_known_ip_field() {
+    let out = scrub_with(
+        defaults(),
+        json!({"sdk": {"name": "s", "client_ip": "10.2.3.4"}}),
+    );
+    assert_eq!(out["sdk"]["client_ip"], Value::Null);
+    assert_eq!(out["sdk"]["name"], "s");
+}

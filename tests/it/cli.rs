@@ -191,3 +191,86 @@ async fn run_serves_scrubs_and_stops_on_sigterm_without_logging_content() {
     assert!(!logs.contains(CANARY_IP), "event content logged:\n{logs}");
     assert!(!logs.contains(SECRET), "secret logged:\n{logs}");
 }
+
+/// Runs `scrubgate scrub` with `args`, feeding `stdin`; returns (exit code, stdout, stderr).
+fn scrub_cli(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = scrubgate()
+        .arg("scrub")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn scrub_command_one_event_jsonl_explain_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("7.json");
+    std::fs::write(
+        &project,
+        json!({"config": {"piiConfig": {"applications": {"$string": ["@email"]}}}}).to_string(),
+    )
+    .unwrap();
+    let project = project.to_str().unwrap();
+
+    // One event on stdin, {{auto}} resolved from --client-ip (this project keeps IPs).
+    let (code, out, err) = scrub_cli(
+        &[
+            "--project",
+            project,
+            "--client-ip",
+            "198.51.100.9",
+            "--explain",
+        ],
+        r#"{"user":{"ip_address":"{{auto}}"},"extra":{"mail":"jane@example.com"}}"#,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let event: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(event["extra"]["mail"], "[email]");
+    assert_eq!(event["user"]["ip_address"], "198.51.100.9");
+    assert!(
+        err.contains("extra.mail") && err.contains("@email"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("jane@example.com"),
+        "explain never shows values: {err}"
+    );
+
+    // JSON lines: a bad line is reported by number, the others are written in order.
+    let input = "{\"extra\":{\"a\":\"x@y.io\"}}\n{broken\n{\"extra\":{\"b\":1}}\n";
+    let (code, out, err) = scrub_cli(&["--project", project, "--jsonl"], input);
+    assert_eq!(code, Some(1), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("[email]"));
+    assert_eq!(lines[1], r#"{"extra":{"b":1}}"#);
+    assert!(err.contains("line 2"), "{err}");
+
+    // A broken project config exits 2 before reading any event.
+    let bad = dir.path().join("8.json");
+    std::fs::write(
+        &bad,
+        r#"{"config": {"piiConfig": {"rules": {"r": {"type": "pattern", "pattern": "("}}}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = scrub_cli(&["--project", bad.to_str().unwrap()], "{}");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("config.piiConfig.rules.r.pattern"), "{err}");
+}
