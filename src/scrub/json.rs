@@ -515,6 +515,8 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
             0..=0x1f => b"",
             _ => continue,
         };
@@ -611,8 +613,16 @@ mod tests {
     #[test]
     fn escapes_owned_strings() {
         let mut out = Vec::new();
-        write_escaped(&mut out, "a\"b\\c\n\u{1}é");
-        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n\u0001é""#);
+        write_escaped(&mut out, "a\"b\\c\n\u{1}é\u{8}\u{c}");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n\u0001é\b\f""#);
+        // The same escapes as serde_json, so rewritten values match Relay's output.
+        let tricky = "q\"\\/\u{0}\u{1f}\u{7f}\u{2028}\t\r";
+        let mut ours = Vec::new();
+        write_escaped(&mut ours, tricky);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            serde_json::to_string(tricky).unwrap()
+        );
     }
 
     #[test]
