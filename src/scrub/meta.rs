@@ -1,15 +1,17 @@
 //! `_meta` remarks: which rule changed which value, how, and where in the new string.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::json::{write_escaped, Str, Value};
 use super::Method;
 
-/// One segment of a `_meta` path (ordered: keys by text, indices by number).
+/// One segment of a `_meta` path (ordered: keys by text, indices by number). Keys
+/// borrow from the event where they can, so recording a change copies no key text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MetaSeg {
+pub enum MetaSeg<'a> {
     /// An object key.
-    Key(String),
+    Key(Cow<'a, str>),
     /// An array index.
     Index(usize),
 }
@@ -71,11 +73,11 @@ pub struct MetaEntry {
 
 /// All `_meta` entries recorded while scrubbing one payload.
 #[derive(Debug, Default)]
-pub struct MetaLog {
-    entries: Vec<(Vec<MetaSeg>, MetaEntry)>,
+pub struct MetaLog<'a> {
+    entries: Vec<(Vec<MetaSeg<'a>>, MetaEntry)>,
 }
 
-impl MetaLog {
+impl<'a> MetaLog<'a> {
     /// Number of entries (grows whenever a value is changed for the first time).
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -88,19 +90,19 @@ impl MetaLog {
 
     /// A new entry for `path`. Each value is recorded once per scrub (entries for the
     /// same path are merged when written out).
-    pub fn entry(&mut self, path: Vec<MetaSeg>) -> &mut MetaEntry {
+    pub fn entry(&mut self, path: Vec<MetaSeg<'a>>) -> &mut MetaEntry {
         self.entries.push((path, MetaEntry::default()));
         let last = self.entries.len() - 1;
         &mut self.entries[last].1
     }
 
     /// Removes and returns the entries recorded after the first `at`.
-    pub fn split_off(&mut self, at: usize) -> Vec<(Vec<MetaSeg>, MetaEntry)> {
+    pub fn split_off(&mut self, at: usize) -> Vec<(Vec<MetaSeg<'a>>, MetaEntry)> {
         self.entries.split_off(at)
     }
 
     /// Moves the entries under `from` to `to`.
-    pub fn rename(&mut self, from: &[MetaSeg], to: Vec<MetaSeg>) {
+    pub fn rename(&mut self, from: &[MetaSeg<'a>], to: Vec<MetaSeg<'a>>) {
         for (p, _) in &mut self.entries {
             if p.starts_with(from) {
                 let mut new = to.clone();
@@ -137,7 +139,7 @@ impl MetaLog {
 }
 
 /// Writes the meta tree of `list` (sorted by path) below depth `depth` as JSON.
-fn serialize(out: &mut Vec<u8>, list: &[(Vec<MetaSeg>, MetaEntry)], depth: usize) {
+fn serialize(out: &mut Vec<u8>, list: &[(Vec<MetaSeg<'_>>, MetaEntry)], depth: usize) {
     out.push(b'{');
     let mut own = MetaEntry::default();
     let mut has_own = false;
@@ -220,8 +222,8 @@ fn push_number(out: &mut Vec<u8>, n: usize) {
 }
 
 /// Builds the meta tree of `list` (sorted by path) below depth `depth`.
-fn build<'a>(list: &[(Vec<MetaSeg>, MetaEntry)], depth: usize) -> Value<'a> {
-    let mut fields: Vec<(Str<'a>, Value<'a>)> = Vec::new();
+fn build<'v>(list: &[(Vec<MetaSeg<'_>>, MetaEntry)], depth: usize) -> Value<'v> {
+    let mut fields: Vec<(Str<'v>, Value<'v>)> = Vec::new();
     let mut own = MetaEntry::default();
     let mut has_own = false;
     let mut i = 0;
@@ -242,7 +244,7 @@ fn build<'a>(list: &[(Vec<MetaSeg>, MetaEntry)], depth: usize) -> Value<'a> {
             j += 1;
         }
         let name = match key {
-            MetaSeg::Key(k) => k.clone(),
+            MetaSeg::Key(k) => k.to_string(),
             MetaSeg::Index(n) => n.to_string(),
         };
         fields.push((Str::Owned(name), build(&list[i..j], depth + 1)));

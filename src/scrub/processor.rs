@@ -26,27 +26,11 @@ struct Frame<'a> {
     types: Types,
     node: NodeId,
     /// The segment in `_meta` and reports; `None` for virtual levels.
-    meta: Option<Seg<'a>>,
+    meta: Option<MetaSeg<'a>>,
     /// Signature of the selector-relevant path up to here (see [`Walker::app_mask`]).
     sig: u128,
     /// Hidden from selectors (while a `Cookie` header is scrubbed as `request.cookies`).
     hidden: bool,
-}
-
-/// A borrowed `_meta` path segment (made owned only when something is recorded).
-#[derive(Debug, Clone)]
-enum Seg<'a> {
-    Key(Cow<'a, str>),
-    Index(usize),
-}
-
-impl Seg<'_> {
-    fn to_meta(&self) -> MetaSeg {
-        match self {
-            Seg::Key(k) => MetaSeg::Key(k.to_string()),
-            Seg::Index(i) => MetaSeg::Index(*i),
-        }
-    }
 }
 
 /// Walk options derived from the item kind.
@@ -62,7 +46,7 @@ pub struct Walker<'r, 'a> {
     schema: &'static Schema,
     frames: Vec<Frame<'a>>,
     /// `_meta` entries recorded so far.
-    pub meta: MetaLog,
+    pub meta: MetaLog<'a>,
     /// Changes for the report.
     pub report: ScrubReport,
     opts: WalkOptions,
@@ -145,7 +129,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 c if c == key.as_ref() => key.clone(),
                 c => Cow::Owned(c.to_string()),
             };
-            let seg = Seg::Key(key.clone());
+            let seg = MetaSeg::Key(key.clone());
             if canonical == "message" && !matches!(v, Value::Object(_)) {
                 // A plain `message` is the event's formatted log message.
                 let logentry = self.schema.key_child(schema::ROOT, "logentry");
@@ -288,7 +272,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         key: Option<Cow<'a, str>>,
         index: Option<usize>,
         node: NodeId,
-        meta: Option<Seg<'a>>,
+        meta: Option<MetaSeg<'a>>,
         v: &mut Value<'a>,
     ) {
         let types = self.types_for(node, v);
@@ -421,7 +405,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                         // Nothing at or below this field can be scrubbed.
                         continue;
                     }
-                    let seg = Seg::Key(key.clone());
+                    let seg = MetaSeg::Key(key.clone());
                     self.enter(Some(key), None, child_node, Some(seg), child);
                 }
                 if let Some(before) = ip_before {
@@ -450,7 +434,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     index: None,
                     types,
                     node,
-                    meta: Some(Seg::Index(1)),
+                    meta: Some(MetaSeg::Index(1)),
                     sig: 0,
                     hidden: false,
                 });
@@ -464,7 +448,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             }
         }
         for (i, item) in items.iter_mut().enumerate() {
-            self.enter(None, Some(i), elem, Some(Seg::Index(i)), item);
+            self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), item);
         }
     }
 
@@ -579,14 +563,20 @@ impl<'r, 'a> Walker<'r, 'a> {
                         index: None,
                         types: Types::NONE,
                         node: node_id,
-                        meta: Some(Seg::Index(i)),
+                        meta: Some(MetaSeg::Index(i)),
                         sig: 0,
                         hidden: false,
                     });
-                    self.enter(Some(key), None, child, Some(Seg::Index(1)), &mut pair[1]);
+                    self.enter(
+                        Some(key),
+                        None,
+                        child,
+                        Some(MetaSeg::Index(1)),
+                        &mut pair[1],
+                    );
                     self.frames.pop();
                 }
-                other => self.enter(None, Some(i), elem, Some(Seg::Index(i)), other),
+                other => self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), other),
             }
         }
     }
@@ -683,11 +673,8 @@ impl<'r, 'a> Walker<'r, 'a> {
             .unwrap_or("")
     }
 
-    fn meta_path(&self) -> Vec<MetaSeg> {
-        self.frames
-            .iter()
-            .filter_map(|f| f.meta.as_ref().map(Seg::to_meta))
-            .collect()
+    fn meta_path(&self) -> Vec<MetaSeg<'a>> {
+        self.frames.iter().filter_map(|f| f.meta.clone()).collect()
     }
 
     fn path_string(&self) -> String {
@@ -697,8 +684,8 @@ impl<'r, 'a> Walker<'r, 'a> {
                 s.push('.');
             }
             match seg {
-                Seg::Key(k) => s.push_str(k),
-                Seg::Index(i) => s.push_str(&i.to_string()),
+                MetaSeg::Key(k) => s.push_str(k),
+                MetaSeg::Index(i) => s.push_str(&i.to_string()),
             }
         }
         s
@@ -881,9 +868,9 @@ impl<'r, 'a> Walker<'r, 'a> {
         };
         entries[pos].0 = Str::Owned("id".to_string());
         let mut from = self.meta_path();
-        from.push(MetaSeg::Key("ip_address".to_string()));
+        from.push(MetaSeg::Key(Cow::Borrowed("ip_address")));
         let mut to = self.meta_path();
-        to.push(MetaSeg::Key("id".to_string()));
+        to.push(MetaSeg::Key(Cow::Borrowed("id")));
         self.meta.rename(&from, to);
         // A null `id` that was already there is superseded.
         if let Some(i) = entries
