@@ -282,7 +282,7 @@ impl<'a> Parser<'a> {
             let Some(skip) = memchr::memchr2(b'"', b'\\', rest) else {
                 return Err(self.err("unterminated string"));
             };
-            if let Some(bad) = rest[..skip].iter().position(|&b| b < 0x20) {
+            if let Some(bad) = first_control_byte(&rest[..skip]) {
                 self.pos += bad;
                 return Err(self.err("control character in string"));
             }
@@ -456,6 +456,29 @@ impl Parser<'_> {
             Some(_) => Err(self.err("expected a JSON value")),
         }
     }
+}
+
+/// The position of the first byte below 0x20 (forbidden raw in JSON strings). Eight
+/// bytes at a time: `(w - 0x20..) & !w & 0x80..` is non-zero exactly when some byte of
+/// `w` is below 0x20 (bytes of 0x80 and up never set it).
+fn first_control_byte(bytes: &[u8]) -> Option<usize> {
+    const LOW: u64 = 0x2020_2020_2020_2020;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        if w.wrapping_sub(LOW) & !w & HIGH != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    bytes[offset..]
+        .iter()
+        .position(|&b| b < 0x20)
+        .map(|i| offset + i)
 }
 
 /// Decodes the escapes of a raw JSON string body. Lone surrogates become U+FFFD.
@@ -684,6 +707,28 @@ mod tests {
             parse_event(&deep, 10).unwrap_err(),
             ScrubError::TooDeep { limit: 10 }
         );
+    }
+
+    #[test]
+    fn control_bytes_are_found_wherever_they_are() {
+        for len in 0..40 {
+            let clean: Vec<u8> = (0..len).map(|i| b' ' + (i % 90) as u8).collect();
+            assert_eq!(first_control_byte(&clean), None);
+            let mut high = clean.clone();
+            high.extend_from_slice("é€😀".as_bytes());
+            assert_eq!(
+                first_control_byte(&high),
+                None,
+                "bytes of 0x80+ are not control"
+            );
+            for at in 0..len {
+                for ctrl in [0u8, 0x09, 0x1f] {
+                    let mut bad = clean.clone();
+                    bad[at] = ctrl;
+                    assert_eq!(first_control_byte(&bad), Some(at), "len {len} at {at}");
+                }
+            }
+        }
     }
 
     #[test]
