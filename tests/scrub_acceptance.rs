@@ -597,3 +597,14 @@ fn sdk_client_ip_is_a_known_ip_field() {
     assert_eq!(out["sdk"]["client_ip"], Value::Null);
     assert_eq!(out["sdk"]["name"], "s");
 }
+
+#[test]
+fn string_logentry_is_the_formatted_message() {
+    for key in ["logentry", "sentry.interfaces.Message", "message"] {
+        let out = scrub_with(
+            defaults(),
+            json!({key: "mail me: a@b.io, card 4111-1111-1111-1111"}),
+        );
+        assert_eq!(out[key], "mail me: [email], card [creditcard]", "{key}");
+    }
+}

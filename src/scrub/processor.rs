@@ -130,7 +130,13 @@ impl<'r, 'a> Walker<'r, 'a> {
                 c => Cow::Owned(c.to_string()),
             };
             let seg = MetaSeg::Key(key.clone());
-            if canonical == "message" && !matches!(v, Value::Object(_)) {
+            let plain_message = match canonical.as_ref() {
+                "message" => !matches!(v, Value::Object(_)),
+                // Relay also reads a string `logentry` as its formatted message.
+                "logentry" => matches!(v, Value::Str(_)),
+                _ => false,
+            };
+            if plain_message {
                 // A plain `message` is the event's formatted log message.
                 let logentry = self.schema.key_child(schema::ROOT, "logentry");
                 self.push_frame(Frame {
