@@ -608,3 +608,29 @@ fn string_logentry_is_the_formatted_message() {
         assert_eq!(out[key], "mail me: [email], card [creditcard]", "{key}");
     }
 }
+
+#[test]
+fn single_item_where_a_list_is_expected() {
+    let cfg = json!({
+        "piiConfig": {"applications": {"$error.value": ["@email"], "$frame.vars.**": ["@anything:remove"]}},
+        "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true}
+    });
+    let out = scrub_with(
+        cfg,
+        json!({
+            "exception": {"type": "E", "value": "for a@b.io",
+                "stacktrace": {"frames": [{"function": "f", "vars": {"n": "v", "password": "p"}}]}},
+            "breadcrumbs": {"message": "pw", "data": {"password": "hunter2"}}
+        }),
+    );
+    assert_eq!(out["exception"]["value"], "for [email]");
+    assert_eq!(
+        out["exception"]["stacktrace"]["frames"][0]["vars"]["n"],
+        Value::Null
+    );
+    assert_eq!(out["breadcrumbs"]["data"]["password"], "[Filtered]");
+    assert!(
+        out["_meta"]["exception"]["value"][""]["rem"].is_array(),
+        "meta follows the JSON as sent"
+    );
+}

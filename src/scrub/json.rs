@@ -385,7 +385,17 @@ impl<'a> Parser<'a> {
                 Some(schema) if node == schema::ROOT => {
                     schema.top_level_child(&key.decoded(), self.bytes.get(self.pos) == Some(&b'{'))
                 }
-                Some(schema) => schema.key_child(node, &key.decoded()),
+                Some(schema) => {
+                    let n = schema.node(node);
+                    let k = key.decoded();
+                    if n.values_wrapper && k != "values" {
+                        // Possibly a single item where a list is expected: resolve its
+                        // fields as the item's (never less scrubbable than the wrapper's).
+                        schema.key_child(schema.elem_child(schema.values_child(node)), &k)
+                    } else {
+                        schema.key_child(node, &k)
+                    }
+                }
                 None => node,
             };
             let value = self.value(depth, child)?;

@@ -398,27 +398,63 @@ impl<'r, 'a> Walker<'r, 'a> {
                 if pii != Pii::False && self.apply_to_container(pii) {
                     return Outcome::Delete;
                 }
+                if node.values_wrapper && !entries.iter().any(|(k, _)| k.eq_str("values")) {
+                    // A single item where a list is expected (`"exception": {"type": …}`)
+                    // is read by Relay as `values: [item]`: scrub it as that item.
+                    let values = self.schema.values_child(node_id);
+                    let elem = self.schema.elem_child(values);
+                    self.push_frame(Frame {
+                        key: Some(Cow::Borrowed("values")),
+                        index: None,
+                        types: Types::of(ValueType::Array),
+                        node: values,
+                        meta: None,
+                        sig: 0,
+                        hidden: false,
+                    });
+                    let types = self.types_for(elem, v);
+                    self.push_frame(Frame {
+                        key: None,
+                        index: Some(0),
+                        types,
+                        node: elem,
+                        meta: None,
+                        sig: 0,
+                        hidden: false,
+                    });
+                    if let Value::Object(entries) = v {
+                        self.walk_entries(entries, elem);
+                    }
+                    self.frames.pop();
+                    self.frames.pop();
+                    return Outcome::Keep;
+                }
                 let is_user = node.schema_type == Some(ValueType::User);
                 let ip_before = if is_user && self.opts.move_ip_to_user_id {
                     Some(ip_state(entries))
                 } else {
                     None
                 };
-                for (k, child) in entries.iter_mut() {
-                    let key = k.decoded_cow();
-                    let child_node = self.schema.key_child(node_id, &key);
-                    if self.schema.node(child_node).dead {
-                        // Nothing at or below this field can be scrubbed.
-                        continue;
-                    }
-                    let seg = MetaSeg::Key(key.clone());
-                    self.enter(Some(key), None, child_node, Some(seg), child);
-                }
+                self.walk_entries(entries, node_id);
                 if let Some(before) = ip_before {
                     self.move_ip_to_user_id(entries, before);
                 }
                 Outcome::Keep
             }
+        }
+    }
+
+    /// Walks the fields of an object whose schema node is `node_id`.
+    fn walk_entries(&mut self, entries: &mut [(Str<'a>, Value<'a>)], node_id: NodeId) {
+        for (k, child) in entries.iter_mut() {
+            let key = k.decoded_cow();
+            let child_node = self.schema.key_child(node_id, &key);
+            if self.schema.node(child_node).dead {
+                // Nothing at or below this field can be scrubbed.
+                continue;
+            }
+            let seg = MetaSeg::Key(key.clone());
+            self.enter(Some(key), None, child_node, Some(seg), child);
         }
     }
 
