@@ -634,3 +634,28 @@ fn single_item_where_a_list_is_expected() {
         "meta follows the JSON as sent"
     );
 }
+
+#[test]
+fn contexts_are_typed_by_their_type_field() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@email"]})),
+        json!({"contexts": {
+            "device": {"type": "mything", "owner": "a@b.io"},
+            "mine": {"type": "os", "name": "c@d.io", "build": "e@f.io"},
+            "os": {"name": "g@h.io"}
+        }}),
+    );
+    assert_eq!(
+        out["contexts"]["device"]["owner"], "[email]",
+        "an unknown type is a custom context"
+    );
+    assert_eq!(
+        out["contexts"]["mine"]["name"], "c@d.io",
+        "typed as os: name is pii false"
+    );
+    assert_eq!(
+        out["contexts"]["mine"]["build"], "e@f.io",
+        "os.build is pii maybe"
+    );
+    assert_eq!(out["contexts"]["os"]["name"], "g@h.io");
+}

@@ -388,7 +388,11 @@ impl<'a> Parser<'a> {
                 Some(schema) => {
                     let n = schema.node(node);
                     let k = key.decoded();
-                    if n.values_wrapper && k != "values" {
+                    if node == schema.contexts() {
+                        // Contexts are typed by their `type` field, which may come after
+                        // their other fields: build them all, the walker decides.
+                        schema.context_child("", Some("custom"))
+                    } else if n.values_wrapper && k != "values" {
                         // Possibly a single item where a list is expected: resolve its
                         // fields as the item's (never less scrubbable than the wrapper's).
                         schema.key_child(schema.elem_child(schema.values_child(node)), &k)

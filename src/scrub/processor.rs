@@ -446,9 +446,17 @@ impl<'r, 'a> Walker<'r, 'a> {
 
     /// Walks the fields of an object whose schema node is `node_id`.
     fn walk_entries(&mut self, entries: &mut [(Str<'a>, Value<'a>)], node_id: NodeId) {
+        let contexts = node_id == self.schema.contexts();
         for (k, child) in entries.iter_mut() {
             let key = k.decoded_cow();
-            let child_node = self.schema.key_child(node_id, &key);
+            let child_node = if contexts {
+                let ty = child
+                    .get("type")
+                    .and_then(|t| t.as_str().map(Cow::into_owned));
+                self.schema.context_child(&key, ty.as_deref())
+            } else {
+                self.schema.key_child(node_id, &key)
+            };
             if self.schema.node(child_node).dead {
                 // Nothing at or below this field can be scrubbed.
                 continue;

@@ -243,6 +243,8 @@ impl std::hash::BuildHasher for BuildKeyHasher {
 #[derive(Debug)]
 pub struct Schema {
     nodes: Vec<Node>,
+    /// The `contexts` node (looked up once).
+    contexts: NodeId,
 }
 
 /// Root of the event schema.
@@ -333,6 +335,7 @@ impl Schema {
                 Node::new(Pii::Maybe, true),
                 Node::new(Pii::True, true),
             ],
+            contexts: ROOT,
         };
         schema.nodes[ROOT as usize].schema_type = Some(ValueType::Event);
         // Unknown top-level keys are kept by Relay in the event's catch-all; scrubgate
@@ -369,6 +372,7 @@ impl Schema {
                 && (path.ends_with("images[].code_file") || path.ends_with("images[].debug_file"));
         }
         schema.mark_dead();
+        schema.contexts = schema.key_child(ROOT, "contexts");
         schema
     }
 
@@ -449,6 +453,37 @@ impl Schema {
             "message" if value_is_object => self.key_child(ROOT, "logentry"),
             canonical => self.key_child(ROOT, canonical),
         }
+    }
+
+    /// The `contexts` node.
+    pub fn contexts(&self) -> NodeId {
+        self.contexts
+    }
+
+    /// The node of the context under `key`, typed as Relay types it: by its `type` field
+    /// when present, else by its key. A type that is not a known context (including a
+    /// key like `cloud_resource` whose type tag is `cloudresource`) is a custom context,
+    /// where everything is scrubbable.
+    pub fn context_child(&self, key: &str, type_field: Option<&str>) -> NodeId {
+        let contexts = self.contexts();
+        let custom = self.nodes[contexts as usize].other.unwrap_or(INHERIT_TRUE);
+        let tag = type_field.unwrap_or(key);
+        let field = match tag {
+            "cloudresource" => "cloud_resource",
+            "performancescore" => "performance_score",
+            "otaupdates" => "ota_updates",
+            "chromiumstabilityreport" => "chromium_stability_report",
+            "cloud_resource"
+            | "performance_score"
+            | "ota_updates"
+            | "chromium_stability_report" => return custom,
+            other => other,
+        };
+        self.nodes[contexts as usize]
+            .children
+            .get(field)
+            .copied()
+            .unwrap_or(custom)
     }
 
     /// The node of the child `key` of object `parent`.
@@ -581,5 +616,26 @@ mod tests {
             "unknown top-level keys are scrubbable"
         );
         assert!(dead(&["release"]));
+    }
+
+    #[test]
+    fn contexts_are_typed_by_their_type_field() {
+        let s = event_schema();
+        let pii = |key, ty| s.node(s.key_child(s.context_child(key, ty), "name")).pii;
+        assert_eq!(pii("device", None), Pii::Maybe, "device.name");
+        assert_eq!(pii("mine", Some("device")), Pii::Maybe, "typed as a device");
+        assert_eq!(
+            pii("device", Some("mything")),
+            Pii::True,
+            "an unknown type is custom"
+        );
+        assert_eq!(pii("os", None), Pii::False, "os.name");
+        assert_eq!(
+            pii("cloud_resource", None),
+            Pii::True,
+            "the key is not its type tag"
+        );
+        let cloud = s.context_child("x", Some("cloudresource"));
+        assert_eq!(s.node(s.key_child(cloud, "cloud.provider")).pii, Pii::False);
     }
 }
