@@ -659,3 +659,27 @@ fn contexts_are_typed_by_their_type_field() {
     );
     assert_eq!(out["contexts"]["os"]["name"], "g@h.io");
 }
+
+#[test]
+fn url_query_is_scrubbed_per_parameter_like_relay() {
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"url": "https://shop.example.com/pay?item=3&api_key=s3cr3t#section"}}),
+    );
+    assert_eq!(out["request"]["url"], "https://shop.example.com/pay");
+    assert_eq!(
+        out["request"]["query_string"],
+        json!([["item", "3"], ["api_key", "[Filtered]"]])
+    );
+    assert_eq!(out["request"]["fragment"], "section");
+    // An explicit query_string is kept; the URL then keeps its own query.
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"url": "https://x/?a=1", "query_string": "b=2"}}),
+    );
+    assert_eq!(out["request"]["url"], "https://x/?a=1");
+    assert_eq!(out["request"]["query_string"], "b=2");
+    // Without rules nothing is rewritten.
+    let out = scrub_with(json!({}), json!({"request": {"url": "https://x/?a=1"}}));
+    assert_eq!(out["request"]["url"], "https://x/?a=1");
+}

@@ -237,6 +237,7 @@ impl CompiledRules {
         if self.applications.is_empty() {
             return ScrubReport::default();
         }
+        split_url_query(root);
         let mut walker = processor::Walker::new(
             &self.applications,
             processor::WalkOptions {
@@ -275,6 +276,69 @@ impl CompiledRules {
     /// Whether any rule applies at all.
     pub fn is_empty(&self) -> bool {
         self.applications.is_empty()
+    }
+}
+
+/// Moves the query and fragment of `request.url` into `request.query_string` and
+/// `request.fragment` when those are absent, as Relay's normalization does before it
+/// scrubs: the parameters are then scrubbed one by one instead of leaving with the URL
+/// (which is pii `maybe`, so `$string` rules never reach it).
+fn split_url_query(root: &mut json::Value<'_>) {
+    for key in ["request", "sentry.interfaces.Http"] {
+        let Some(request) = root.get_mut(key) else {
+            continue;
+        };
+        let Some(url) = request
+            .get("url")
+            .and_then(|u| u.as_str())
+            .map(|u| u.into_owned())
+        else {
+            continue;
+        };
+        let (rest, fragment) = match url.split_once('#') {
+            Some((rest, fragment)) => (rest, Some(fragment)),
+            None => (url.as_str(), None),
+        };
+        let (base, query) = match rest.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (rest, None),
+        };
+        let absent = |request: &json::Value<'_>, field: &str| match request.get(field) {
+            None | Some(json::Value::Null) => true,
+            Some(v) => v.as_str().is_some_and(|s| s.is_empty()),
+        };
+        let move_query = query.is_some_and(|q| !q.is_empty()) && absent(request, "query_string");
+        let move_fragment = fragment.is_some_and(|f| !f.is_empty()) && absent(request, "fragment");
+        if !move_query && !move_fragment {
+            continue;
+        }
+        let mut new_url = base.to_string();
+        if let (Some(q), false) = (query, move_query) {
+            new_url.push('?');
+            new_url.push_str(q);
+        }
+        if let (Some(f), false) = (fragment, move_fragment) {
+            new_url.push('#');
+            new_url.push_str(f);
+        }
+        let Some(fields) = request.as_object_mut() else {
+            continue;
+        };
+        let mut set =
+            |name: &str, value: String| match fields.iter_mut().find(|(k, _)| k.eq_str(name)) {
+                Some((_, v)) => *v = json::Value::string(value),
+                None => fields.push((
+                    json::Str::Owned(name.to_string()),
+                    json::Value::string(value),
+                )),
+            };
+        if move_query {
+            set("query_string", query.unwrap_or_default().to_string());
+        }
+        if move_fragment {
+            set("fragment", fragment.unwrap_or_default().to_string());
+        }
+        set("url", new_url);
     }
 }
 
