@@ -1,6 +1,20 @@
 //! The scrubbing engine (pure: no I/O, no tokio, no metrics).
 //!
-//! Rules in, event in, scrubbed event and a report out.
+//! Rules in, event in, scrubbed event and a report out, with Relay's semantics:
+//!
+//! - [`project`] reads Relay's project JSON; [`rules`] reads `piiConfig` (every problem
+//!   named by its JSON path), resolves built-ins, `multiple` and `alias`, and sorts
+//!   applications the way Relay orders them; [`legacy`] turns `datascrubbingSettings`
+//!   into a `piiConfig` as Relay converts it.
+//! - [`json`] parses into a borrowed tree: untouched strings and numbers are written
+//!   back byte for byte, and subtrees the [`schema`] marks as never scrubbable stay raw.
+//! - `processor` walks the tree once with each field's pii attribute ([`schema`], from
+//!   `pii-fields.tsv`) and path; [`selector`] matches are memoized by path shape
+//!   (`sig`); `redact` applies the rules to a string as opaque chunks so later rules
+//!   never re-match a replacement; [`builtin`] holds the built-in patterns behind exact
+//!   byte prefilters; [`meta`] records and writes the `_meta` remarks.
+//! - `items` scrubs user reports, sessions and envelope headers through the rules for
+//!   the matching user fields.
 
 pub mod builtin;
 
