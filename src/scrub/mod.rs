@@ -2,7 +2,7 @@
 //!
 //! Rules in, event in, scrubbed event and a report out, with Relay's semantics:
 //!
-//! - [`project`] reads Relay's project JSON; [`rules`] reads `piiConfig` (every problem
+//! - `project` reads Relay's project JSON ([`ProjectConfig`]); [`rules`] reads `piiConfig` (every problem
 //!   named by its JSON path), resolves built-ins, `multiple` and `alias`, and sorts
 //!   applications the way Relay orders them; [`legacy`] turns `datascrubbingSettings`
 //!   into a `piiConfig` as Relay converts it.
