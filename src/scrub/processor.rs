@@ -139,15 +139,12 @@ impl<'r, 'a> Walker<'r, 'a> {
             if plain_message {
                 // A plain `message` is the event's formatted log message.
                 let logentry = self.schema.key_child(schema::ROOT, "logentry");
-                self.push_frame(Frame {
-                    key: Some(Cow::Borrowed("logentry")),
-                    index: None,
-                    types: Types::of(ValueType::LogEntry),
-                    node: logentry,
-                    meta: None,
-                    sig: 0,
-                    hidden: false,
-                });
+                self.push_virtual(
+                    Some("logentry"),
+                    None,
+                    Types::of(ValueType::LogEntry),
+                    logentry,
+                );
                 let node = self.schema.key_child(logentry, "formatted");
                 self.enter(Some(Cow::Borrowed("formatted")), None, node, Some(seg), v);
                 self.frames.pop();
@@ -378,15 +375,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 } else if node.values_wrapper {
                     // Legacy bare array form of `exception`, `breadcrumbs`, `threads`.
                     let values = self.schema.values_child(node_id);
-                    self.push_frame(Frame {
-                        key: Some(Cow::Borrowed("values")),
-                        index: None,
-                        types: Types::of(ValueType::Array),
-                        node: values,
-                        meta: None,
-                        sig: 0,
-                        hidden: false,
-                    });
+                    self.push_virtual(Some("values"), None, Types::of(ValueType::Array), values);
                     self.walk_array(items, values);
                     self.frames.pop();
                 } else {
@@ -403,25 +392,9 @@ impl<'r, 'a> Walker<'r, 'a> {
                     // is read by Relay as `values: [item]`: scrub it as that item.
                     let values = self.schema.values_child(node_id);
                     let elem = self.schema.elem_child(values);
-                    self.push_frame(Frame {
-                        key: Some(Cow::Borrowed("values")),
-                        index: None,
-                        types: Types::of(ValueType::Array),
-                        node: values,
-                        meta: None,
-                        sig: 0,
-                        hidden: false,
-                    });
+                    self.push_virtual(Some("values"), None, Types::of(ValueType::Array), values);
                     let types = self.types_for(elem, v);
-                    self.push_frame(Frame {
-                        key: None,
-                        index: Some(0),
-                        types,
-                        node: elem,
-                        meta: None,
-                        sig: 0,
-                        hidden: false,
-                    });
+                    self.push_virtual(None, Some(0), types, elem);
                     if let Value::Object(entries) = v {
                         self.walk_entries(entries, elem);
                     }
@@ -542,15 +515,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             .map_or(schema::ROOT, |f| f.node);
         let cookies = self.schema.key_child(http, "cookies");
         let mut value_path = self.meta_path();
-        self.push_frame(Frame {
-            key: Some(Cow::Borrowed("cookies")),
-            index: None,
-            types: Types::of(ValueType::Object),
-            node: cookies,
-            meta: None,
-            sig: 0,
-            hidden: false,
-        });
+        self.push_virtual(Some("cookies"), None, Types::of(ValueType::Object), cookies);
         let before = self.meta.len();
         self.walk_pair_array(&mut pairs, cookies);
         self.frames.pop();
@@ -641,6 +606,26 @@ impl<'r, 'a> Walker<'r, 'a> {
         let hit = builtin::password_key_matches(self.leaf_key());
         self.key_memo.insert(sig, hit);
         hit
+    }
+
+    /// Pushes a level that selectors see but `_meta` does not (the `values` of a legacy
+    /// list, the `logentry` of a plain `message`, ...).
+    fn push_virtual(
+        &mut self,
+        key: Option<&'static str>,
+        index: Option<usize>,
+        types: Types,
+        node: NodeId,
+    ) {
+        self.push_frame(Frame {
+            key: key.map(Cow::Borrowed),
+            index,
+            types,
+            node,
+            meta: None,
+            sig: 0,
+            hidden: false,
+        });
     }
 
     /// Pushes a frame, computing its path signature from its parent's.
