@@ -115,6 +115,8 @@ struct Spec {
 #[derive(Debug, Clone)]
 enum SpecType {
     Kind(Arc<RuleKind>),
+    /// A rule type this version does not know.
+    Unknown(String),
     Multiple {
         rules: Vec<String>,
         hide_inner: bool,
@@ -471,11 +473,14 @@ impl Reader<'_> {
                 match builtin_pattern(other).filter(|_| other != "urlauth" && other != "usssn") {
                     Some(p) => kind(RuleKind::Builtin(p)),
                     None => {
-                        self.error(
+                        // Relay ignores unknown types (forward compatibility); so do we,
+                        // with a warning, unless an application uses the rule: then it
+                        // would silently scrub nothing, and the config is refused.
+                        self.warn(
                             format!("{path}.type"),
-                            format!("unknown rule type {other:?}"),
+                            format!("unknown rule type {other:?}; the rule is ignored"),
                         );
-                        None
+                        Some(SpecType::Unknown(other.to_string()))
                     }
                 }
             }
@@ -644,6 +649,9 @@ fn flatten(
     };
     stack.push(id.to_string());
     let result = match &spec.ty {
+        SpecType::Unknown(ty) => Err(format!(
+            "rule {id:?} has an unknown type {ty:?}: applying it would scrub nothing"
+        )),
         SpecType::Kind(kind) => {
             out.push(RuleRef {
                 id: Arc::from(id),
@@ -820,7 +828,6 @@ mod tests {
         for expected in [
             "piiConfig.rules.bad_re.pattern",
             "piiConfig.rules.bad_method.redaction.method",
-            "piiConfig.rules.bad_type.type",
             "piiConfig.rules.big.pattern",
             "piiConfig.rules.bad_group.replaceGroups",
             "piiConfig.rules.env_key.redaction.key",
@@ -858,6 +865,32 @@ mod tests {
         );
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].path.ends_with("@ip:hash"));
+    }
+
+    #[test]
+    fn unknown_rule_types_are_ignored_unless_applied() {
+        let (_, errors, warnings) = compile(serde_json::json!({
+            "rules": {"future": {"type": "telepathy"}},
+            "applications": {"$string": ["@ip"]}
+        }));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.path == "piiConfig.rules.future.type"),
+            "{warnings:?}"
+        );
+        let (_, errors, _) = compile(serde_json::json!({
+            "rules": {"future": {"type": "telepathy"}},
+            "applications": {"$string": ["future"]}
+        }));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == "piiConfig.applications.'$string'.0"
+                    && e.message.contains("unknown type")),
+            "{errors:?}"
+        );
     }
 
     #[test]
