@@ -126,7 +126,19 @@ impl<'a> MetaLog<'a> {
         let mut list = self.entries;
         list.sort_by(|a, b| a.0.cmp(&b.0));
         match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
-            Some(i) => deep_merge(&mut entries[i].1, build(&list, 0)),
+            Some(i) => {
+                // An incoming `_meta`: add each entry at its path (rare, so no bulk build).
+                for (path, entry) in list {
+                    let mut node = &mut entries[i].1;
+                    for seg in &path {
+                        node = match seg {
+                            MetaSeg::Key(k) => child_object(node, k),
+                            MetaSeg::Index(n) => child_object(node, &n.to_string()),
+                        };
+                    }
+                    merge_entry(child_object(node, ""), entry);
+                }
+            }
             None => {
                 // The common case: write the tree straight to JSON.
                 let mut out = Vec::with_capacity(list.len() * 64);
@@ -221,101 +233,26 @@ fn push_number(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// Builds the meta tree of `list` (sorted by path) below depth `depth`.
-fn build<'v>(list: &[(Vec<MetaSeg<'_>>, MetaEntry)], depth: usize) -> Value<'v> {
-    let mut fields: Vec<(Str<'v>, Value<'v>)> = Vec::new();
-    let mut own = MetaEntry::default();
-    let mut has_own = false;
-    let mut i = 0;
-    while i < list.len() {
-        let (path, entry) = &list[i];
-        if path.len() == depth {
-            has_own = true;
-            own.rem.extend(entry.rem.iter().cloned());
-            if own.len.is_none() {
-                own.len = entry.len;
-            }
-            i += 1;
-            continue;
-        }
-        let key = &path[depth];
-        let mut j = i + 1;
-        while j < list.len() && list[j].0.len() > depth && list[j].0[depth] == *key {
-            j += 1;
-        }
-        let name = match key {
-            MetaSeg::Key(k) => k.to_string(),
-            MetaSeg::Index(n) => n.to_string(),
-        };
-        fields.push((Str::Owned(name), build(&list[i..j], depth + 1)));
-        i = j;
+/// The object under `key` in `node`, created (and `node` made an object) when missing.
+fn child_object<'v, 'a>(node: &'v mut Value<'a>, key: &str) -> &'v mut Value<'a> {
+    if !matches!(node, Value::Object(_)) {
+        *node = Value::Object(Vec::new());
     }
-    if has_own {
-        let mut inner = Value::Object(Vec::new());
-        merge_entry(&mut inner, own);
-        fields.insert(0, (Str::Owned(String::new()), inner));
-    }
-    Value::Object(fields)
-}
-
-/// Merges a freshly built meta tree into an existing one.
-fn deep_merge<'a>(existing: &mut Value<'a>, fresh: Value<'a>) {
-    let Value::Object(fresh_fields) = fresh else {
-        return;
+    let Value::Object(fields) = node else {
+        return node;
     };
-    if !matches!(existing, Value::Object(_)) {
-        *existing = Value::Object(Vec::new());
-    }
-    let Value::Object(fields) = existing else {
-        return;
+    let idx = match fields.iter().position(|(k, _)| k.eq_str(key)) {
+        Some(i) => i,
+        None => {
+            fields.push((Str::Owned(key.to_string()), Value::Object(Vec::new())));
+            fields.len() - 1
+        }
     };
-    for (k, v) in fresh_fields {
-        let key = k.decoded().into_owned();
-        match fields.iter().position(|(ek, _)| ek.eq_str(&key)) {
-            None => fields.push((k, v)),
-            Some(i) if key.is_empty() => {
-                let entry = entry_of(&v);
-                merge_entry(&mut fields[i].1, entry);
-            }
-            Some(i) => deep_merge(&mut fields[i].1, v),
-        }
+    let child = &mut fields[idx].1;
+    if !matches!(child, Value::Object(_)) {
+        *child = Value::Object(Vec::new());
     }
-}
-
-/// Reads back a built `""` node (only built by [`build`]).
-fn entry_of(v: &Value<'_>) -> MetaEntry {
-    let mut e = MetaEntry::default();
-    if let Some(Value::Array(rems)) = v.get("rem") {
-        for r in rems {
-            if let Value::Array(items) = r {
-                let text = |i: usize| {
-                    items
-                        .get(i)
-                        .and_then(|x| x.as_str())
-                        .map(|s| s.into_owned())
-                };
-                let num = |i: usize| match items.get(i) {
-                    Some(Value::Number(n)) => n.parse::<usize>().ok(),
-                    _ => None,
-                };
-                let ty = match text(1).as_deref() {
-                    Some("x") => RemarkType::Removed,
-                    Some("m") => RemarkType::Masked,
-                    Some("p") => RemarkType::Pseudonymized,
-                    _ => RemarkType::Substituted,
-                };
-                e.rem.push(Remark {
-                    rule: Arc::from(text(0).unwrap_or_default().as_str()),
-                    ty,
-                    range: num(2).zip(num(3)),
-                });
-            }
-        }
-    }
-    if let Some(Value::Number(n)) = v.get("len") {
-        e.len = n.parse().ok();
-    }
-    e
+    child
 }
 
 fn remark_value<'a>(r: &Remark) -> Value<'a> {
