@@ -302,9 +302,11 @@ fn split_url_query(root: &mut json::Value<'_>) {
         let Some(request) = root.get_mut(key) else {
             continue;
         };
+        // Per-event path: copy the URL only when it has something to move.
         let Some(url) = request
             .get("url")
             .and_then(|u| u.as_str())
+            .filter(|u| u.contains(['?', '#']))
             .map(|u| u.into_owned())
         else {
             continue;
