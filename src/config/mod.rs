@@ -159,11 +159,16 @@ pub struct RawAdminConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawUpstreamConfig {
-    /// Base URL of the event store, e.g. `"http://sentry.internal:9000"`; the request
-    /// path (`/api/42/envelope/`) is appended. Only `http://`: terminate TLS in a
-    /// sidecar. Unset (the default) or empty: requests go to the embedded outbox
-    /// `<data_dir>/outbox.jsonl` and are answered 200.
+    /// Base URL of the event store, e.g. `"https://o1.ingest.sentry.io"` or
+    /// `"http://sentry.internal:9000"`; the request path (`/api/42/envelope/`) is
+    /// appended. Over `https://` the certificate is verified against the system's roots
+    /// (plus `ca_file`) and HTTP/2 is used when the upstream offers it (ALPN). Unset (the
+    /// default) or empty: requests go to the embedded outbox `<data_dir>/outbox.jsonl`
+    /// and are answered 200.
     pub url: Option<String>,
+    /// PEM file of CA certificates trusted for an `https://` upstream in addition to the
+    /// system's roots (a self-hosted Sentry behind an internal CA). Default: none.
+    pub ca_file: Option<PathBuf>,
     /// Content-Encoding of forwarded bodies: `"identity"`, `"gzip"` or `"zstd"`.
     /// Default `"gzip"`.
     pub encoding: UpstreamEncoding,
@@ -299,6 +304,7 @@ impl Default for RawConfig {
                 timeout: "5s".to_owned(),
                 connect_timeout: "3s".to_owned(),
                 max_connections_per_host: 256,
+                ca_file: None,
             },
             projects: RawProjectsConfig {
                 dir: PathBuf::from("config/projects"),
@@ -488,6 +494,13 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| {
             parse_duration(v)?;
             c.upstream.timeout = v.to_owned();
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SCRUBGATE_UPSTREAM_CA_FILE",
+        apply: |c, v| {
+            c.upstream.ca_file = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
             Ok(())
         },
     },
@@ -684,6 +697,9 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// TCP connect deadline; > 0.
     pub connect_timeout: Duration,
+    /// Extra trusted CA certificates (DER) from `upstream.ca_file`, read and checked when
+    /// the config loads.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Most concurrent upstream requests; > 0.
     pub max_connections_per_host: usize,
 }
@@ -865,6 +881,38 @@ impl Validator {
         }
     }
 
+    /// Reads the PEM certificates of `file`; at least one, all well-formed.
+    fn ca_certs(
+        &mut self,
+        path: &str,
+        file: &Path,
+    ) -> Option<Vec<rustls::pki_types::CertificateDer<'static>>> {
+        use rustls::pki_types::pem::PemObject;
+        let pem = match std::fs::read(file) {
+            Ok(pem) => pem,
+            Err(error) => {
+                self.problem(path, format!("cannot read {}: {error}", file.display()));
+                return None;
+            }
+        };
+        let certs: Result<Vec<_>, _> =
+            rustls::pki_types::CertificateDer::pem_slice_iter(&pem).collect();
+        match certs {
+            Ok(certs) if !certs.is_empty() => Some(certs),
+            Ok(_) => {
+                self.problem(
+                    path,
+                    format!("{} holds no PEM certificate", file.display()),
+                );
+                None
+            }
+            Err(error) => {
+                self.problem(path, format!("{}: bad PEM: {error}", file.display()));
+                None
+            }
+        }
+    }
+
     fn upstream_url(&mut self, path: &str, value: Option<&str>) -> Option<Option<http::Uri>> {
         let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
             return Some(None);
@@ -876,22 +924,13 @@ impl Validator {
                 return None;
             }
         };
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                self.problem(
-                    path,
-                    "https upstreams are not supported (scrubgate has no TLS client): \
-                     terminate TLS in a sidecar (e.g. envoy, nginx or stunnel) and point \
-                     upstream.url at it with http://",
-                );
-                return None;
-            }
+        let scheme = match uri.scheme_str() {
+            Some(scheme @ ("http" | "https")) => scheme,
             _ => {
-                self.problem(path, "must start with http://");
+                self.problem(path, "must start with http:// or https://");
                 return None;
             }
-        }
+        };
         if uri.host().is_none_or(str::is_empty) {
             self.problem(path, "must name a host");
             return None;
@@ -904,7 +943,7 @@ impl Validator {
         // never has a double slash.
         let prefix = uri.path().trim_end_matches('/');
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-        match format!("http://{authority}{prefix}").parse() {
+        match format!("{scheme}://{authority}{prefix}").parse() {
             Ok(uri) => Some(Some(uri)),
             Err(_) => {
                 self.problem(path, "not a valid URL");
@@ -964,6 +1003,10 @@ impl Validator {
             "upstream.max_connections_per_host",
             upstream.max_connections_per_host,
         );
+        let ca_certs = upstream
+            .ca_file
+            .as_deref()
+            .map(|file| self.ca_certs("upstream.ca_file", file));
 
         if projects.dir.as_os_str().is_empty() {
             self.problem("projects.dir", "must not be empty");
@@ -1014,6 +1057,7 @@ impl Validator {
                 timeout: timeout?,
                 connect_timeout: connect_timeout?,
                 max_connections_per_host: max_connections_per_host?,
+                ca_certs: ca_certs.unwrap_or(Some(Vec::new()))?,
             },
             projects: ProjectsConfig {
                 dir: projects.dir,

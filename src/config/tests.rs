@@ -125,7 +125,9 @@ fn every_env_var_is_named_after_its_key() {
             None => expected.push(format!("SCRUBGATE_{key}").to_uppercase()),
         }
     }
+    // Keys whose default is unset do not appear in the serialized defaults.
     expected.push("SCRUBGATE_UPSTREAM_URL".to_owned());
+    expected.push("SCRUBGATE_UPSTREAM_CA_FILE".to_owned());
     expected.sort();
     let mut actual: Vec<String> = RawConfig::env_var_names().map(str::to_owned).collect();
     actual.sort();
@@ -340,14 +342,63 @@ fn listeners_must_differ() {
 }
 
 #[test]
-fn https_upstreams_are_refused_with_advice() {
-    let found = problems(Config::from_toml(
-        "[upstream]\nurl = \"https://o1.ingest.sentry.io\"",
+fn https_upstreams_are_accepted_and_normalised() {
+    let config = Config::from_toml(
+        "[upstream]\nurl = \"https://o1.ingest.sentry.io/relay/\"",
         &no_env,
-    ));
+    )
+    .unwrap();
+    assert_eq!(
+        config.upstream.url.unwrap().to_string(),
+        "https://o1.ingest.sentry.io/relay"
+    );
+    assert!(config.upstream.ca_certs.is_empty());
+}
+
+#[test]
+fn ca_file_is_read_when_the_config_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("ca.pem");
+    std::fs::write(
+        &good,
+        include_str!("../../tests/fixtures/tls/ca.pem").repeat(2),
+    )
+    .unwrap();
+    let toml = |file: &std::path::Path| {
+        format!(
+            "[upstream]\nurl = \"https://sentry.internal\"\nca_file = {:?}",
+            file.display().to_string()
+        )
+    };
+    let config = Config::from_toml(&toml(&good), &no_env).unwrap();
+    assert_eq!(config.upstream.ca_certs.len(), 2);
+
+    let missing = dir.path().join("missing.pem");
+    let found = problems(Config::from_toml(&toml(&missing), &no_env));
     assert_eq!(found.len(), 1);
-    assert!(found[0].starts_with("upstream.url: https upstreams are not supported"));
-    assert!(found[0].contains("sidecar"));
+    assert!(found[0].starts_with("upstream.ca_file: cannot read "), "{found:?}");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let found = problems(Config::from_toml(&toml(&empty), &no_env));
+    assert_eq!(found.len(), 1);
+    assert!(found[0].ends_with("holds no PEM certificate"), "{found:?}");
+
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\n@@@@\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let found = problems(Config::from_toml(&toml(&broken), &no_env));
+    assert_eq!(found.len(), 1);
+    assert!(found[0].contains("bad PEM"), "{found:?}");
+
+    // The environment names the file too.
+    let good_path = good.display().to_string();
+    let env = env_of(&[("SCRUBGATE_UPSTREAM_CA_FILE", &good_path)]);
+    let config = Config::from_toml("[upstream]\nurl = \"https://sentry.internal\"", &env).unwrap();
+    assert_eq!(config.upstream.ca_certs.len(), 2);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use http::header::{self, HeaderName};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -58,7 +59,8 @@ const KEPT_RESPONSE_HEADERS: &[&str] = &["retry-after", "x-sentry-rate-limits", 
 /// Client to one upstream base URL. Cheap to clone.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    scheme: Scheme,
     authority: Authority,
     /// Path prefix of the base URL, without a trailing slash (often empty).
     prefix: Arc<str>,
@@ -79,27 +81,47 @@ impl std::fmt::Debug for UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// A client for `url` (`http://host[:port][/prefix]`).
+    /// A client for `url` (`http[s]://host[:port][/prefix]`).
     ///
-    /// HTTP/1.1 with keep-alive: without TLS there is no ALPN to offer HTTP/2, and an
-    /// upstream reached over plain HTTP (a TLS sidecar, an internal store) speaks 1.1.
+    /// Over `https://` the upstream's certificate is verified against the system's roots
+    /// plus `cfg.ca_certs`, and ALPN offers HTTP/2 then HTTP/1.1: an upstream that
+    /// accepts HTTP/2 (Sentry's ingest does) gets every request multiplexed on few
+    /// connections. Plain `http://` is HTTP/1.1 with keep-alive: without TLS there is no
+    /// ALPN to offer HTTP/2 on.
     ///
     /// # Errors
     ///
-    /// [`ForwardError::InvalidUpstreamUrl`] when `url` is not `http://` with a host.
+    /// [`ForwardError::InvalidUpstreamUrl`] when `url` is not `http://` or `https://` with
+    /// a host; [`ForwardError::NoTrustRoots`] when an `https://` upstream has no root
+    /// certificate to be verified against.
     pub fn new(
         cfg: &UpstreamConfig,
         url: &Uri,
         metrics: Metrics,
     ) -> Result<UpstreamClient, ForwardError> {
-        let authority = match (url.scheme_str(), url.authority()) {
-            (Some("http"), Some(authority)) if !authority.host().is_empty() => authority.clone(),
+        let (scheme, authority) = match (url.scheme(), url.authority()) {
+            (Some(scheme), Some(authority))
+                if (*scheme == Scheme::HTTP || *scheme == Scheme::HTTPS)
+                    && !authority.host().is_empty() =>
+            {
+                (scheme.clone(), authority.clone())
+            }
             _ => return Err(ForwardError::InvalidUpstreamUrl),
         };
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(cfg.connect_timeout));
+        tcp.set_nodelay(true);
+        tcp.set_keepalive(Some(Duration::from_secs(60)));
+        // The TLS connector passes `http://` through untouched; its roots are loaded
+        // only when TLS is used.
+        tcp.enforce_http(false);
+        let tls = tls_config(scheme == Scheme::HTTPS, &cfg.ca_certs)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(cfg.max_connections_per_host)
@@ -108,6 +130,7 @@ impl UpstreamClient {
             .build(connector);
         Ok(UpstreamClient {
             client,
+            scheme,
             authority,
             prefix: url.path().trim_end_matches('/').into(),
             encoding: cfg.encoding,
@@ -119,12 +142,12 @@ impl UpstreamClient {
 
     /// The base URL, for logs.
     pub fn base_url(&self) -> String {
-        format!("http://{}{}", self.authority, self.prefix)
+        format!("{}://{}{}", self.scheme, self.authority, self.prefix)
     }
 
     fn uri(&self, path_and_query: &str) -> Result<Uri, ForwardError> {
         Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(format!("{}{}", self.prefix, path_and_query))
             .build()
@@ -217,6 +240,37 @@ impl UpstreamClient {
             body,
         })
     }
+}
+
+/// The TLS settings for the upstream: the system's root certificates plus `extra`
+/// (none are loaded for a plain `http://` upstream), TLS 1.2 and 1.3, ring's algorithms.
+fn tls_config(
+    https: bool,
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, ForwardError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if https {
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(%error, "cannot read some of the system's root certificates");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, ignored, "system root certificates loaded");
+        let (_, bad) = roots.add_parsable_certificates(extra.iter().cloned());
+        if bad > 0 {
+            tracing::warn!(bad, "upstream.ca_file: some certificates are not usable");
+        }
+        if roots.is_empty() {
+            return Err(ForwardError::NoTrustRoots);
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(ForwardError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// Encodes `body` per `encoding`; large bodies on the blocking pool.

@@ -79,10 +79,20 @@ pub enum ForwardError {
     /// upstream base.
     #[error("invalid upstream request path")]
     InvalidPath,
-    /// The upstream URL is not `http://` with a host (config validation refuses such
-    /// URLs; this guards hand-built configs).
-    #[error("upstream URL must be http:// with a host")]
+    /// The upstream URL is not `http://` or `https://` with a host (config validation
+    /// refuses such URLs; this guards hand-built configs).
+    #[error("upstream URL must be http:// or https:// with a host")]
     InvalidUpstreamUrl,
+    /// An `https://` upstream, but neither the system nor `upstream.ca_file` provides a
+    /// root certificate to verify it with.
+    #[error(
+        "no root certificates to verify the https upstream: install the system's CA \
+         certificates (ca-certificates) or set upstream.ca_file"
+    )]
+    NoTrustRoots,
+    /// The TLS settings could not be built.
+    #[error("cannot set up TLS for the upstream")]
+    Tls(#[source] rustls::Error),
     /// Compressing the body failed.
     #[error("cannot encode the request body")]
     Encode(#[source] std::io::Error),
@@ -110,6 +120,8 @@ impl ForwardError {
             ForwardError::ResponseTooLarge { .. }
             | ForwardError::InvalidPath
             | ForwardError::InvalidUpstreamUrl
+            | ForwardError::NoTrustRoots
+            | ForwardError::Tls(_)
             | ForwardError::Encode(_) => false,
         }
     }
@@ -126,6 +138,8 @@ impl ForwardError {
             ForwardError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ForwardError::InvalidPath
             | ForwardError::InvalidUpstreamUrl
+            | ForwardError::NoTrustRoots
+            | ForwardError::Tls(_)
             | ForwardError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,7 +166,8 @@ impl Forwarder {
     /// # Errors
     ///
     /// [`ForwardError::Outbox`] when the outbox directory or file cannot be created;
-    /// [`ForwardError::InvalidUpstreamUrl`] for a URL that is not `http://host...`.
+    /// [`ForwardError::InvalidUpstreamUrl`] for a URL that is not `http[s]://host...`;
+    /// [`ForwardError::NoTrustRoots`] for an `https://` URL with no root certificates.
     pub fn new(
         cfg: &UpstreamConfig,
         data_dir: &Path,

@@ -147,6 +147,8 @@ impl IngestError {
                 ForwardError::ResponseTooLarge { .. } => "invalid upstream answer",
                 ForwardError::InvalidPath
                 | ForwardError::InvalidUpstreamUrl
+                | ForwardError::NoTrustRoots
+                | ForwardError::Tls(_)
                 | ForwardError::Encode(_) => "internal error",
             },
         }

@@ -141,6 +141,63 @@ async fn an_unreachable_upstream_is_503_with_retry_after() {
     );
 }
 
+/// The certificates of a test CA file, as DER: `ca.pem` signed the TLS upstream's
+/// certificate, `other-ca.pem` did not.
+fn test_ca(file: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(&fixture(&format!("tls/{file}")))
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_https_upstream_gets_scrubbed_events_over_http2() {
+    let upstream = RecordingUpstream::spawn_tls().await;
+    // Both names on the certificate: the DNS name and the IP address.
+    for url in [upstream.localhost_url(), upstream.url()] {
+        let proxy = TestProxy::builder(&upstream)
+            .project(PROJECT, default_project())
+            .configure(move |c| {
+                c.upstream.url = Some(url.parse().unwrap());
+                c.upstream.ca_certs = test_ca("ca.pem");
+            })
+            .spawn()
+            .await;
+        let before = upstream.requests().len();
+        let response = proxy.store(&canary_event()).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(
+            response.json()["id"],
+            "9ec79c33ec9942ab8353589fcb2e04dc",
+            "the upstream's answer comes back"
+        );
+        let recorded = &upstream.wait_for(before + 1).await[before];
+        assert_eq!(recorded.version, http::Version::HTTP_2, "ALPN chose HTTP/2");
+        assert_eq!(recorded.path_and_query, format!("/api/{PROJECT}/store/"));
+        assert_no_canary(&recorded.text(), "https upstream");
+        assert!(recorded.text().contains("checkout failed"));
+    }
+}
+
+#[tokio::test]
+async fn an_https_upstream_with_an_untrusted_certificate_gets_nothing() {
+    let upstream = RecordingUpstream::spawn_tls().await;
+    // Neither the system's roots nor the configured CA signed the upstream's certificate.
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| c.upstream.ca_certs = test_ca("other-ca.pem"))
+        .spawn()
+        .await;
+    let response = proxy.store(&canary_event()).await;
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert!(response.header("retry-after").is_some());
+    assert_eq!(
+        response.json()["detail"],
+        "upstream unavailable, retry later"
+    );
+    assert!(upstream.requests().is_empty(), "nothing crossed the failed handshake");
+}
+
 #[tokio::test]
 async fn a_slow_upstream_times_out_as_503() {
     let upstream = RecordingUpstream::spawn().await;

@@ -43,6 +43,8 @@ pub enum Mode {
 pub struct Recorded {
     /// The request method.
     pub method: http::Method,
+    /// The HTTP version the request came in (HTTP/2 over TLS when ALPN chose it).
+    pub version: http::Version,
     /// Path and query, e.g. `/api/42/envelope/`.
     pub path_and_query: String,
     /// All request headers.
@@ -74,6 +76,8 @@ struct Shared {
 /// The recording upstream; dropping it stops the server.
 pub struct RecordingUpstream {
     addr: SocketAddr,
+    /// `https` when serving TLS (with `tests/fixtures/tls/upstream.pem`), else `http`.
+    scheme: &'static str,
     shared: Arc<Shared>,
     _stop: oneshot::Sender<()>,
 }
@@ -81,6 +85,36 @@ pub struct RecordingUpstream {
 impl RecordingUpstream {
     /// Starts a recording upstream answering normally.
     pub async fn spawn() -> Self {
+        Self::start(None).await
+    }
+
+    /// Starts a recording upstream that serves TLS with the test certificate for
+    /// `localhost` and `127.0.0.1` (signed by `tests/fixtures/tls/ca.pem`) and offers
+    /// HTTP/2 and HTTP/1.1 by ALPN.
+    pub async fn spawn_tls() -> Self {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(include_bytes!(
+            "../../fixtures/tls/upstream.pem"
+        ))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(include_bytes!(
+            "../../fixtures/tls/upstream.key"
+        ))
+        .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::start(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
@@ -104,24 +138,44 @@ impl RecordingUpstream {
                     drop(stream);
                     continue;
                 }
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(shared.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            // A failed handshake (an untrusting client) just ends here.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
         });
         RecordingUpstream {
             addr,
+            scheme,
             shared,
             _stop: stop_tx,
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` for [`RecordingUpstream::spawn_tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// `https://localhost:<port>`, for TLS: the name the test certificate is for.
+    pub fn localhost_url(&self) -> String {
+        format!("{}://localhost:{}", self.scheme, self.addr.port())
     }
 
     /// Changes how the following requests are answered.
@@ -181,6 +235,7 @@ async fn handle(
         .unwrap_or_else(|| "0".repeat(32));
     let recorded = Recorded {
         method: parts.method,
+        version: parts.version,
         path_and_query: parts
             .uri
             .path_and_query()
