@@ -72,6 +72,7 @@ pub fn scrub(args: &ScrubArgs) -> ExitCode {
     };
     let opts = ScrubOptions {
         client_ip: args.client_ip,
+        record_paths: args.explain,
         ..ScrubOptions::default()
     };
     let stdout = io::stdout();

@@ -194,13 +194,9 @@ impl Pattern {
             Pattern::Iban => bytes.len() >= 15 && bytes.iter().any(u8::is_ascii_uppercase),
             // The regex needs one of these words (case-insensitive) before a separator;
             // on non-ASCII text `ſ` folds to `s`, so only ASCII text is filtered by words.
-            Pattern::Userpath => {
-                bytes.iter().any(|&b| b == b'/' || b == b'\\')
-                    && (!value.is_ascii()
-                        || [&b"users"[..], b"home", b"documents", b"profiles"]
-                            .iter()
-                            .any(|w| contains_ascii_ci(bytes, w)))
-            }
+            // Every alternative of the regex ends its home-directory word with a
+            // separator; on non-ASCII text `ſ` folds to `s`, so only ASCII is filtered.
+            Pattern::Userpath => !value.is_ascii() || has_home_segment(bytes),
             Pattern::Pemkey => value.contains("-----BEGIN"),
             Pattern::UrlAuth | Pattern::UrlAuthLegacy => {
                 bytes.contains(&b'@') && value.contains("//")
@@ -381,31 +377,78 @@ pub fn password_key_matches(key: &str) -> bool {
     may_hold_password_keyword(key) && PASSWORD_KEY.is_match(key)
 }
 
-/// Every password keyword (and `bearer`) contains one of these ASCII stems.
-static PASSWORD_STEMS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
-    aho_corasick::AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .build([
-            "passw",
-            "secret",
-            "api",
-            "auth",
-            "credentials",
-            "mysql_pwd",
-            "private",
-            "token",
-            "otp",
-            "two",
-            "bearer",
-        ])
-        .expect("static keyword set builds")
+/// Every password keyword (and `bearer`) contains one of these ASCII stems. Each comes
+/// with an anchor: the offset of two consecutive letter pairs in it, chosen to be rare
+/// in ordinary text (`ss`/`sw` of `passw`).
+const PASSWORD_STEMS: [(&[u8], usize); 11] = [
+    (b"passw", 2),
+    (b"secret", 1),
+    (b"api", 0),
+    (b"auth", 0),
+    (b"credentials", 7),
+    (b"mysql_pwd", 2),
+    (b"private", 2),
+    (b"token", 1),
+    (b"otp", 0),
+    (b"two", 0),
+    (b"bearer", 0),
+];
+
+/// The anchor pairs of [`PASSWORD_STEMS`]: a bit set over the 65,536 byte pairs (ASCII
+/// letters folded to lowercase by `| 0x20`), and the stems each pair anchors, grouped by
+/// the pair's first letter (at most three per letter).
+struct StemAnchors {
+    bits: Box<[u64; 1024]>,
+    /// For each first letter `a`..`z`: (pair, stem index, offset of the pair in the stem).
+    by_first: [Vec<(u16, usize, usize)>; 26],
+}
+
+static STEM_ANCHORS: LazyLock<StemAnchors> = LazyLock::new(|| {
+    let mut bits = Box::new([0u64; 1024]);
+    let mut by_first: [Vec<(u16, usize, usize)>; 26] = Default::default();
+    for (index, (stem, anchor)) in PASSWORD_STEMS.iter().enumerate() {
+        for offset in [*anchor, anchor + 1] {
+            // Only letters fold to themselves under `| 0x20`.
+            assert!(stem[offset..offset + 2].iter().all(u8::is_ascii_lowercase));
+            let pair = u16::from_le_bytes([stem[offset], stem[offset + 1]]);
+            bits[usize::from(pair >> 6)] |= 1 << (pair & 63);
+            by_first[usize::from(stem[offset] - b'a')].push((pair, index, offset));
+        }
+    }
+    StemAnchors { bits, by_first }
 });
+
+/// True when ASCII `bytes` contain one of [`PASSWORD_STEMS`], in any case.
+///
+/// Every occurrence of a stem covers its two anchor pairs, which start at consecutive
+/// offsets, so one of them starts at an even offset of `bytes`: checking the pairs at
+/// even offsets only (one table lookup per two bytes) finds it. A hit is confirmed by
+/// comparing the whole stem.
+fn has_password_stem(bytes: &[u8]) -> bool {
+    let anchors = &*STEM_ANCHORS;
+    bytes.chunks_exact(2).enumerate().any(|(k, two)| {
+        let pair = u16::from_le_bytes([two[0], two[1]]) | 0x2020;
+        anchors.bits[usize::from(pair >> 6)] & (1 << (pair & 63)) != 0 && {
+            let i = 2 * k;
+            // A set bit means a letter pair, so the first byte is `a`..`z` once folded.
+            let first = usize::from((two[0] | 0x20).wrapping_sub(b'a')).min(25);
+            anchors.by_first[first].iter().any(|&(p, index, offset)| {
+                let stem = PASSWORD_STEMS[index].0;
+                p == pair
+                    && i >= offset
+                    && bytes
+                        .get(i - offset..i - offset + stem.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(stem))
+            })
+        }
+    })
+}
 
 /// Exact prefilter for the keyword regexes: on ASCII text, Unicode case folding equals
 /// ASCII case folding, so no stem means no match. Non-ASCII text (`ſecret`) goes to the
 /// regex.
 fn may_hold_password_keyword(text: &str) -> bool {
-    !text.is_ascii() || PASSWORD_STEMS.is_match(text)
+    !text.is_ascii() || has_password_stem(text.as_bytes())
 }
 
 /// The `password` rule's value test: true when the value contains one of the keywords of
@@ -640,6 +683,19 @@ fn uuid_char(c: char) -> bool {
 }
 
 /// ASCII case-insensitive substring test.
+/// True when a `/` or `\\` directly follows `users`, `home`, `profiles` or `documents and
+/// settings` (ASCII, any case): the necessary core of every [`USERPATH`] match.
+fn has_home_segment(bytes: &[u8]) -> bool {
+    const WORDS: [&[u8]; 4] = [b"users", b"home", b"profiles", b"documents and settings"];
+    memchr::memchr2_iter(b'/', b'\\', bytes).any(|sep| {
+        let before = &bytes[..sep];
+        WORDS.iter().any(|word| {
+            before.len() >= word.len()
+                && before[before.len() - word.len()..].eq_ignore_ascii_case(word)
+        })
+    })
+}
+
 fn contains_ascii_ci(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
@@ -997,6 +1053,34 @@ mod tests {
     }
 
     #[test]
+    fn password_stems_are_found_at_every_offset_and_case() {
+        for (stem, _) in PASSWORD_STEMS {
+            let stem = std::str::from_utf8(stem).unwrap();
+            for variant in [stem.to_owned(), stem.to_uppercase(), {
+                // Alternate case: pAsSw.
+                stem.chars()
+                    .enumerate()
+                    .map(|(i, c)| if i % 2 == 1 { c.to_ascii_uppercase() } else { c })
+                    .collect()
+            }] {
+                for pad in 0..4 {
+                    for tail in ["", "x", "xy"] {
+                        let text = format!("{}{variant}{tail}", "-".repeat(pad));
+                        assert!(has_password_stem(text.as_bytes()), "{text:?}");
+                    }
+                }
+                // One letter short at either end is no stem.
+                let bytes = variant.as_bytes();
+                assert!(!has_password_stem(&bytes[1..]), "{variant}");
+                assert!(!has_password_stem(&bytes[..bytes.len() - 1]), "{variant}");
+            }
+        }
+        for clean in ["", "a", "checkout failed", "Sessions", "user_name", "pas_sw", "mysql-pwd"] {
+            assert!(!has_password_stem(clean.as_bytes()), "{clean:?}");
+        }
+    }
+
+    #[test]
     fn shared_features_never_hide_a_table_match() {
         for c in CASES.iter().filter(|c| !c.expect.is_empty()) {
             assert!(
@@ -1299,6 +1383,20 @@ mod tests {
             Just("Bearer ".to_owned()),
             Just("password".to_owned()),
             Just("token=".to_owned()),
+            Just("home/".to_owned()),
+            Just("HOME\\".to_owned()),
+            Just("Documents and Settings\\".to_owned()),
+            Just("x\\Profiles\\".to_owned()),
+            Just("/users/".to_owned()),
+            Just("apiKEY".to_owned()),
+            Just("Private-Key".to_owned()),
+            Just("Two_Factor".to_owned()),
+            Just("otp".to_owned()),
+            Just("MYSQL_PWD ".to_owned()),
+            Just("Credentials".to_owned()),
+            Just("seCret".to_owned()),
+            Just("passwd".to_owned()),
+            "[a-zA-Z_ -]{0,12}",
             Just("\u{212A}\u{17F}\u{0664}\u{00A0}é\0".to_owned()),
             "[0-9a-fA-F:.%@/\\\\ -]{0,24}",
             "[0-9\u{0660}-\u{0669} -]{0,20}",

@@ -38,6 +38,8 @@ struct Frame<'a> {
 pub struct WalkOptions {
     /// Move a no-longer-valid `user.ip_address` into `user.id` (events only).
     pub move_ip_to_user_id: bool,
+    /// Fill [`Change::path`] (see [`super::ScrubOptions::record_paths`]).
+    pub record_paths: bool,
 }
 
 /// Applies compiled applications to a tree.
@@ -712,8 +714,13 @@ impl<'r, 'a> Walker<'r, 'a> {
         self.frames.iter().filter_map(|f| f.meta.clone()).collect()
     }
 
+    /// The dotted path of the current value for the report; empty unless paths are
+    /// recorded.
     fn path_string(&self) -> String {
         let mut s = String::new();
+        if !self.opts.record_paths {
+            return s;
+        }
         for seg in self.frames.iter().filter_map(|f| f.meta.as_ref()) {
             if !s.is_empty() {
                 s.push('.');

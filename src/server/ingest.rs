@@ -147,6 +147,7 @@ where
         let options = ScrubOptions {
             client_ip: Some(client_ip(peer, &parts.headers, &state.trusted_proxies)),
             max_depth: limits.max_json_depth,
+            record_paths: false,
         };
         let scrubber = Scrubber {
             state,
