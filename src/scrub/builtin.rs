@@ -230,7 +230,11 @@ impl Pattern {
             Pattern::Ip => {
                 let bytes = value.as_bytes();
                 if count_at_least(bytes, 3, |b| b == b'.') {
-                    push_matches(&IPV4, value, out);
+                    if value.is_ascii() {
+                        ipv4_ascii(bytes, out);
+                    } else {
+                        push_matches(&IPV4, value, out);
+                    }
                 }
                 if count_at_least(bytes, 2, |b| b == b':') {
                     ipv6::find(value, out);
@@ -614,9 +618,12 @@ fn merge_overlaps(out: &mut Ranges, start: usize) {
 /// as a NUL, as Relay's chunk search does), the whole value.
 fn password_value_ranges(value: &str, out: &mut Ranges) {
     let mut bearer = Ranges::new();
-    push_matches(&BEARER, value, &mut bearer);
+    // `bearer` has no non-ASCII case variant, so ASCII text without it cannot match.
+    if !value.is_ascii() || contains_ascii_ci(value.as_bytes(), b"bearer") {
+        push_matches(&BEARER, value, &mut bearer);
+    }
     let keyword = if bearer.is_empty() {
-        PASSWORD_VALUE.is_match(value)
+        password_keyword(value)
     } else {
         let mut rest = String::with_capacity(value.len());
         let mut pos = 0;
@@ -626,12 +633,117 @@ fn password_value_ranges(value: &str, out: &mut Ranges) {
             pos = r.end;
         }
         rest.extend(value[pos..].chars().filter(|&c| c != '\0'));
-        PASSWORD_VALUE.is_match(&rest)
+        password_keyword(&rest)
     };
     if keyword {
         out.push(0..value.len());
     } else {
         out.extend(bearer);
+    }
+}
+
+/// [`PASSWORD_VALUE`]'s test: by hand on ASCII text (where `(?i)` is ASCII case folding
+/// and `\s` is ASCII whitespace), by the regex otherwise.
+fn password_keyword(value: &str) -> bool {
+    if !value.is_ascii() {
+        return PASSWORD_VALUE.is_match(value);
+    }
+    let b = value.as_bytes();
+    let n = b.len();
+    let at = |i: usize, word: &[u8]| {
+        b.get(i..i + word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
+    let dash_key = |i: usize| matches!(b.get(i), Some(b'-' | b'_')) && at(i + 1, b"key");
+    // `^otp$` and `^two[-_]factor$`: the whole value.
+    if b.eq_ignore_ascii_case(b"otp") {
+        return true;
+    }
+    if n == 10 && at(0, b"two") && matches!(b[3], b'-' | b'_') && at(4, b"factor") {
+        return true;
+    }
+    // `token[^\s]*[:=]`: a `:` or `=` after `token` before any whitespace. Positions
+    // already scanned without success are not scanned again (linear time).
+    let mut token_scanned_to = 0;
+    for i in 0..n {
+        let hit = match b[i] | 0x20 {
+            b'p' => {
+                at(i, b"password")
+                    || at(i, b"passwd")
+                    || at(i, b"privatekey")
+                    || (at(i, b"private") && dash_key(i + 7))
+            }
+            b's' => at(i, b"secret"),
+            b'a' => at(i, b"auth") || at(i, b"apikey") || (at(i, b"api") && dash_key(i + 3)),
+            b'c' => at(i, b"credentials"),
+            b'm' => at(i, b"mysql_pwd"),
+            b't' if at(i, b"token") && i + 5 >= token_scanned_to => {
+                let rest = &b[i + 5..];
+                let stop = rest
+                    .iter()
+                    .position(|&c| {
+                        matches!(c, b':' | b'=' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+                    })
+                    .unwrap_or(rest.len());
+                token_scanned_to = i + 5 + stop;
+                matches!(rest.get(stop), Some(b':' | b'='))
+            }
+            _ => false,
+        };
+        if hit {
+            return true;
+        }
+    }
+    false
+}
+
+/// [`IPV4`]'s matches on ASCII text, by hand: a match starts at a digit after a non-word
+/// byte, its first three octets are forced by the dots after them, and the last octet
+/// must take every following digit (the closing `\b`). Octets are 1-3 digits, three-digit
+/// ones at most 255, as the regex's alternatives allow.
+fn ipv4_ascii(b: &[u8], out: &mut Ranges) {
+    let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let digits_at = |pos: usize| {
+        b[pos.min(b.len())..]
+            .iter()
+            .take(4)
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let octet_ok = |pos: usize, len: usize| {
+        (1..=3).contains(&len) && (len < 3 || &b[pos..pos + 3] <= b"255".as_slice())
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && is_word(b[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let mut pos = i;
+        let mut matched = true;
+        for octet in 0..4 {
+            let len = digits_at(pos);
+            if !octet_ok(pos, len) {
+                matched = false;
+                break;
+            }
+            pos += len;
+            if octet < 3 {
+                if b.get(pos) != Some(&b'.') {
+                    matched = false;
+                    break;
+                }
+                pos += 1;
+            } else if b.get(pos).is_some_and(|&c| is_word(c)) {
+                matched = false;
+            }
+        }
+        if matched {
+            out.push(i..pos);
+            i = pos;
+        } else {
+            i += 1;
+        }
     }
 }
 
@@ -1404,8 +1516,68 @@ mod tests {
         ]
     }
 
+    /// ASCII text rich in IPv4 shapes and password keywords.
+    fn ascii_text() -> impl Strategy<Value = String> {
+        let fragment = prop_oneof![
+            "[0-9.]{1,16}",
+            "(25[0-9]|2[0-9][0-9]|[0-9]{1,4})(\\.[0-9]{1,4}){0,4}",
+            "[a-z_ .:=-]{0,6}",
+            Just("password".to_owned()),
+            Just("PassWD".to_owned()),
+            Just("api-key".to_owned()),
+            Just("API_KEY".to_owned()),
+            Just("apikey".to_owned()),
+            Just("api key".to_owned()),
+            Just("privatekey".to_owned()),
+            Just("private_KEY".to_owned()),
+            Just("private key".to_owned()),
+            Just("secret".to_owned()),
+            Just("auth".to_owned()),
+            Just("credentials".to_owned()),
+            Just("mysql_pwd".to_owned()),
+            Just("token".to_owned()),
+            Just("TOKEN".to_owned()),
+            Just("otp".to_owned()),
+            Just("OTP".to_owned()),
+            Just("two-factor".to_owned()),
+            Just("Two_Factor".to_owned()),
+            Just("\u{b}".to_owned()),
+            Just("\t".to_owned()),
+            Just("=".to_owned()),
+            Just(":".to_owned()),
+            "(?i)tok(en)?[a-z\t =:]{0,3}[:= ]",
+            "[ -~]{0,8}",
+        ];
+        prop::collection::vec(fragment, 0..5).prop_map(|parts| parts.concat())
+    }
+
     fn text() -> impl Strategy<Value = String> {
         prop::collection::vec(fragment(), 0..6).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        // Cheap, and the hand-written matchers must agree with the regexes they replace.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The hand-written IPv4 scanner finds exactly what the regex finds on ASCII text.
+        #[test]
+        fn ipv4_by_hand_equals_the_regex(value in ascii_text()) {
+            let mut by_hand = Ranges::new();
+            ipv4_ascii(value.as_bytes(), &mut by_hand);
+            let mut by_regex = Ranges::new();
+            push_matches(&IPV4, &value, &mut by_regex);
+            prop_assert_eq!(by_hand, by_regex, "{:?}", value);
+        }
+
+        /// The hand-written keyword test agrees with the regex on ASCII text.
+        #[test]
+        fn password_keyword_by_hand_equals_the_regex(value in ascii_text()) {
+            prop_assert_eq!(
+                password_keyword(&value),
+                PASSWORD_VALUE.is_match(&value),
+                "{:?}", value
+            );
+        }
     }
 
     proptest! {
