@@ -683,3 +683,33 @@ fn url_query_is_scrubbed_per_parameter_like_relay() {
     let out = scrub_with(json!({}), json!({"request": {"url": "https://x/?a=1"}}));
     assert_eq!(out["request"]["url"], "https://x/?a=1");
 }
+
+/// More than 64 selectors: the walker memoizes the first 64 as bits of a mask; the rest
+/// must still apply, each only where its own selector matches.
+#[test]
+fn configs_with_more_than_64_selectors_apply_every_selector() {
+    let mut apps = serde_json::Map::new();
+    for i in 0..70 {
+        apps.insert(format!("extra.field{i}"), json!(["@anything:remove"]));
+    }
+    // The last selectors are past the mask; their rules must act, and only on their own
+    // fields (application 64 must not borrow application 0's matches).
+    apps.insert("extra.zz_last".to_owned(), json!(["@email"]));
+    let event = json!({"extra": {
+        "field0": "a",
+        "field65": "b",
+        "field69": {"nested": true},
+        "untouched": "c",
+        "zz_last": "mail me at jane@example.com"
+    }});
+    let out = scrub_with(pii(Value::Object(apps)), event);
+    assert_eq!(out["extra"]["field0"], Value::Null);
+    assert_eq!(out["extra"]["field65"], Value::Null);
+    assert_eq!(out["extra"]["field69"], Value::Null);
+    assert_eq!(out["extra"]["untouched"], "c");
+    assert_eq!(out["extra"]["zz_last"], "mail me at [email]");
+    assert_eq!(
+        out["_meta"]["extra"]["field65"][""]["rem"],
+        json!([["@anything:remove", "x"]])
+    );
+}

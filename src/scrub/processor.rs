@@ -56,12 +56,10 @@ pub struct Walker<'r, 'a> {
     pending_delete: bool,
     /// Whether any selector names an array index (then indices are part of signatures).
     index_sensitive: bool,
-    /// Path signature → matching applications, for this walk.
-    memo: std::collections::HashMap<u128, u64, BuildSigHasher>,
-    /// The same, shared by every walk over these rules (bounded).
+    /// Path signature → what is known of that path, for this walk.
+    memo: std::collections::HashMap<u128, PathFacts, BuildSigHasher>,
+    /// The matching applications, shared by every walk over these rules (bounded).
     shared_memo: Option<&'r SharedMemo>,
-    /// Path signature → whether the key is a `password` key.
-    key_memo: std::collections::HashMap<u128, bool, BuildSigHasher>,
     /// Whether any rule is a `password` rule.
     needs_password_key: bool,
 }
@@ -69,6 +67,18 @@ pub struct Walker<'r, 'a> {
 enum Outcome {
     Keep,
     Delete,
+}
+
+/// Applications whose matches are memoized as bits of a `u64` mask.
+const MASK_APPS: usize = 64;
+
+/// What depends only on a value's path signature, memoized per walk.
+#[derive(Clone, Copy)]
+struct PathFacts {
+    /// Bit `i`: application `i` matches.
+    mask: u64,
+    /// Whether the leaf key is a `password` key, once asked.
+    password_key: Option<bool>,
 }
 
 fn json_types(v: &Value<'_>) -> Types {
@@ -100,7 +110,6 @@ impl<'r, 'a> Walker<'r, 'a> {
             index_sensitive: apps.iter().any(|a| a.selector.names_index()),
             memo: std::collections::HashMap::with_capacity_and_hasher(256, BuildSigHasher),
             shared_memo,
-            key_memo: std::collections::HashMap::with_hasher(BuildSigHasher),
             needs_password_key: apps
                 .iter()
                 .flat_map(|a| a.rules.iter())
@@ -598,16 +607,51 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
     }
 
-    /// Whether the leaf's key is sensitive to the `password` rule, memoized by path
-    /// signature (the test is case-insensitive, and signatures fold ASCII case).
-    fn password_key_matches(&mut self) -> bool {
+    /// The matching applications (see [`Walker::app_mask`]) and whether the leaf's key
+    /// is sensitive to the `password` rule, with one memo lookup when both are known. The
+    /// key test is memoized by path signature too: it is case-insensitive, and signatures
+    /// fold ASCII case.
+    fn leaf_facts(&mut self, pii: Pii) -> (u64, bool) {
         let sig = self.frames.last().map_or(0, |f| f.sig);
-        if let Some(&hit) = self.key_memo.get(&sig) {
-            return hit;
+        if let Some(facts) = self.memo.get(&sig) {
+            match (self.needs_password_key, facts.password_key) {
+                (false, _) => return (facts.mask, false),
+                (true, Some(hit)) => return (facts.mask, hit),
+                (true, None) => {}
+            }
         }
-        let hit = builtin::password_key_matches(self.leaf_key());
-        self.key_memo.insert(sig, hit);
-        hit
+        let mask = self.app_mask(pii);
+        if !self.needs_password_key {
+            return (mask, false);
+        }
+        let hit = self.any_app(mask) && builtin::password_key_matches(self.leaf_key());
+        self.memo.insert(
+            sig,
+            PathFacts {
+                mask,
+                password_key: Some(hit),
+            },
+        );
+        (mask, hit)
+    }
+
+    /// Whether any application may match, given the memoized `mask` of the first 64.
+    fn any_app(&self, mask: u64) -> bool {
+        mask != 0 || self.apps.len() > MASK_APPS
+    }
+
+    /// The indices of the applications matching the current value, in order: the set
+    /// bits of `mask` for the first 64 (memoized), then the rest by evaluating their
+    /// selectors (configs with more than 64 selectors are rare; they are slower, never
+    /// wrong).
+    fn matching_apps(&self, mask: u64, pii: Pii) -> impl Iterator<Item = usize> + '_ {
+        let bits = std::iter::successors(Some(mask).filter(|&m| m != 0), |&m| {
+            Some(m & (m - 1)).filter(|&m| m != 0)
+        })
+        .map(|m| m.trailing_zeros() as usize);
+        let wide = (MASK_APPS..self.apps.len())
+            .filter(move |&i| self.apps[i].selector.matches(pii, &self.steps()));
+        bits.chain(wide)
     }
 
     /// Pushes a level that selectors see but `_meta` does not (the `values` of a legacy
@@ -665,24 +709,36 @@ impl<'r, 'a> Walker<'r, 'a> {
     /// signature: repeated shapes (frames, breadcrumbs, pairs) are evaluated once.
     fn app_mask(&mut self, pii: Pii) -> u64 {
         let sig = self.frames.last().map_or(0, |f| f.sig);
-        if self.apps.len() <= 64 {
-            if let Some(&mask) = self.memo.get(&sig) {
-                return mask;
+        if self.apps.len() <= MASK_APPS {
+            if let Some(facts) = self.memo.get(&sig) {
+                return facts.mask;
             }
             if let Some(mask) = self.shared_memo.and_then(|m| m.get(&sig).map(|m| *m)) {
-                self.memo.insert(sig, mask);
+                self.memo.insert(
+                    sig,
+                    PathFacts {
+                        mask,
+                        password_key: None,
+                    },
+                );
                 return mask;
             }
         }
         let steps = self.steps();
         let mut mask = 0u64;
-        for (i, app) in self.apps.iter().enumerate().take(64) {
+        for (i, app) in self.apps.iter().enumerate().take(MASK_APPS) {
             if app.selector.matches(pii, &steps) {
                 mask |= 1 << i;
             }
         }
         drop(steps);
-        self.memo.insert(sig, mask);
+        self.memo.insert(
+            sig,
+            PathFacts {
+                mask,
+                password_key: None,
+            },
+        );
         if let Some(shared) = self.shared_memo {
             if shared.len() < SHARED_MEMO_CAP {
                 shared.insert(sig, mask);
@@ -737,17 +793,14 @@ impl<'r, 'a> Walker<'r, 'a> {
     /// can only delete. Returns true when the value must be deleted.
     fn apply_to_container(&mut self, pii: Pii) -> bool {
         let apps = self.apps;
-        let mask = self.app_mask(pii);
-        if mask == 0 {
+        let (mask, password_key) = self.leaf_facts(pii);
+        if !self.any_app(mask) {
             return false;
         }
-        let password_key = self.needs_password_key && self.password_key_matches();
         let hit: Option<&RuleRef> = {
             let key = self.leaf_key();
-            apps.iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .flat_map(|(_, app)| app.rules.iter())
+            self.matching_apps(mask, pii)
+                .flat_map(|i| apps[i].rules.iter())
                 .find(|rule| match &*rule.kind {
                     RuleKind::Anything => true,
                     RuleKind::Password => password_key,
@@ -804,8 +857,8 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     fn process_text(&mut self, text: &str, pii: Pii) -> Option<String> {
-        let mask = self.app_mask(pii);
-        if mask == 0 {
+        let (mask, password_key) = self.leaf_facts(pii);
+        if !self.any_app(mask) {
             return None;
         }
         let mut value = ChunkedValue::new(text);
@@ -814,15 +867,12 @@ impl<'r, 'a> Walker<'r, 'a> {
         // the original text: redactions only remove characters, so it stays conservative.
         let features = builtin::Features::scan(text);
         let key_facts = KeyFacts {
-            password: self.needs_password_key && self.password_key_matches(),
+            password: password_key,
         };
         {
             let key = self.leaf_key();
-            'apps: for (i, app) in self.apps.iter().enumerate() {
-                if mask & (1 << i) == 0 {
-                    continue;
-                }
-                for rule in &app.rules {
+            'apps: for i in self.matching_apps(mask, pii) {
+                for rule in &self.apps[i].rules {
                     if apply_rule(rule, key, &key_facts, &mut value, &features).is_err() {
                         deleted_by = Some(rule.origin.clone());
                         break 'apps;
