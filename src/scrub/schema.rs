@@ -5,7 +5,6 @@
 //! Built once from `pii-fields.tsv` (derived from Relay's event schema; see the file's
 //! header) into a small arena tree.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 /// The pii attribute of a field.
@@ -178,7 +177,7 @@ pub struct Node {
     pub lenient_string: bool,
     /// No field at or below this one can ever be scrubbed (all pii `false`).
     pub dead: bool,
-    children: HashMap<Box<str>, NodeId, BuildKeyHasher>,
+    children: ChildMap,
     any: Option<NodeId>,
     elem: Option<NodeId>,
     other: Option<NodeId>,
@@ -195,7 +194,7 @@ impl Node {
             native_path: false,
             lenient_string: false,
             dead: false,
-            children: HashMap::default(),
+            children: ChildMap::default(),
             any: None,
             elem: None,
             other: None,
@@ -203,39 +202,118 @@ impl Node {
     }
 }
 
-/// A small, fast hasher for the schema's field names (fixed, trusted keys; the lookups
-/// run for every key of every event, where SipHash showed up in profiles).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct BuildKeyHasher;
+/// The named children of a node: an open-addressed table keyed by field name. The
+/// lookup runs for every key of every event (about 400,000 times over the corpus), so a
+/// slot keeps the name's length and first eight bytes: most probes are settled by two
+/// integer compares, without hashing the whole name or calling `memcmp`.
+#[derive(Debug, Default, Clone)]
+pub struct ChildMap {
+    /// A power of two of slots (or none), at most half full.
+    slots: Vec<ChildSlot>,
+    len: usize,
+}
 
-/// FxHash-style word hasher.
-#[derive(Debug, Default)]
-pub struct KeyHasher(u64);
+#[derive(Debug, Clone)]
+struct ChildSlot {
+    /// The name's length; `u32::MAX` marks an empty slot.
+    len: u32,
+    /// The name's first eight bytes, little-endian, zero-padded.
+    head: u64,
+    id: NodeId,
+    name: Box<str>,
+}
 
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+impl ChildSlot {
+    fn empty() -> ChildSlot {
+        ChildSlot {
+            len: u32::MAX,
+            head: 0,
+            id: 0,
+            name: Box::default(),
         }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        self.0 =
-            (self.0.rotate_left(5) ^ u64::from_le_bytes(w) ^ bytes.len() as u64).wrapping_mul(K);
     }
 }
 
-impl std::hash::BuildHasher for BuildKeyHasher {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher::default()
+/// The first eight bytes of `b`, zero-padded, as a little-endian word.
+#[inline]
+fn head_word(b: &[u8]) -> u64 {
+    match b.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => b
+            .iter()
+            .rev()
+            .fold(0u64, |word, &byte| (word << 8) | u64::from(byte)),
+    }
+}
+
+impl ChildMap {
+    #[inline]
+    fn slot_of(&self, len: usize, head: u64) -> usize {
+        let h = (head ^ (len as u64).rotate_left(56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 32) as usize & (self.slots.len() - 1)
+    }
+
+    /// The child named `key`.
+    #[inline]
+    pub fn get(&self, key: &str) -> Option<NodeId> {
+        if self.len == 0 {
+            return None;
+        }
+        let b = key.as_bytes();
+        let head = head_word(b);
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(b.len(), head);
+        loop {
+            let slot = &self.slots[i];
+            if slot.len == u32::MAX {
+                return None;
+            }
+            if slot.len as usize == b.len()
+                && slot.head == head
+                && (b.len() <= 8 || slot.name.as_bytes()[8..] == b[8..])
+            {
+                return Some(slot.id);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds (or replaces) the child `key`.
+    pub fn insert(&mut self, key: Box<str>, id: NodeId) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            let old = std::mem::take(&mut self.slots);
+            self.slots = vec![ChildSlot::empty(); (old.len() * 2).max(8)];
+            self.len = 0;
+            for slot in old.into_iter().filter(|s| s.len != u32::MAX) {
+                self.insert(slot.name, slot.id);
+            }
+        }
+        let b = key.as_bytes();
+        let head = head_word(b);
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(b.len(), head);
+        while self.slots[i].len != u32::MAX {
+            if *self.slots[i].name == *key {
+                self.slots[i].id = id;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = ChildSlot {
+            len: u32::try_from(b.len()).expect("field names are short"),
+            head,
+            id,
+            name: key,
+        };
+        self.len += 1;
+    }
+
+    /// Every child's node.
+    pub fn values(&self) -> impl Iterator<Item = &NodeId> {
+        self.slots
+            .iter()
+            .filter(|s| s.len != u32::MAX)
+            .map(|s| &s.id)
     }
 }
 
@@ -407,7 +485,7 @@ impl Schema {
                 "*" => p.any,
                 "[]" => p.elem,
                 "<other>" | "<custom>" => p.other,
-                key => p.children.get(key).copied(),
+                key => p.children.get(key),
             }
         };
         if let Some(id) = existing {
@@ -482,14 +560,13 @@ impl Schema {
         self.nodes[contexts as usize]
             .children
             .get(field)
-            .copied()
             .unwrap_or(custom)
     }
 
     /// The node of the child `key` of object `parent`.
     pub fn key_child(&self, parent: NodeId, key: &str) -> NodeId {
         let p = &self.nodes[parent as usize];
-        if let Some(&id) = p.children.get(key) {
+        if let Some(id) = p.children.get(key) {
             return id;
         }
         if let Some(id) = p.any.or(p.other) {
@@ -526,6 +603,34 @@ impl Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_map_finds_exactly_its_names() {
+        let names = [
+            "", "a", "id", "values", "abcdefgh", "abcdefghi", "abcdefghj", "exception_a",
+            "exception_b", "device_unique_identifier", "ü", "Ab",
+        ];
+        let mut map = ChildMap::default();
+        for (i, name) in names.iter().enumerate() {
+            map.insert((*name).into(), i as NodeId);
+        }
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(map.get(name), Some(i as NodeId), "{name:?}");
+        }
+        for miss in ["b", "ab", "ID", "abcdefg", "abcdefghk", "exception_", "exception_ab", "u"] {
+            assert_eq!(map.get(miss), None, "{miss:?}");
+        }
+        map.insert("id".into(), 99);
+        assert_eq!(map.get("id"), Some(99));
+        assert_eq!(map.values().count(), names.len());
+        // Growth keeps everything.
+        let mut big = ChildMap::default();
+        for i in 0..500u32 {
+            big.insert(format!("field_{i}").into(), i);
+        }
+        assert!((0..500u32).all(|i| big.get(&format!("field_{i}")) == Some(i)));
+        assert_eq!(big.get("field_500"), None);
+    }
 
     fn pii(path: &[&str]) -> Pii {
         let s = event_schema();
