@@ -713,3 +713,18 @@ fn configs_with_more_than_64_selectors_apply_every_selector() {
         json!([["@anything:remove", "x"]])
     );
 }
+
+/// Path facts are memoized per thread and per rule set: alternating rule sets (and a
+/// rule set compiled again, as on a reload) on one thread never borrow each other's.
+#[test]
+fn rule_sets_used_alternately_on_one_thread_keep_their_own_results() {
+    let event = json!({"extra": {"a": "jane@example.com", "b": "10.1.2.3"}});
+    for round in 0..3 {
+        let email_only = scrub_with(pii(json!({"extra.a": ["@email"]})), event.clone());
+        let ip_only = scrub_with(pii(json!({"extra.b": ["@ip"]})), event.clone());
+        assert_eq!(email_only["extra"]["a"], "[email]", "round {round}");
+        assert_eq!(email_only["extra"]["b"], "10.1.2.3", "round {round}");
+        assert_eq!(ip_only["extra"]["a"], "jane@example.com", "round {round}");
+        assert_eq!(ip_only["extra"]["b"], "[ip]", "round {round}");
+    }
+}

@@ -207,11 +207,24 @@ pub struct CompiledRules {
     applications: Vec<rules::Application>,
     /// Selector results by path shape, shared by all events scrubbed with these rules.
     memo: std::sync::Arc<sig::SharedMemo>,
+    /// Unique per compiled rule set (never reused), naming it in the per-thread memos.
+    id: u64,
     /// `scrubData` is on: GraphQL variables are filtered.
     scrub_graphql: bool,
 }
 
 impl CompiledRules {
+    /// Rules from compiled applications.
+    pub(crate) fn new(applications: Vec<rules::Application>, scrub_graphql: bool) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        CompiledRules {
+            applications,
+            memo: Default::default(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            scrub_graphql,
+        }
+    }
+
     /// Scrubs one payload of the given kind.
     ///
     /// # Errors
@@ -268,11 +281,13 @@ impl CompiledRules {
             },
             Some(&self.memo),
         );
+        walker.adopt_thread_memo(self.id);
         walker.walk_root(root);
         walker.scrub_meta_originals(root);
         if self.scrub_graphql {
             items::scrub_graphql(root);
         }
+        walker.return_thread_memo(self.id);
         let processor::Walker { meta, report, .. } = walker;
         meta.merge_into(root);
         report

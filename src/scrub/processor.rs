@@ -57,7 +57,7 @@ pub struct Walker<'r, 'a> {
     /// Whether any selector names an array index (then indices are part of signatures).
     index_sensitive: bool,
     /// Path signature → what is known of that path, for this walk.
-    memo: std::collections::HashMap<u128, PathFacts, BuildSigHasher>,
+    memo: PathMemo,
     /// The matching applications, shared by every walk over these rules (bounded).
     shared_memo: Option<&'r SharedMemo>,
     /// Whether any rule is a `password` rule.
@@ -67,6 +67,22 @@ pub struct Walker<'r, 'a> {
 enum Outcome {
     Keep,
     Delete,
+}
+
+/// Path facts by signature, for one rule set.
+type PathMemo = std::collections::HashMap<u128, PathFacts, BuildSigHasher>;
+
+/// Per-thread memos of the rule sets used last, most recent first: the facts of a path
+/// shape depend only on the rules, so they carry over from event to event without the
+/// shared memo's locks or a fresh table per event.
+const THREAD_MEMOS: usize = 4;
+
+/// Entries a per-thread memo may hold (a bound for events with ever new path shapes).
+const THREAD_MEMO_CAP: usize = 1 << 14;
+
+thread_local! {
+    static MEMOS: std::cell::RefCell<Vec<(u64, PathMemo)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Applications whose matches are memoized as bits of a `u64` mask.
@@ -124,6 +140,32 @@ impl<'r, 'a> Walker<'r, 'a> {
             _ if n.pairlist => Types::of(ValueType::Object),
             _ => json_types(v),
         }
+    }
+
+    /// Starts from this thread's memo for the rule set `rules_id` (see [`THREAD_MEMOS`]).
+    /// `rules_id` must be unique to the rules this walker applies.
+    pub fn adopt_thread_memo(&mut self, rules_id: u64) {
+        let adopted = MEMOS.with(|memos| {
+            let mut memos = memos.borrow_mut();
+            let pos = memos.iter().position(|(id, _)| *id == rules_id)?;
+            Some(memos.remove(pos).1)
+        });
+        if let Some(memo) = adopted {
+            self.memo = memo;
+        }
+    }
+
+    /// Hands the memo back to this thread for the next event with the same rules.
+    pub fn return_thread_memo(&mut self, rules_id: u64) {
+        let mut memo = std::mem::take(&mut self.memo);
+        if memo.len() > THREAD_MEMO_CAP {
+            memo.clear();
+        }
+        MEMOS.with(|memos| {
+            let mut memos = memos.borrow_mut();
+            memos.insert(0, (rules_id, memo));
+            memos.truncate(THREAD_MEMOS);
+        });
     }
 
     /// Walks the event root.

@@ -169,11 +169,7 @@ impl ProjectConfig {
             attachments,
             forward_unknown_items,
             warnings: reader.warnings,
-            rules: CompiledRules {
-                applications,
-                memo: Default::default(),
-                scrub_graphql: settings.scrub_data,
-            },
+            rules: CompiledRules::new(applications, settings.scrub_data),
         })
     }
 
