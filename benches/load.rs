@@ -15,7 +15,7 @@
 //! $user.id": ["@anything:hash"]}`.
 //!
 //! Run: `cargo bench --bench load` (release build). `LOAD_SECS` sets the duration of each
-//! run (default 10); `LOAD_ONLY=sustained` runs only (c). Without `--bench` (as under `cargo test --benches`) it does a short
+//! run (default 10); `LOAD_ONLY=sustained` runs only (c), `LOAD_ONLY=small` only the small event through scrubgate. Without `--bench` (as under `cargo test --benches`) it does a short
 //! smoke run. The load generator shares the machine's cores with the proxy and the null
 //! upstream, so the figures are a lower bound of what the proxy alone can do.
 
@@ -351,7 +351,14 @@ fn main() {
             large[0].gzip.len()
         );
         // `LOAD_ONLY=sustained` runs only (c), to compare variants of the proxy quickly.
-        let only_sustained = std::env::var("LOAD_ONLY").as_deref() == Ok("sustained");
+        // `LOAD_ONLY=small` runs only the ~4 KB event through scrubgate (for profiling).
+        let only = std::env::var("LOAD_ONLY").unwrap_or_default();
+        if only == "small" {
+            let through = load(proxy, Arc::clone(&small), 64, duration, None).await;
+            println!("{}", row("(a) ~4 KB gzip", "scrubgate", 64, &through));
+            return;
+        }
+        let only_sustained = only == "sustained";
         if !only_sustained {
             println!("| payload | target | connections | req/s | p50 ms | p99 ms | failed |");
             println!("|---|---|---|---|---|---|---|");

@@ -72,7 +72,6 @@ pub fn scrub(args: &ScrubArgs) -> ExitCode {
     };
     let opts = ScrubOptions {
         client_ip: args.client_ip,
-        record_paths: args.explain,
         ..ScrubOptions::default()
     };
     let stdout = io::stdout();
@@ -110,6 +109,17 @@ pub fn scrub_stream(
     jsonl: bool,
     explain: bool,
 ) -> io::Result<bool> {
+    // The explanation lists each change's path.
+    let explained;
+    let opts = if explain && !opts.record_paths {
+        explained = ScrubOptions {
+            record_paths: true,
+            ..opts.clone()
+        };
+        &explained
+    } else {
+        opts
+    };
     let mut all_ok = true;
     if !jsonl {
         let mut buf = Vec::new();

@@ -13,7 +13,7 @@ use http::{HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
-use crate::protocol::store::{inflate, read_capped, CappedReadError};
+use crate::protocol::store::{gunzip, inflate, read_capped, CappedReadError};
 
 /// Why a request body could not be read or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -256,12 +256,7 @@ pub fn decode_as(
                 Ok(body)
             };
         }
-        // `bufread` decoders read the slice directly, without an extra input buffer.
-        ContentEncoding::Gzip => read_capped(
-            flate2::bufread::MultiGzDecoder::new(body.as_ref()),
-            max_decoded,
-            hint,
-        ),
+        ContentEncoding::Gzip => gunzip(&body, max_decoded),
         ContentEncoding::Deflate => inflate(&body, has_zlib_header(&body), max_decoded),
         ContentEncoding::Br => read_capped(
             brotli::Decompressor::new(body.as_ref(), BROTLI_BUFFER),
