@@ -900,10 +900,7 @@ impl Validator {
         match certs {
             Ok(certs) if !certs.is_empty() => Some(certs),
             Ok(_) => {
-                self.problem(
-                    path,
-                    format!("{} holds no PEM certificate", file.display()),
-                );
+                self.problem(path, format!("{} holds no PEM certificate", file.display()));
                 None
             }
             Err(error) => {

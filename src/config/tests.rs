@@ -376,7 +376,10 @@ fn ca_file_is_read_when_the_config_loads() {
     let missing = dir.path().join("missing.pem");
     let found = problems(Config::from_toml(&toml(&missing), &no_env));
     assert_eq!(found.len(), 1);
-    assert!(found[0].starts_with("upstream.ca_file: cannot read "), "{found:?}");
+    assert!(
+        found[0].starts_with("upstream.ca_file: cannot read "),
+        "{found:?}"
+    );
 
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();

@@ -268,9 +268,8 @@ fn inflate_into(
 /// `gzip` itself reads them. Each member's CRC-32 and length are checked; a truncated or
 /// corrupt member, or bytes after the last member that are not another member, fail.
 pub(crate) fn gunzip(input: &[u8], cap: usize) -> Result<Vec<u8>, CappedReadError> {
-    let corrupt = |what: &'static str| {
-        CappedReadError::Io(io::Error::new(io::ErrorKind::InvalidData, what))
-    };
+    let corrupt =
+        |what: &'static str| CappedReadError::Io(io::Error::new(io::ErrorKind::InvalidData, what));
     let mut out = Vec::with_capacity(first_allocation(input.len(), cap));
     let mut rest = input;
     loop {

@@ -1172,7 +1172,13 @@ mod tests {
                 // Alternate case: pAsSw.
                 stem.chars()
                     .enumerate()
-                    .map(|(i, c)| if i % 2 == 1 { c.to_ascii_uppercase() } else { c })
+                    .map(|(i, c)| {
+                        if i % 2 == 1 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })
                     .collect()
             }] {
                 for pad in 0..4 {
@@ -1187,7 +1193,15 @@ mod tests {
                 assert!(!has_password_stem(&bytes[..bytes.len() - 1]), "{variant}");
             }
         }
-        for clean in ["", "a", "checkout failed", "Sessions", "user_name", "pas_sw", "mysql-pwd"] {
+        for clean in [
+            "",
+            "a",
+            "checkout failed",
+            "Sessions",
+            "user_name",
+            "pas_sw",
+            "mysql-pwd",
+        ] {
             assert!(!has_password_stem(clean.as_bytes()), "{clean:?}");
         }
     }

@@ -607,8 +607,18 @@ mod tests {
     #[test]
     fn child_map_finds_exactly_its_names() {
         let names = [
-            "", "a", "id", "values", "abcdefgh", "abcdefghi", "abcdefghj", "exception_a",
-            "exception_b", "device_unique_identifier", "ü", "Ab",
+            "",
+            "a",
+            "id",
+            "values",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefghj",
+            "exception_a",
+            "exception_b",
+            "device_unique_identifier",
+            "ü",
+            "Ab",
         ];
         let mut map = ChildMap::default();
         for (i, name) in names.iter().enumerate() {
@@ -617,7 +627,16 @@ mod tests {
         for (i, name) in names.iter().enumerate() {
             assert_eq!(map.get(name), Some(i as NodeId), "{name:?}");
         }
-        for miss in ["b", "ab", "ID", "abcdefg", "abcdefghk", "exception_", "exception_ab", "u"] {
+        for miss in [
+            "b",
+            "ab",
+            "ID",
+            "abcdefg",
+            "abcdefghk",
+            "exception_",
+            "exception_ab",
+            "u",
+        ] {
             assert_eq!(map.get(miss), None, "{miss:?}");
         }
         map.insert("id".into(), 99);

@@ -195,7 +195,10 @@ async fn an_https_upstream_with_an_untrusted_certificate_gets_nothing() {
         response.json()["detail"],
         "upstream unavailable, retry later"
     );
-    assert!(upstream.requests().is_empty(), "nothing crossed the failed handshake");
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing crossed the failed handshake"
+    );
 }
 
 #[tokio::test]
