@@ -142,6 +142,35 @@ impl Pattern {
         }
     }
 
+    /// [`Pattern::find_ranges`] for a value whose `features` (of the value, or of a longer
+    /// text it was cut from) passed [`Pattern::may_match_features`]: the per-pattern byte
+    /// prefilter is skipped where it would only recount what the features counted.
+    pub fn find_ranges_after_features(self, value: &str, f: &Features<'_>, out: &mut Ranges) {
+        match self {
+            Pattern::Ip => {
+                let start = out.len();
+                if f.dots >= 3 {
+                    if value.is_ascii() {
+                        ipv4_ascii(value.as_bytes(), out);
+                    } else {
+                        push_matches(&IPV4, value, out);
+                    }
+                }
+                if f.colons >= 2 {
+                    ipv6::find(value, out);
+                }
+                merge_overlaps(out, start);
+            }
+            Pattern::Imei
+            | Pattern::Creditcard
+            | Pattern::Mac
+            | Pattern::Email
+            | Pattern::Iban
+            | Pattern::UsSsn => self.find_ranges_unfiltered(value, out),
+            _ => self.find_ranges(value, out),
+        }
+    }
+
     /// Like the byte prefilter of [`Pattern::find_ranges`], from features computed once
     /// per value and shared by every pattern: false only when the pattern certainly does
     /// not match a value with these features.
@@ -1618,11 +1647,17 @@ mod tests {
                 let mut slow = Ranges::new();
                 p.find_ranges_unfiltered(&value, &mut slow);
                 prop_assert_eq!(scan(p, &value), slow.clone(), "{}", p.as_str());
+                let features = Features::scan(&value);
                 if !slow.is_empty() {
                     prop_assert!(
-                        p.may_match_features(&Features::scan(&value)),
+                        p.may_match_features(&features),
                         "shared features hide a {} match", p.as_str()
                     );
+                }
+                if p.may_match_features(&features) {
+                    let mut after = Ranges::new();
+                    p.find_ranges_after_features(&value, &features, &mut after);
+                    prop_assert_eq!(after, slow.clone(), "{} after features", p.as_str());
                 }
             }
         }

@@ -325,7 +325,7 @@ pub(super) fn apply_rule(
         _ if !has_text => {}
         RuleKind::Builtin(p) if !p.may_match_features(features) => {}
         RuleKind::Builtin(p) => {
-            p.find_ranges(&value.search_text(), &mut ranges);
+            p.find_ranges_after_features(&value.search_text(), features, &mut ranges);
             if !ranges.is_empty() {
                 let search = value.search_text().into_owned();
                 value.replace_ranges(&search, &ranges, rule);
