@@ -18,6 +18,7 @@
 
 pub mod builtin;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 mod items;
@@ -134,6 +135,8 @@ pub struct Scrubbed {
     pub bytes: Vec<u8>,
     /// What changed.
     pub report: ScrubReport,
+    /// The top-level `event_id` string of an event-like payload, if it has one.
+    pub event_id: Option<String>,
 }
 
 /// Why a payload could not be scrubbed. Nothing is forwarded on any of these.
@@ -258,11 +261,22 @@ impl CompiledRules {
             ItemKind::Sessions => items::scrub_sessions(self, &mut root, opts),
             ItemKind::EnvelopeHeader => items::scrub_envelope_header(self, &mut root),
         };
+        let event_id = if event_like {
+            root.get("event_id")
+                .and_then(json::Value::as_str)
+                .map(Cow::into_owned)
+        } else {
+            None
+        };
         // Room for the `_meta` remarks and longer replacements, so the output is not
         // reallocated (and copied) while it is written.
         let mut bytes = Vec::with_capacity(input.len() + input.len() / 4 + 256);
         json::write(&mut bytes, &root);
-        Ok(Scrubbed { bytes, report })
+        Ok(Scrubbed {
+            bytes,
+            report,
+            event_id,
+        })
     }
 
     fn scrub_event_tree<'a>(&self, root: &mut json::Value<'a>, opts: &ScrubOptions) -> ScrubReport {

@@ -186,7 +186,15 @@ where
             } else {
                 decode_store_body(decoded, limits.max_event_size).map_err(IngestError::StoreBody)?
             };
-            let scrubbed = scrubber.scrub(kind, &event)?;
+            let (mut scrubbed, event_id) = scrubber.scrub_with_id(kind, &event)?;
+            let event_id = if endpoint.is_security() {
+                None
+            } else {
+                // As Relay does for the store endpoint: an event without an id gets one,
+                // and the SDK is told which.
+                Some(event_id.unwrap_or_else(|| insert_event_id(&mut scrubbed)))
+            };
+            let scrubbed = Bytes::from(scrubbed);
             let path_and_query = match endpoint {
                 IngestEndpoint::Security | IngestEndpoint::CspReport => {
                     security_path(project_id, endpoint, parts.uri.query())
@@ -194,11 +202,6 @@ where
                 IngestEndpoint::Store | IngestEndpoint::Envelope => {
                     format!("/api/{project_id}/{}/", endpoint.segment())
                 }
-            };
-            let event_id = if state.forwarder.is_outbox() {
-                event_id_of(&scrubbed)
-            } else {
-                None
             };
             Prepared {
                 auth,
@@ -309,6 +312,16 @@ struct Scrubber<'a> {
 impl Scrubber<'_> {
     /// Scrubs one payload.
     fn scrub(&self, kind: ItemKind, payload: &[u8]) -> Result<Bytes, IngestError> {
+        self.scrub_with_id(kind, payload)
+            .map(|(bytes, _)| Bytes::from(bytes))
+    }
+
+    /// Scrubs one payload; also returns its top-level `event_id`, if any.
+    fn scrub_with_id(
+        &self,
+        kind: ItemKind,
+        payload: &[u8],
+    ) -> Result<(Vec<u8>, Option<String>), IngestError> {
         let started = Instant::now();
         let result = self.project.config.rules.scrub(kind, payload, self.options);
         let item_type = ItemType::from_kind(kind);
@@ -323,7 +336,7 @@ impl Scrubber<'_> {
                 &self.project.rule_labels,
             );
         }
-        Ok(Bytes::from(scrubbed.bytes))
+        Ok((scrubbed.bytes, scrubbed.event_id))
     }
 
     /// Scrubs the envelope header and every item in place, dropping what policy drops.
@@ -537,15 +550,30 @@ fn security_path(project_id: u64, endpoint: IngestEndpoint, query: Option<&str>)
     path
 }
 
-/// The `event_id` of a scrubbed JSON event, if it has one (for the outbox's answer).
-fn event_id_of(event: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct EventId {
-        event_id: Option<String>,
+/// Adds a new random `event_id` (a version 4 UUID, as 32 hex digits) as the first field
+/// of the serialized event object `event`, and returns it.
+fn insert_event_id(event: &mut Vec<u8>) -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No system randomness: still unique enough per process for an id, never secret.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
     }
-    serde_json::from_slice::<EventId>(event)
-        .ok()
-        .and_then(|e| e.event_id)
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id: String = bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]])
+        .map(char::from)
+        .collect();
+    // The scrubber writes an object: `{` first, then `}` or the first field.
+    let empty = event.get(1) == Some(&b'}');
+    let field = format!("\"event_id\":\"{id}\"{}", if empty { "" } else { "," });
+    event.splice(1..1, field.into_bytes());
+    id
 }
 
 /// Headers sent upstream: an allow-list. `X-Sentry-Auth` rebuilt without the secret,
@@ -622,6 +650,28 @@ fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inserted_event_ids_are_v4_uuids_and_keep_the_json_valid() {
+        for body in [&b"{}"[..], br#"{"message":"hi","level":"error"}"#] {
+            let mut event = body.to_vec();
+            let id = insert_event_id(&mut event);
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert_eq!(&id[12..13], "4", "version 4");
+            assert!("89ab".contains(&id[16..17]), "RFC 4122 variant");
+            let parsed: serde_json::Value = serde_json::from_slice(&event).unwrap();
+            assert_eq!(parsed["event_id"], id.as_str());
+            let original: serde_json::Value = serde_json::from_slice(body).unwrap();
+            for (k, v) in original.as_object().unwrap() {
+                assert_eq!(&parsed[k], v);
+            }
+        }
+        let (mut a, mut b) = (b"{}".to_vec(), b"{}".to_vec());
+        assert_ne!(insert_event_id(&mut a), insert_event_id(&mut b));
+    }
 
     #[test]
     fn dsn_secret_is_removed() {

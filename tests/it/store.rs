@@ -56,6 +56,51 @@ async fn the_answer_is_the_upstreams() {
 }
 
 #[tokio::test]
+async fn a_store_event_without_an_id_gets_one() {
+    let mut event = canary_event();
+    event.as_object_mut().unwrap().remove("event_id");
+
+    // Upstream: the event arrives with a new id, and the SDK gets the upstream's answer.
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::spawn(&upstream).await;
+    let response = proxy.store(&event).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let recorded = upstream.wait_for(1).await;
+    let forwarded: Value = serde_json::from_slice(&recorded[0].body).unwrap();
+    let id = forwarded["event_id"]
+        .as_str()
+        .expect("an event id was added");
+    assert_eq!(id.len(), 32);
+    assert_eq!(response.json(), json!({ "id": id }));
+    assert_eq!(forwarded["message"], "checkout failed");
+
+    // Outbox: the answer names the id written with the event.
+    let proxy = TestProxy::builder_without_upstream()
+        .project(PROJECT, default_project())
+        .spawn()
+        .await;
+    let response = proxy.store(&event).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let id = response.json()["id"].as_str().unwrap().to_owned();
+    let outbox = proxy
+        .projects_dir
+        .parent()
+        .unwrap()
+        .join("data/outbox.jsonl");
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(&outbox)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["event_id"], id.as_str());
+    let body: Value = serde_json::from_str(line["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["event_id"], id.as_str());
+}
+
+#[tokio::test]
 async fn corpus_events_arrive_scrubbed() {
     let upstream = RecordingUpstream::spawn().await;
     let proxy = TestProxy::spawn(&upstream).await;
