@@ -124,7 +124,8 @@ impl<'r, 'a> Walker<'r, 'a> {
             opts,
             pending_delete: false,
             index_sensitive: apps.iter().any(|a| a.selector.names_index()),
-            memo: std::collections::HashMap::with_capacity_and_hasher(256, BuildSigHasher),
+            // Allocated on first use: most walks adopt their thread's memo instead.
+            memo: PathMemo::with_hasher(BuildSigHasher),
             shared_memo,
             needs_password_key: apps
                 .iter()
