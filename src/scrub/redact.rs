@@ -16,6 +16,8 @@ pub(super) struct ChunkedValue<'t> {
     original: &'t str,
     /// `None` until the first change: the value is then just `original`.
     chunks: Option<Vec<Chunk>>,
+    /// The search text of `chunks`, built once per change (every later rule searches it).
+    search: std::cell::OnceCell<String>,
     pub(super) changed: bool,
 }
 
@@ -109,27 +111,43 @@ impl<'t> ChunkedValue<'t> {
         ChunkedValue {
             original: text,
             chunks,
+            search: std::cell::OnceCell::new(),
             changed: false,
         }
     }
 
     /// The text rules search: redactions appear as NUL.
-    fn search_text(&self) -> Cow<'_, str> {
+    fn search_text(&self) -> &str {
         let chunks = match &self.chunks {
-            None => return Cow::Borrowed(self.original),
+            None => return self.original,
             Some(c) => c,
         };
         if let [Chunk::Text(t)] = chunks.as_slice() {
-            return Cow::Borrowed(t);
+            return t;
         }
-        let mut s = String::new();
-        for c in chunks {
-            match c {
-                Chunk::Text(t) => s.extend(t.chars().filter(|c| *c != '\0')),
-                Chunk::Redaction { .. } | Chunk::Opaque(_) => s.push('\0'),
-            }
+        self.search.get_or_init(|| build_search_text(chunks))
+    }
+
+    /// The search text, for a rule about to change the value (which makes it stale).
+    fn take_search_text(&mut self) -> Cow<'t, str> {
+        match &self.chunks {
+            None => Cow::Borrowed(self.original),
+            Some(chunks) => match chunks.as_slice() {
+                [Chunk::Text(t)] => Cow::Owned(t.clone()),
+                _ => Cow::Owned(
+                    self.search
+                        .take()
+                        .unwrap_or_else(|| build_search_text(chunks)),
+                ),
+            },
         }
-        Cow::Owned(s)
+    }
+
+    /// Sets new chunks after a change.
+    fn set_chunks(&mut self, chunks: Vec<Chunk>) {
+        self.chunks = Some(chunks);
+        self.search = std::cell::OnceCell::new();
+        self.changed = true;
     }
 
     fn has_text(&self) -> bool {
@@ -180,15 +198,14 @@ impl<'t> ChunkedValue<'t> {
             pos = r.end;
         }
         push_text(&mut out, &search[pos..], &mut old_redactions);
-        self.chunks = Some(out);
-        self.changed = true;
+        self.set_chunks(out);
     }
 
     /// Replaces the whole value with one redaction.
     fn replace_all(&mut self, rule: &RuleRef) {
-        let search = self.search_text().into_owned();
-        self.chunks = Some(vec![redact(rule, &search)]);
-        self.changed = true;
+        let search = self.take_search_text();
+        let redaction = redact(rule, &search);
+        self.set_chunks(vec![redaction]);
     }
 
     pub(super) fn join(self) -> (String, Vec<Remark>) {
@@ -214,6 +231,20 @@ impl<'t> ChunkedValue<'t> {
         }
         (s, remarks)
     }
+}
+
+/// The search text of `chunks`: their text (without NULs, which mark redactions) with one
+/// NUL per redaction or placeholder.
+fn build_search_text(chunks: &[Chunk]) -> String {
+    let mut s = String::new();
+    for c in chunks {
+        match c {
+            // NUL is ASCII, so dropping it keeps the text valid UTF-8.
+            Chunk::Text(t) => t.split('\0').for_each(|piece| s.push_str(piece)),
+            Chunk::Redaction { .. } | Chunk::Opaque(_) => s.push('\0'),
+        }
+    }
+    s
 }
 
 fn redact(rule: &RuleRef, matched: &str) -> Chunk {
@@ -291,7 +322,7 @@ pub(super) fn apply_rule(
             if !has_text {
                 return Ok(());
             }
-            let search = value.search_text().into_owned();
+            let search = value.take_search_text();
             // `.*` without the `s` flag: each line is redacted on its own, like Relay.
             let mut pos = 0;
             for line in search.split('\n') {
@@ -307,9 +338,9 @@ pub(super) fn apply_rule(
                 return whole_value(rule, value, has_text);
             }
             if has_text {
-                Pattern::PasswordValue.find_ranges(&value.search_text(), &mut ranges);
+                Pattern::PasswordValue.find_ranges(value.search_text(), &mut ranges);
                 if !ranges.is_empty() {
-                    let search = value.search_text().into_owned();
+                    let search = value.take_search_text();
                     value.replace_ranges(&search, &ranges, rule);
                 }
             }
@@ -318,25 +349,24 @@ pub(super) fn apply_rule(
             if re.is_match(key) {
                 return whole_value(rule, value, has_text);
             }
-            if has_text && re.is_match(&value.search_text()) {
+            if has_text && re.is_match(value.search_text()) {
                 value.replace_all(rule);
             }
         }
         _ if !has_text => {}
         RuleKind::Builtin(p) if !p.may_match_features(features) => {}
         RuleKind::Builtin(p) => {
-            p.find_ranges_after_features(&value.search_text(), features, &mut ranges);
+            p.find_ranges_after_features(value.search_text(), features, &mut ranges);
             if !ranges.is_empty() {
-                let search = value.search_text().into_owned();
+                let search = value.take_search_text();
                 value.replace_ranges(&search, &ranges, rule);
             }
         }
         RuleKind::Regex { regex, groups } => {
-            let search = value.search_text();
-            if !regex.is_match(&search) {
+            if !regex.is_match(value.search_text()) {
                 return Ok(());
             }
-            let search = search.into_owned();
+            let search = value.take_search_text();
             for caps in regex.captures_iter(&search) {
                 for (idx, g) in caps.iter().enumerate() {
                     if let Some(g) = g {
