@@ -173,7 +173,7 @@ impl<'t> ChunkedValue<'t> {
             .filter(|c| matches!(c, Chunk::Redaction { .. } | Chunk::Opaque(_)))
             .collect::<Vec<_>>()
             .into_iter();
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(2 * (ranges.len() + old_redactions.len()) + 1);
         let push_text = |out: &mut Vec<Chunk>, text: &str, reds: &mut std::vec::IntoIter<Chunk>| {
             for (i, piece) in text.split('\0').enumerate() {
                 if i > 0 {
@@ -209,7 +209,8 @@ impl<'t> ChunkedValue<'t> {
     }
 
     pub(super) fn join(self) -> (String, Vec<Remark>) {
-        let mut s = String::new();
+        // Replacements are mostly shorter than what they replace; hashes are 40+ bytes.
+        let mut s = String::with_capacity(self.original.len() + 48);
         let mut remarks = Vec::new();
         let chunks = match self.chunks {
             None => return (self.original.to_string(), remarks),
