@@ -103,7 +103,7 @@ impl<'t> ChunkedValue<'t> {
         // Replacement texts already in the value (from an earlier scrub, here or in
         // another Relay) are opaque, like fresh redactions: `[auth]` must not trip the
         // `auth` keyword. This keeps scrubbing idempotent.
-        let chunks = if text.as_bytes().contains(&b'[') {
+        let chunks = if memchr::memchr(b'[', text.as_bytes()).is_some() {
             split_placeholders(text)
         } else {
             None
