@@ -1,6 +1,13 @@
 //! Scrubs the corpus once (for `valgrind --tool=callgrind` instruction counts, which are
 //! stable on a loaded machine): `cargo build --release --example profile_scrub`, then
 //! `valgrind --tool=callgrind target/release/examples/profile_scrub [floor|default|advanced]`.
+//!
+//! `profile_scrub interleaved [ROUNDS]` times the floor, (a) and (b) in alternation, one
+//! corpus pass each per round, and prints each one's median throughput and the ratios to
+//! the floor: on a VM whose speed drifts, alternating keeps the three under the same
+//! conditions, which criterion's one-after-the-other runs cannot.
+use std::time::{Duration, Instant};
+
 use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
 
 #[global_allocator]
@@ -18,28 +25,53 @@ fn main() {
             .expect("corpus is not empty");
         events = vec![small; 1000];
     }
+    let defaults = || {
+        ProjectConfig::from_json(
+            include_bytes!("../tests/fixtures/rules/defaults.json"),
+            &|_| None,
+        )
+        .expect("fixture config compiles")
+    };
+    let advanced = || {
+        ProjectConfig::from_json(
+            include_bytes!("../tests/fixtures/rules/advanced.json"),
+            &|_| None,
+        )
+        .expect("fixture config compiles")
+    };
     let project = match mode.as_str() {
         "floor" => {
-            for e in &events {
-                let v: serde_json::Value = serde_json::from_slice(e).expect("corpus is JSON");
-                std::hint::black_box(serde_json::to_vec(&v).expect("writes"));
-            }
+            floor(&events);
+            return;
+        }
+        "interleaved" => {
+            let rounds = std::env::args()
+                .nth(2)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(30);
+            interleaved(&events, &defaults(), &advanced(), rounds);
             return;
         }
         rule if rule.starts_with('@') => ProjectConfig::from_config_value(
             serde_json::json!({"piiConfig": {"applications": {"$string": [rule]}}}),
-        ),
-        "advanced" => ProjectConfig::from_json(
-            include_bytes!("../tests/fixtures/rules/advanced.json"),
-            &|_| None,
-        ),
-        _ => ProjectConfig::from_json(
-            include_bytes!("../tests/fixtures/rules/defaults.json"),
-            &|_| None,
-        ),
+        )
+        .expect("rule compiles"),
+        "advanced" => advanced(),
+        _ => defaults(),
+    };
+    scrub_all(&events, &project);
+}
+
+/// The floor: `serde_json::Value` parse and write of every event.
+fn floor(events: &[&[u8]]) {
+    for e in events {
+        let v: serde_json::Value = serde_json::from_slice(e).expect("corpus is JSON");
+        std::hint::black_box(serde_json::to_vec(&v).expect("writes"));
     }
-    .expect("fixture config compiles");
-    for e in &events {
+}
+
+fn scrub_all(events: &[&[u8]], project: &ProjectConfig) {
+    for e in events {
         std::hint::black_box(
             project
                 .rules
@@ -47,4 +79,49 @@ fn main() {
                 .expect("scrubs"),
         );
     }
+}
+
+fn interleaved(
+    events: &[&[u8]],
+    defaults: &ProjectConfig,
+    advanced: &ProjectConfig,
+    rounds: usize,
+) {
+    let bytes: usize = events.iter().map(|e| e.len()).sum();
+    let time = |f: &dyn Fn()| {
+        let started = Instant::now();
+        f();
+        started.elapsed()
+    };
+    // Warm-up: caches, memos, allocator.
+    floor(events);
+    scrub_all(events, defaults);
+    scrub_all(events, advanced);
+    let mut runs: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..rounds {
+        runs[0].push(time(&|| floor(events)));
+        runs[1].push(time(&|| scrub_all(events, defaults)));
+        runs[2].push(time(&|| scrub_all(events, advanced)));
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let [f, a, b] = runs.map(|mut v| median(&mut v));
+    let mib = |d: Duration| bytes as f64 / d.as_secs_f64() / (1024.0 * 1024.0);
+    println!(
+        "{rounds} interleaved rounds over {} events ({bytes} bytes), medians:",
+        events.len()
+    );
+    println!("floor (serde_json Value)  {:8.1} MiB/s  1", mib(f));
+    println!(
+        "(a) default scrubbing     {:8.1} MiB/s  {:.2}x",
+        mib(a),
+        f.as_secs_f64() / a.as_secs_f64()
+    );
+    println!(
+        "(b) advanced rules        {:8.1} MiB/s  {:.2}x",
+        mib(b),
+        f.as_secs_f64() / b.as_secs_f64()
+    );
 }
