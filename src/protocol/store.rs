@@ -319,6 +319,13 @@ fn gzip_header_len(data: &[u8]) -> Option<usize> {
         }
     }
     if flags & FHCRC != 0 {
+        // The low 16 bits of the CRC-32 of the header before it.
+        let stored = data.get(pos..pos + 2)?;
+        let mut crc = flate2::Crc::new();
+        crc.update(&data[..pos]);
+        if (crc.sum() as u16).to_le_bytes() != stored {
+            return None;
+        }
         pos += 2;
     }
     (pos <= data.len()).then_some(pos)
@@ -349,11 +356,16 @@ mod tests {
                 .extra(vec![1, 2, 3, 4]),
         );
         assert_eq!(gunzip(&dressed, 1 << 20).unwrap(), EVENT);
-        // A header CRC (FHCRC), written by hand: flag 0x02 and two bytes after the header.
+        // A header CRC (FHCRC), written by hand: flag 0x02 and the CRC-16 after the header.
         let mut hcrc = plain.clone();
         hcrc[3] |= 0x02;
-        hcrc.splice(10..10, [0xab, 0xcd]);
+        let mut crc = flate2::Crc::new();
+        crc.update(&hcrc[..10]);
+        hcrc.splice(10..10, (crc.sum() as u16).to_le_bytes());
         assert_eq!(gunzip(&hcrc, 1 << 20).unwrap(), EVENT);
+        let mut bad_hcrc = hcrc.clone();
+        bad_hcrc[10] ^= 0xff;
+        assert!(gunzip(&bad_hcrc, 1 << 20).is_err(), "a wrong header CRC is refused");
         // Members in a row decode to the concatenation, as `gzip -d` does.
         let mut two = plain.clone();
         two.extend_from_slice(&gzip_with(b"", flate2::GzBuilder::new()));
