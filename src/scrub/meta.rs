@@ -153,20 +153,13 @@ impl<'a> MetaLog<'a> {
 /// Writes the meta tree of `list` (sorted by path) below depth `depth` as JSON.
 fn serialize(out: &mut Vec<u8>, list: &[(Vec<MetaSeg<'_>>, MetaEntry)], depth: usize) {
     out.push(b'{');
-    let mut own = MetaEntry::default();
-    let mut has_own = false;
-    for (path, entry) in list.iter().take_while(|(p, _)| p.len() == depth) {
-        debug_assert_eq!(path.len(), depth);
-        has_own = true;
-        own.rem.extend(entry.rem.iter().cloned());
-        if own.len.is_none() {
-            own.len = entry.len;
-        }
-    }
+    // The entries for this very node (one per rule pass that changed it): their remarks
+    // in order, and the first recorded original length.
+    let own = &list[..list.iter().take_while(|(p, _)| p.len() == depth).count()];
     let mut first = true;
-    if has_own {
+    if !own.is_empty() {
         out.extend_from_slice(br#""":{"rem":["#);
-        for (i, r) in own.rem.iter().enumerate() {
+        for (i, r) in own.iter().flat_map(|(_, e)| e.rem.iter()).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -184,14 +177,14 @@ fn serialize(out: &mut Vec<u8>, list: &[(Vec<MetaSeg<'_>>, MetaEntry)], depth: u
             out.push(b']');
         }
         out.push(b']');
-        if let Some(len) = own.len {
+        if let Some(len) = own.iter().find_map(|(_, e)| e.len) {
             out.extend_from_slice(b",\"len\":");
             push_number(out, len);
         }
         out.push(b'}');
         first = false;
     }
-    let mut i = list.iter().take_while(|(p, _)| p.len() == depth).count();
+    let mut i = own.len();
     while i < list.len() {
         let key = &list[i].0[depth];
         let mut j = i + 1;
