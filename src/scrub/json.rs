@@ -550,7 +550,10 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Jump from one byte that needs escaping to the next, eight bytes at a time.
+    while let Some(skip) = next_special_byte(&bytes[start..]) {
+        let i = start + skip;
+        let b = bytes[i];
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -559,8 +562,7 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
         out.extend_from_slice(&bytes[start..i]);
         if esc.is_empty() {
@@ -650,6 +652,19 @@ mod tests {
         let (k, val) = &v.as_object().unwrap()[0];
         assert_eq!(k.decoded(), "kéy");
         assert_eq!(val.as_str().unwrap(), "line\nbreak \"q\" 😀");
+    }
+
+    proptest::proptest! {
+        /// Any string is escaped exactly as serde_json escapes it.
+        #[test]
+        fn escaping_matches_serde_json(text in "[\\x00-\\x7f\u{80}-\u{10ffff}]{0,40}") {
+            let mut ours = Vec::new();
+            write_escaped(&mut ours, &text);
+            proptest::prop_assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&text).unwrap()
+            );
+        }
     }
 
     #[test]
