@@ -365,7 +365,10 @@ mod tests {
         assert_eq!(gunzip(&hcrc, 1 << 20).unwrap(), EVENT);
         let mut bad_hcrc = hcrc.clone();
         bad_hcrc[10] ^= 0xff;
-        assert!(gunzip(&bad_hcrc, 1 << 20).is_err(), "a wrong header CRC is refused");
+        assert!(
+            gunzip(&bad_hcrc, 1 << 20).is_err(),
+            "a wrong header CRC is refused"
+        );
         // Members in a row decode to the concatenation, as `gzip -d` does.
         let mut two = plain.clone();
         two.extend_from_slice(&gzip_with(b"", flate2::GzBuilder::new()));
