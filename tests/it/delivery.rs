@@ -243,12 +243,7 @@ async fn without_an_upstream_the_outbox_records_scrubbed_requests() {
         response.json(),
         json!({"id": "9ec79c33ec9942ab8353589fcb2e04dc"})
     );
-    let outbox = proxy
-        .projects_dir
-        .parent()
-        .unwrap()
-        .join("data/outbox.jsonl");
-    let text = std::fs::read_to_string(&outbox).unwrap();
+    let text = proxy.outbox();
     assert_eq!(text.lines().count(), 1);
     assert!(text.contains(&format!("/api/{PROJECT}/store/")));
     assert_no_canary(&text, "outbox");

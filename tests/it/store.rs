@@ -82,19 +82,7 @@ async fn a_store_event_without_an_id_gets_one() {
     let response = proxy.store(&event).await;
     assert_eq!(response.status, 200, "{}", response.text());
     let id = response.json()["id"].as_str().unwrap().to_owned();
-    let outbox = proxy
-        .projects_dir
-        .parent()
-        .unwrap()
-        .join("data/outbox.jsonl");
-    let line: Value = serde_json::from_str(
-        std::fs::read_to_string(&outbox)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let line: Value = serde_json::from_str(proxy.outbox().lines().next().unwrap()).unwrap();
     assert_eq!(line["event_id"], id.as_str());
     let body: Value = serde_json::from_str(line["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["event_id"], id.as_str());

@@ -314,6 +314,16 @@ impl TestProxy {
         response.text()
     }
 
+    /// The embedded outbox's contents (`<data_dir>/outbox.jsonl`, without an upstream).
+    pub fn outbox(&self) -> String {
+        let path = self
+            .projects_dir
+            .parent()
+            .expect("the projects dir is inside the test's directory")
+            .join("data/outbox.jsonl");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
     /// Writes (or replaces) a project file.
     pub fn write_project(&self, id: u64, content: &str) {
         write_atomically(&self.projects_dir.join(format!("{id}.json")), content);
