@@ -114,10 +114,7 @@ fn project_json() -> String {
 /// scrubgate on `127.0.0.1:0` in front of `upstream`; returns its address and a stop
 /// handle. The temporary directory lives as long as the returned guard.
 async fn start_proxy(upstream: SocketAddr) -> (SocketAddr, oneshot::Sender<()>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let projects = dir.path().join("projects");
-    std::fs::create_dir_all(&projects).expect("projects dir");
-    std::fs::write(projects.join(format!("{PROJECT}.json")), project_json()).expect("project");
+    let (dir, projects) = project_dir();
     let mut config = Config {
         data_dir: dir.path().join("data"),
         ..Config::default()
@@ -149,13 +146,20 @@ async fn start_proxy(upstream: SocketAddr) -> (SocketAddr, oneshot::Sender<()>, 
     (addr, stop, dir)
 }
 
-/// The `scrubgate` binary as its own process (as it is deployed), in front of `upstream`,
-/// with the same project and limits as [`start_proxy`]. The child is killed on drop.
-fn start_proxy_process(upstream: SocketAddr) -> (SocketAddr, ProxyProcess, tempfile::TempDir) {
+/// A temporary directory holding `projects/<PROJECT>.json`; returns it and the projects
+/// directory.
+fn project_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let projects = dir.path().join("projects");
     std::fs::create_dir_all(&projects).expect("projects dir");
     std::fs::write(projects.join(format!("{PROJECT}.json")), project_json()).expect("project");
+    (dir, projects)
+}
+
+/// The `scrubgate` binary as its own process (as it is deployed), in front of `upstream`,
+/// with the same project and limits as [`start_proxy`]. The child is killed on drop.
+fn start_proxy_process(upstream: SocketAddr) -> (SocketAddr, ProxyProcess, tempfile::TempDir) {
+    let (dir, projects) = project_dir();
     let free_port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

@@ -147,20 +147,7 @@ impl Pattern {
     /// prefilter is skipped where it would only recount what the features counted.
     pub fn find_ranges_after_features(self, value: &str, f: &Features<'_>, out: &mut Ranges) {
         match self {
-            Pattern::Ip => {
-                let start = out.len();
-                if f.dots >= 3 {
-                    if value.is_ascii() {
-                        ipv4_ascii(value.as_bytes(), out);
-                    } else {
-                        push_matches(&IPV4, value, out);
-                    }
-                }
-                if f.colons >= 2 {
-                    ipv6::find(value, out);
-                }
-                merge_overlaps(out, start);
-            }
+            Pattern::Ip => ip_ranges(value, f.dots >= 3, f.colons >= 2, out),
             Pattern::Imei
             | Pattern::Creditcard
             | Pattern::Mac
@@ -221,8 +208,6 @@ impl Pattern {
                 count_at_least(bytes, 3, |b| b == b'.') || count_at_least(bytes, 2, |b| b == b':')
             }
             Pattern::Iban => bytes.len() >= 15 && bytes.iter().any(u8::is_ascii_uppercase),
-            // The regex needs one of these words (case-insensitive) before a separator;
-            // on non-ASCII text `ſ` folds to `s`, so only ASCII text is filtered by words.
             // Every alternative of the regex ends its home-directory word with a
             // separator; on non-ASCII text `ſ` folds to `s`, so only ASCII is filtered.
             Pattern::Userpath => !value.is_ascii() || has_home_segment(bytes),
@@ -242,7 +227,6 @@ impl Pattern {
 
     /// The slow path: the full match, without the prefilter.
     fn find_ranges_unfiltered(self, value: &str, out: &mut Ranges) {
-        let start = out.len();
         match self {
             Pattern::Imei => push_matches(&IMEI, value, out),
             Pattern::Mac => push_matches(&MAC, value, out),
@@ -258,17 +242,12 @@ impl Pattern {
             Pattern::Bearer => push_group(&BEARER, value, out),
             Pattern::Ip => {
                 let bytes = value.as_bytes();
-                if count_at_least(bytes, 3, |b| b == b'.') {
-                    if value.is_ascii() {
-                        ipv4_ascii(bytes, out);
-                    } else {
-                        push_matches(&IPV4, value, out);
-                    }
-                }
-                if count_at_least(bytes, 2, |b| b == b':') {
-                    ipv6::find(value, out);
-                }
-                merge_overlaps(out, start);
+                ip_ranges(
+                    value,
+                    count_at_least(bytes, 3, |b| b == b'.'),
+                    count_at_least(bytes, 2, |b| b == b':'),
+                    out,
+                );
             }
             Pattern::PasswordValue => password_value_ranges(value, out),
         }
@@ -724,6 +703,23 @@ fn password_keyword(value: &str) -> bool {
         }
     }
     false
+}
+
+/// The `ip` pattern's ranges: IPv4 where the value has three dots (`may_v4`), IPv6 where
+/// it has two colons (`may_v6`), an IPv4 inside an IPv6 reported once.
+fn ip_ranges(value: &str, may_v4: bool, may_v6: bool, out: &mut Ranges) {
+    let start = out.len();
+    if may_v4 {
+        if value.is_ascii() {
+            ipv4_ascii(value.as_bytes(), out);
+        } else {
+            push_matches(&IPV4, value, out);
+        }
+    }
+    if may_v6 {
+        ipv6::find(value, out);
+    }
+    merge_overlaps(out, start);
 }
 
 /// [`IPV4`]'s matches on ASCII text, by hand: a match starts at a digit after a non-word

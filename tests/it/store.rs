@@ -213,17 +213,15 @@ async fn upstream_encoding_is_applied() {
 #[tokio::test]
 async fn auto_ip_resolves_to_the_client_and_is_then_scrubbed() {
     // A project that does not scrub IPs: {{auto}} becomes the peer address.
+    let keeps_ips = project_json(
+        PROJECT,
+        false,
+        json!({"applications": {"$string": ["@email"]}}),
+        json!({}),
+    );
     let upstream = RecordingUpstream::spawn().await;
     let proxy = TestProxy::builder(&upstream)
-        .project(
-            PROJECT,
-            project_json(
-                PROJECT,
-                false,
-                json!({"applications": {"$string": ["@email"]}}),
-                json!({}),
-            ),
-        )
+        .project(PROJECT, keeps_ips.clone())
         .spawn()
         .await;
     let event =
@@ -235,15 +233,7 @@ async fn auto_ip_resolves_to_the_client_and_is_then_scrubbed() {
     // Behind a trusted proxy, the first untrusted X-Forwarded-For hop is the client.
     let upstream = RecordingUpstream::spawn().await;
     let proxy = TestProxy::builder(&upstream)
-        .project(
-            PROJECT,
-            project_json(
-                PROJECT,
-                false,
-                json!({"applications": {"$string": ["@email"]}}),
-                json!({}),
-            ),
-        )
+        .project(PROJECT, keeps_ips)
         .configure(|c| c.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()])
         .spawn()
         .await;
