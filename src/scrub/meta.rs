@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::json::{write_escaped, Str, Value};
 use super::Method;
 
@@ -114,8 +116,8 @@ impl<'a> MetaLog<'a> {
 
     /// Merges every entry into the event's `_meta` object (created when missing).
     ///
-    /// The entries are sorted by path (keys in string order, like Relay's `BTreeMap`
-    /// meta tree) and built into a tree in one pass, then merged into an existing `_meta`.
+    /// Keys are written in string order, like Relay's `BTreeMap` meta tree; the remarks of
+    /// one value in the order they were recorded.
     pub fn merge_into(self, root: &mut Value<'_>) {
         if self.entries.is_empty() {
             return;
@@ -124,10 +126,10 @@ impl<'a> MetaLog<'a> {
             return;
         };
         let mut list = self.entries;
-        list.sort_by(|a, b| a.0.cmp(&b.0));
         match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
             Some(i) => {
                 // An incoming `_meta`: add each entry at its path (rare, so no bulk build).
+                list.sort_by(|a, b| a.0.cmp(&b.0));
                 for (path, entry) in list {
                     let mut node = &mut entries[i].1;
                     for seg in &path {
@@ -142,7 +144,8 @@ impl<'a> MetaLog<'a> {
             None => {
                 // The common case: write the tree straight to JSON.
                 let mut out = Vec::with_capacity(list.len() * 64);
-                serialize(&mut out, &list, 0);
+                let mut order: Vec<u32> = (0..list.len() as u32).collect();
+                serialize(&mut out, &list, &mut order, 0);
                 let json = String::from_utf8(out).expect("only UTF-8 strings were written");
                 entries.push((Str::Owned("_meta".into()), Value::Serialized(json)));
             }
@@ -150,16 +153,59 @@ impl<'a> MetaLog<'a> {
     }
 }
 
-/// Writes the meta tree of `list` (sorted by path) below depth `depth` as JSON.
-fn serialize(out: &mut Vec<u8>, list: &[(Vec<MetaSeg<'_>>, MetaEntry)], depth: usize) {
+/// Writes the meta tree of the entries `order` points to in `list`, whose paths all share
+/// their first `depth` segments, as JSON.
+///
+/// Entries are recorded as the walk goes, so the entries under one child mostly form a
+/// single run in `order`: each level finds the runs of equal segments (keys borrowed from
+/// the same event key compare by address), orders the runs by segment and recurses into
+/// each child. Unlike sorting whole paths, shared prefixes are never compared again.
+fn serialize(
+    out: &mut Vec<u8>,
+    list: &[(Vec<MetaSeg<'_>>, MetaEntry)],
+    order: &mut [u32],
+    depth: usize,
+) {
+    let seg = |i: u32| list[i as usize].0.get(depth);
+    let same = |a: Option<&MetaSeg<'_>>, b: Option<&MetaSeg<'_>>| match (a, b) {
+        (Some(MetaSeg::Key(x)), Some(MetaSeg::Key(y))) => {
+            std::ptr::eq(x.as_ptr(), y.as_ptr()) && x.len() == y.len() || x == y
+        }
+        (a, b) => a == b,
+    };
+    let mut runs: SmallVec<[(usize, usize); 8]> = SmallVec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let head = seg(order[start]);
+        let end = start
+            + 1
+            + order[start + 1..]
+                .iter()
+                .take_while(|&&i| same(seg(i), head))
+                .count();
+        runs.push((start, end));
+        start = end;
+    }
+    // The node's own entries (no segment here) first, then children by segment; a
+    // stable sort keeps the runs of one segment in recording order.
+    let run_key = |r: &(usize, usize)| seg(order[r.0]);
+    if !runs.is_sorted_by(|a, b| run_key(a) < run_key(b)) {
+        runs.sort_by(|a, b| run_key(a).cmp(&run_key(b)));
+        let sorted: Vec<u32> = runs
+            .iter()
+            .flat_map(|&(a, b)| order[a..b].iter().copied())
+            .collect();
+        order.copy_from_slice(&sorted);
+    }
     out.push(b'{');
-    // The entries for this very node (one per rule pass that changed it): their remarks
-    // in order, and the first recorded original length.
-    let own = &list[..list.iter().take_while(|(p, _)| p.len() == depth).count()];
+    // One entry per rule pass that changed the value: their remarks in order, and the
+    // first recorded original length.
+    let own = order.iter().take_while(|&&i| seg(i).is_none()).count();
     let mut first = true;
-    if !own.is_empty() {
+    if own > 0 {
+        let entries = || order[..own].iter().map(|&i| &list[i as usize].1);
         out.extend_from_slice(br#""":{"rem":["#);
-        for (i, r) in own.iter().flat_map(|(_, e)| e.rem.iter()).enumerate() {
+        for (i, r) in entries().flat_map(|e| e.rem.iter()).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -177,18 +223,19 @@ fn serialize(out: &mut Vec<u8>, list: &[(Vec<MetaSeg<'_>>, MetaEntry)], depth: u
             out.push(b']');
         }
         out.push(b']');
-        if let Some(len) = own.iter().find_map(|(_, e)| e.len) {
+        if let Some(len) = entries().find_map(|e| e.len) {
             out.extend_from_slice(b",\"len\":");
             push_number(out, len);
         }
         out.push(b'}');
         first = false;
     }
-    let mut i = own.len();
-    while i < list.len() {
-        let key = &list[i].0[depth];
+    let mut i = own;
+    while i < order.len() {
+        // Entries without a segment here sorted first, so every later one has one.
+        let Some(key) = seg(order[i]) else { break };
         let mut j = i + 1;
-        while j < list.len() && list[j].0[depth] == *key {
+        while j < order.len() && same(seg(order[j]), Some(key)) {
             j += 1;
         }
         if !first {
@@ -204,7 +251,7 @@ fn serialize(out: &mut Vec<u8>, list: &[(Vec<MetaSeg<'_>>, MetaEntry)], depth: u
             }
         }
         out.push(b':');
-        serialize(out, &list[i..j], depth + 1);
+        serialize(out, list, &mut order[i..j], depth + 1);
         i = j;
     }
     out.push(b'}');
@@ -285,5 +332,65 @@ fn merge_entry(inner: &mut Value<'_>, entry: MetaEntry) {
                 Value::Number(len.to_string().into()),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remark(rule: &str) -> Remark {
+        Remark {
+            rule: Arc::from(rule),
+            ty: RemarkType::Substituted,
+            range: Some((0, 3)),
+        }
+    }
+
+    fn key(k: &str) -> MetaSeg<'_> {
+        MetaSeg::Key(Cow::Borrowed(k))
+    }
+
+    fn written(log: MetaLog<'_>) -> String {
+        let mut root = Value::Object(Vec::new());
+        log.merge_into(&mut root);
+        let mut out = Vec::new();
+        super::super::json::write(&mut out, &root);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn entries_are_grouped_and_ordered_whatever_the_recording_order() {
+        // Equal keys at different addresses, recorded apart from each other.
+        let user_a = String::from("user");
+        let user_b = String::from("user");
+        let mut log = MetaLog::default();
+        log.entry(vec![key(&user_a), key("name")])
+            .rem
+            .push(remark("r1"));
+        log.entry(vec![key("extra"), MetaSeg::Index(10)])
+            .rem
+            .push(remark("r2"));
+        log.entry(vec![key(&user_b), key("email")])
+            .rem
+            .push(remark("r3"));
+        log.entry(vec![key("extra"), MetaSeg::Index(2)])
+            .rem
+            .push(remark("r4"));
+        let e = log.entry(vec![key(&user_b), key("name")]);
+        e.rem.push(remark("r5"));
+        e.len = Some(9);
+        log.entry(vec![MetaSeg::Key(Cow::Owned("extra".into()))])
+            .rem
+            .push(remark("r6"));
+        assert_eq!(
+            written(log),
+            concat!(
+                r#"{"_meta":{"extra":{"":{"rem":[["r6","s",0,3]]},"#,
+                r#""2":{"":{"rem":[["r4","s",0,3]]}},"10":{"":{"rem":[["r2","s",0,3]]}}},"#,
+                r#""user":{"email":{"":{"rem":[["r3","s",0,3]]}},"#,
+                r#""name":{"":{"rem":[["r1","s",0,3],["r5","s",0,3]],"len":9}}}}}"#
+            )
+        );
     }
 }
