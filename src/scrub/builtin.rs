@@ -431,29 +431,42 @@ static STEM_ANCHORS: LazyLock<StemAnchors> = LazyLock::new(|| {
 });
 
 /// True when ASCII `bytes` contain one of [`PASSWORD_STEMS`], in any case.
+fn has_password_stem(bytes: &[u8]) -> bool {
+    any_password_stem(bytes, |_, _| true)
+}
+
+/// Calls `hit(start, stem index)` for the occurrences of [`PASSWORD_STEMS`] in ASCII
+/// `bytes` (in any case) until it returns true; returns whether it did. Each occurrence is
+/// visited once, and the occurrences of one stem in increasing order.
 ///
 /// Every occurrence of a stem covers its two anchor pairs, which start at consecutive
 /// offsets, so one of them starts at an even offset of `bytes`: checking the pairs at
 /// even offsets only (one table lookup per two bytes) finds it. A hit is confirmed by
 /// comparing the whole stem.
-fn has_password_stem(bytes: &[u8]) -> bool {
+fn any_password_stem(bytes: &[u8], mut hit: impl FnMut(usize, usize) -> bool) -> bool {
     let anchors = &*STEM_ANCHORS;
-    bytes.chunks_exact(2).enumerate().any(|(k, two)| {
+    for (k, two) in bytes.chunks_exact(2).enumerate() {
         let pair = u16::from_le_bytes([two[0], two[1]]) | 0x2020;
-        anchors.bits[usize::from(pair >> 6)] & (1 << (pair & 63)) != 0 && {
-            let i = 2 * k;
-            // A set bit means a letter pair, so the first byte is `a`..`z` once folded.
-            let first = usize::from((two[0] | 0x20).wrapping_sub(b'a')).min(25);
-            anchors.by_first[first].iter().any(|&(p, index, offset)| {
-                let stem = PASSWORD_STEMS[index].0;
-                p == pair
-                    && i >= offset
-                    && bytes
-                        .get(i - offset..i - offset + stem.len())
-                        .is_some_and(|w| w.eq_ignore_ascii_case(stem))
-            })
+        if anchors.bits[usize::from(pair >> 6)] & (1 << (pair & 63)) == 0 {
+            continue;
         }
-    })
+        let i = 2 * k;
+        // A set bit means a letter pair, so the first byte is `a`..`z` once folded.
+        let first = usize::from((two[0] | 0x20).wrapping_sub(b'a')).min(25);
+        for &(p, index, offset) in &anchors.by_first[first] {
+            let stem = PASSWORD_STEMS[index].0;
+            if p == pair
+                && i >= offset
+                && bytes
+                    .get(i - offset..i - offset + stem.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(stem))
+                && hit(i - offset, index)
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Exact prefilter for the keyword regexes: on ASCII text, Unicode case folding equals
@@ -670,39 +683,28 @@ fn password_keyword(value: &str) -> bool {
     if n == 10 && at(0, b"two") && matches!(b[3], b'-' | b'_') && at(4, b"factor") {
         return true;
     }
-    // `token[^\s]*[:=]`: a `:` or `=` after `token` before any whitespace. Positions
-    // already scanned without success are not scanned again (linear time).
+    // Every other keyword starts with its stem: look only where a stem is.
+    // `token[^\s]*[:=]`: a `:` or `=` after `token` before any whitespace. The `token`
+    // stems come in increasing order, and positions already scanned without success are
+    // not scanned again (linear time).
     let mut token_scanned_to = 0;
-    for i in 0..n {
-        let hit = match b[i] | 0x20 {
-            b'p' => {
-                at(i, b"password")
-                    || at(i, b"passwd")
-                    || at(i, b"privatekey")
-                    || (at(i, b"private") && dash_key(i + 7))
-            }
-            b's' => at(i, b"secret"),
-            b'a' => at(i, b"auth") || at(i, b"apikey") || (at(i, b"api") && dash_key(i + 3)),
-            b'c' => at(i, b"credentials"),
-            b'm' => at(i, b"mysql_pwd"),
-            b't' if at(i, b"token") && i + 5 >= token_scanned_to => {
-                let rest = &b[i + 5..];
-                let stop = rest
-                    .iter()
-                    .position(|&c| {
-                        matches!(c, b':' | b'=' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
-                    })
-                    .unwrap_or(rest.len());
-                token_scanned_to = i + 5 + stop;
-                matches!(rest.get(stop), Some(b':' | b'='))
-            }
-            _ => false,
-        };
-        if hit {
-            return true;
+    any_password_stem(b, |i, stem| match PASSWORD_STEMS[stem].0 {
+        b"passw" => at(i, b"password") || at(i, b"passwd"),
+        b"private" => at(i, b"privatekey") || dash_key(i + 7),
+        b"api" => at(i, b"apikey") || dash_key(i + 3),
+        b"secret" | b"auth" | b"credentials" | b"mysql_pwd" => true,
+        b"token" if i + 5 >= token_scanned_to => {
+            let rest = &b[i + 5..];
+            let stop = rest
+                .iter()
+                .position(|&c| matches!(c, b':' | b'=' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' '))
+                .unwrap_or(rest.len());
+            token_scanned_to = i + 5 + stop;
+            matches!(rest.get(stop), Some(b':' | b'='))
         }
-    }
-    false
+        // `otp` and `two` count only as the whole value (above); `bearer` is no keyword.
+        _ => false,
+    })
 }
 
 /// The `ip` pattern's ranges: IPv4 where the value has three dots (`may_v4`), IPv6 where
