@@ -340,6 +340,12 @@ impl<'v> Features<'v> {
         }
     }
 
+    /// Whether the text may hold a password keyword or `bearer` (see
+    /// [`Pattern::PasswordValue`]); false also for the empty text.
+    pub fn may_hold_password_keyword(&self) -> bool {
+        self.len > 0 && (self.non_ascii || has_password_stem(self.bytes))
+    }
+
     fn digit_run(&self) -> u32 {
         *self.digit_run.get_or_init(|| {
             let (mut best, mut run, mut gap) = (0u32, 0u32, false);

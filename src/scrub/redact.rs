@@ -19,6 +19,9 @@ pub(super) struct ChunkedValue<'t> {
     /// The search text of `chunks`, built once per change (every later rule searches it).
     search: std::cell::OnceCell<String>,
     pub(super) changed: bool,
+    /// Whether `original` was split around the placeholders it holds (done when a rule
+    /// first needs the value: most values are ruled out by their features before).
+    prepared: bool,
 }
 
 /// Replacement texts of the built-in rules.
@@ -100,19 +103,25 @@ pub(super) struct DeleteValue;
 
 impl<'t> ChunkedValue<'t> {
     pub(super) fn new(text: &'t str) -> Self {
-        // Replacement texts already in the value (from an earlier scrub, here or in
-        // another Relay) are opaque, like fresh redactions: `[auth]` must not trip the
-        // `auth` keyword. This keeps scrubbing idempotent.
-        let chunks = if memchr::memchr(b'[', text.as_bytes()).is_some() {
-            split_placeholders(text)
-        } else {
-            None
-        };
         ChunkedValue {
             original: text,
-            chunks,
+            chunks: None,
             search: std::cell::OnceCell::new(),
             changed: false,
+            prepared: false,
+        }
+    }
+
+    /// Splits the value around the placeholders it holds, once, before a rule looks at
+    /// it. Replacement texts already in the value (from an earlier scrub, here or in
+    /// another Relay) are opaque, like fresh redactions: `[auth]` must not trip the
+    /// `auth` keyword. This keeps scrubbing idempotent.
+    fn prepare(&mut self) {
+        if !self.prepared {
+            self.prepared = true;
+            if memchr::memchr(b'[', self.original.as_bytes()).is_some() {
+                self.chunks = split_placeholders(self.original);
+            }
         }
     }
 
@@ -313,6 +322,16 @@ pub(super) fn apply_rule(
     value: &mut ChunkedValue,
     features: &builtin::Features<'_>,
 ) -> Result<(), DeleteValue> {
+    // Most values are ruled out by the features of their original text (which only
+    // overstate what the search text holds), before the value is prepared.
+    match &*rule.kind {
+        RuleKind::Builtin(p) if !p.may_match_features(features) => return Ok(()),
+        RuleKind::Password if !key_facts.password && !features.may_hold_password_keyword() => {
+            return Ok(())
+        }
+        _ => {}
+    }
+    value.prepare();
     let has_text = value.has_text();
     let mut ranges: SmallVec<[std::ops::Range<usize>; 4]> = SmallVec::new();
     match &*rule.kind {
@@ -355,7 +374,6 @@ pub(super) fn apply_rule(
             }
         }
         _ if !has_text => {}
-        RuleKind::Builtin(p) if !p.may_match_features(features) => {}
         RuleKind::Builtin(p) => {
             p.find_ranges_after_features(value.search_text(), features, &mut ranges);
             if !ranges.is_empty() {
