@@ -703,7 +703,9 @@ fn password_keyword(value: &str) -> bool {
             let rest = &b[i + 5..];
             let stop = rest
                 .iter()
-                .position(|&c| matches!(c, b':' | b'=' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' '))
+                .position(|&c| {
+                    matches!(c, b':' | b'=' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+                })
                 .unwrap_or(rest.len());
             token_scanned_to = i + 5 + stop;
             matches!(rest.get(stop), Some(b':' | b'='))

@@ -344,7 +344,7 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(Value::Array(self.scratch_items.drain(base..).collect()));
+                    return Ok(Value::Array(self.scratch_items.split_off(base)));
                 }
                 _ => return Err(self.err("expected ',' or ']'")),
             }
@@ -404,7 +404,7 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(Value::Object(self.scratch_entries.drain(base..).collect()));
+                    return Ok(Value::Object(self.scratch_entries.split_off(base)));
                 }
                 _ => return Err(self.err("expected ',' or '}'")),
             }

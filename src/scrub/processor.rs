@@ -810,7 +810,9 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     fn meta_path(&self) -> Vec<MetaSeg<'a>> {
-        self.frames.iter().filter_map(|f| f.meta.clone()).collect()
+        let mut path = Vec::with_capacity(self.frames.len());
+        path.extend(self.frames.iter().filter_map(|f| f.meta.clone()));
+        path
     }
 
     /// The dotted path of the current value for the report; empty unless paths are
@@ -943,7 +945,11 @@ impl<'r, 'a> Walker<'r, 'a> {
                 method: r.ty.method(),
             });
         }
-        entry.rem.extend(remarks);
+        if entry.rem.is_empty() {
+            entry.rem = remarks;
+        } else {
+            entry.rem.extend(remarks);
+        }
         if entry.len.is_none() {
             entry.len = Some(original_len);
         }
