@@ -451,28 +451,40 @@ fn has_password_stem(bytes: &[u8]) -> bool {
 /// comparing the whole stem.
 fn any_password_stem(bytes: &[u8], mut hit: impl FnMut(usize, usize) -> bool) -> bool {
     let anchors = &*STEM_ANCHORS;
-    for (k, two) in bytes.chunks_exact(2).enumerate() {
-        let pair = u16::from_le_bytes([two[0], two[1]]) | 0x2020;
-        if anchors.bits[usize::from(pair >> 6)] & (1 << (pair & 63)) == 0 {
-            continue;
-        }
-        let i = 2 * k;
+    let is_anchor = |pair: u16| anchors.bits[usize::from(pair >> 6)] & (1 << (pair & 63)) != 0;
+    // The stems that `pair` (an anchor pair at even offset `i`) may belong to.
+    let mut confirm = |i: usize, pair: u16| {
         // A set bit means a letter pair, so the first byte is `a`..`z` once folded.
-        let first = usize::from((two[0] | 0x20).wrapping_sub(b'a')).min(25);
-        for &(p, index, offset) in &anchors.by_first[first] {
+        let first = usize::from((pair as u8).wrapping_sub(b'a')).min(25);
+        anchors.by_first[first].iter().any(|&(p, index, offset)| {
             let stem = PASSWORD_STEMS[index].0;
-            if p == pair
+            p == pair
                 && i >= offset
                 && bytes
                     .get(i - offset..i - offset + stem.len())
                     .is_some_and(|w| w.eq_ignore_ascii_case(stem))
                 && hit(i - offset, index)
-            {
-                return true;
-            }
+        })
+    };
+    // Four bytes, two pairs, per step.
+    let mut quads = bytes.chunks_exact(4);
+    let mut i = 0;
+    for q in &mut quads {
+        let w = u32::from_le_bytes([q[0], q[1], q[2], q[3]]) | 0x2020_2020;
+        let (low, high) = (w as u16, (w >> 16) as u16);
+        let (low_hit, high_hit) = (is_anchor(low), is_anchor(high));
+        if (low_hit && confirm(i, low)) || (high_hit && confirm(i + 2, high)) {
+            return true;
         }
+        i += 4;
     }
-    false
+    match quads.remainder() {
+        [a, b, ..] => {
+            let pair = u16::from_le_bytes([*a, *b]) | 0x2020;
+            is_anchor(pair) && confirm(i, pair)
+        }
+        _ => false,
+    }
 }
 
 /// Exact prefilter for the keyword regexes: on ASCII text, Unicode case folding equals
