@@ -8,14 +8,67 @@ use smallvec::SmallVec;
 use super::json::{write_escaped, Str, Value};
 use super::Method;
 
-/// One segment of a `_meta` path (ordered: keys by text, indices by number). Keys
+/// One segment of a `_meta` path (see [`MetaSeg::key_order`] for their order). Keys
 /// borrow from the event where they can, so recording a change copies no key text.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaSeg<'a> {
     /// An object key.
     Key(Cow<'a, str>),
     /// An array index.
     Index(usize),
+}
+
+impl MetaSeg<'_> {
+    /// The segment as a `_meta` key, written into `buf` for an index.
+    fn key_text<'s>(&'s self, buf: &'s mut [u8; 20]) -> &'s [u8] {
+        match self {
+            MetaSeg::Key(k) => k.as_bytes(),
+            MetaSeg::Index(n) => {
+                let mut i = buf.len();
+                let mut n = *n;
+                loop {
+                    i -= 1;
+                    buf[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        return &buf[i..];
+                    }
+                }
+            }
+        }
+    }
+
+    /// The order of `_meta` keys: Relay keeps a node's children in a map keyed by
+    /// strings, so array indices order as their decimal text (`"10"` before `"2"`).
+    fn key_order(&self, other: &Self) -> std::cmp::Ordering {
+        if let (MetaSeg::Index(x), MetaSeg::Index(y)) = (self, other) {
+            if *x < 10 && *y < 10 {
+                return x.cmp(y);
+            }
+            // As decimal text without writing it: pad the shorter number with zeros to
+            // the other's length; a tie means one text is a prefix of the other.
+            let digits = |n: usize| n.checked_ilog10().unwrap_or(0);
+            let (dx, dy) = (digits(*x), digits(*y));
+            let (px, py) = (*x as u128, *y as u128);
+            let scaled = |n: u128, by: u32| n * 10u128.pow(by);
+            return if dx <= dy {
+                scaled(px, dy - dx).cmp(&py).then(dx.cmp(&dy))
+            } else {
+                px.cmp(&scaled(py, dx - dy)).then(dx.cmp(&dy))
+            };
+        }
+        let (mut a, mut b) = ([0u8; 20], [0u8; 20]);
+        self.key_text(&mut a).cmp(other.key_text(&mut b))
+    }
+}
+
+/// Compares two paths segment by segment in `_meta` key order.
+fn path_order(a: &[MetaSeg<'_>], b: &[MetaSeg<'_>]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.key_order(y))
+        .find(|o| o.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
 }
 
 /// Remark type letters of Relay's `_meta`.
@@ -129,7 +182,7 @@ impl<'a> MetaLog<'a> {
         match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
             Some(i) => {
                 // An incoming `_meta`: add each entry at its path (rare, so no bulk build).
-                list.sort_by(|a, b| a.0.cmp(&b.0));
+                list.sort_by(|a, b| path_order(&a.0, &b.0));
                 for (path, entry) in list {
                     let mut node = &mut entries[i].1;
                     for seg in &path {
@@ -145,7 +198,7 @@ impl<'a> MetaLog<'a> {
                 // The common case: write the tree straight to JSON.
                 let mut out = Vec::with_capacity(list.len() * 64);
                 let mut order: Vec<u32> = (0..list.len() as u32).collect();
-                serialize(&mut out, &list, &mut order, 0);
+                serialize(&mut out, &list, &mut order, 0, &mut Vec::new());
                 let json = String::from_utf8(out).expect("only UTF-8 strings were written");
                 entries.push((Str::Owned("_meta".into()), Value::Serialized(json)));
             }
@@ -165,6 +218,7 @@ fn serialize(
     list: &[(Vec<MetaSeg<'_>>, MetaEntry)],
     order: &mut [u32],
     depth: usize,
+    scratch: &mut Vec<u32>,
 ) {
     let seg = |i: u32| list[i as usize].0.get(depth);
     let same = |a: Option<&MetaSeg<'_>>, b: Option<&MetaSeg<'_>>| match (a, b) {
@@ -188,14 +242,19 @@ fn serialize(
     }
     // The node's own entries (no segment here) first, then children by segment; a
     // stable sort keeps the runs of one segment in recording order.
-    let run_key = |r: &(usize, usize)| seg(order[r.0]);
-    if !runs.is_sorted_by(|a, b| run_key(a) < run_key(b)) {
-        runs.sort_by(|a, b| run_key(a).cmp(&run_key(b)));
-        let sorted: Vec<u32> = runs
-            .iter()
-            .flat_map(|&(a, b)| order[a..b].iter().copied())
-            .collect();
-        order.copy_from_slice(&sorted);
+    let run_order =
+        |a: &(usize, usize), b: &(usize, usize)| match (seg(order[a.0]), seg(order[b.0])) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.key_order(y),
+        };
+    if !runs.is_sorted_by(|a, b| run_order(a, b).is_lt()) {
+        // Runs of one segment keep their recording order (by start).
+        runs.sort_unstable_by(|a, b| run_order(a, b).then(a.0.cmp(&b.0)));
+        scratch.clear();
+        scratch.extend(runs.iter().flat_map(|&(a, b)| order[a..b].iter().copied()));
+        order.copy_from_slice(scratch);
     }
     out.push(b'{');
     // One entry per rule pass that changed the value: their remarks in order, and the
@@ -251,7 +310,7 @@ fn serialize(
             }
         }
         out.push(b':');
-        serialize(out, list, &mut order[i..j], depth + 1);
+        serialize(out, list, &mut order[i..j], depth + 1, scratch);
         i = j;
     }
     out.push(b'}');
@@ -360,7 +419,37 @@ mod tests {
     }
 
     #[test]
-    fn entries_are_grouped_and_ordered_whatever_the_recording_order() {
+    fn indices_order_as_their_decimal_text() {
+        let samples = [
+            0,
+            1,
+            2,
+            9,
+            10,
+            11,
+            19,
+            20,
+            99,
+            100,
+            101,
+            120,
+            1000,
+            usize::MAX,
+        ];
+        for x in samples {
+            for y in samples {
+                assert_eq!(
+                    MetaSeg::Index(x).key_order(&MetaSeg::Index(y)),
+                    x.to_string().cmp(&y.to_string()),
+                    "{x} vs {y}"
+                );
+            }
+        }
+        assert!(key("b").key_order(&MetaSeg::Index(7)).is_gt());
+    }
+
+    #[test]
+    fn entries_are_grouped_and_ordered_as_relay_whatever_the_recording_order() {
         // Equal keys at different addresses, recorded apart from each other.
         let user_a = String::from("user");
         let user_b = String::from("user");
@@ -387,7 +476,7 @@ mod tests {
             written(log),
             concat!(
                 r#"{"_meta":{"extra":{"":{"rem":[["r6","s",0,3]]},"#,
-                r#""2":{"":{"rem":[["r4","s",0,3]]}},"10":{"":{"rem":[["r2","s",0,3]]}}},"#,
+                r#""10":{"":{"rem":[["r2","s",0,3]]}},"2":{"":{"rem":[["r4","s",0,3]]}}},"#,
                 r#""user":{"email":{"":{"rem":[["r3","s",0,3]]}},"#,
                 r#""name":{"":{"rem":[["r1","s",0,3],["r5","s",0,3]],"len":9}}}}}"#
             )
