@@ -531,19 +531,32 @@ impl<'r, 'a> Walker<'r, 'a> {
 
     /// The value of a `Cookie` header in `request.headers`.
     fn is_cookie_header(&self) -> bool {
+        let is_cookie = |f: &Frame<'_>| {
+            f.key
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case("cookie"))
+        };
+        // The common case without walking the frames: the leaf is the last frame.
+        if let Some(last) = self.frames.last() {
+            if (last.key.is_some() || last.index.is_some()) && !is_cookie(last) {
+                return false;
+            }
+        }
         let mut visible = self
             .frames
             .iter()
             .rev()
             .filter(|f| f.key.is_some() || f.index.is_some());
-        let (Some(leaf), Some(parent)) = (visible.next(), visible.next()) else {
+        // The leaf's key first: it rules out almost every value.
+        let Some(leaf) = visible.next() else {
             return false;
         };
-        leaf.key
-            .as_deref()
-            .is_some_and(|k| k.eq_ignore_ascii_case("cookie"))
-            && parent.key.as_deref() == Some("headers")
-            && self.schema.node(parent.node).pairlist
+        if !is_cookie(leaf) {
+            return false;
+        }
+        visible.next().is_some_and(|parent| {
+            parent.key.as_deref() == Some("headers") && self.schema.node(parent.node).pairlist
+        })
     }
 
     /// Relay moves the `Cookie` header into `request.cookies` before scrubbing; here the
