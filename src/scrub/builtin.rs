@@ -343,7 +343,8 @@ impl<'v> Features<'v> {
     /// Whether the text may hold a password keyword or `bearer` (see
     /// [`Pattern::PasswordValue`]); false also for the empty text.
     pub fn may_hold_password_keyword(&self) -> bool {
-        self.len > 0 && (self.non_ascii || has_password_stem(self.bytes))
+        // Every stem has three ASCII letters or more.
+        self.non_ascii || (self.alnum - self.digits >= 3 && has_password_stem(self.bytes))
     }
 
     fn digit_run(&self) -> u32 {

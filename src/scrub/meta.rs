@@ -318,6 +318,10 @@ fn serialize(
 
 /// Writes `n` in decimal.
 fn push_number(out: &mut Vec<u8>, n: usize) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = n;
