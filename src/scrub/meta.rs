@@ -458,18 +458,15 @@ mod tests {
         let user_a = String::from("user");
         let user_b = String::from("user");
         let mut log = MetaLog::default();
-        log.entry(vec![key(&user_a), key("name")])
-            .rem
-            .push(remark("r1"));
-        log.entry(vec![key("extra"), MetaSeg::Index(10)])
-            .rem
-            .push(remark("r2"));
-        log.entry(vec![key(&user_b), key("email")])
-            .rem
-            .push(remark("r3"));
-        log.entry(vec![key("extra"), MetaSeg::Index(2)])
-            .rem
-            .push(remark("r4"));
+        let recorded = [
+            (vec![key(&user_a), key("name")], "r1"),
+            (vec![key("extra"), MetaSeg::Index(10)], "r2"),
+            (vec![key(&user_b), key("email")], "r3"),
+            (vec![key("extra"), MetaSeg::Index(2)], "r4"),
+        ];
+        for (path, rule) in recorded {
+            log.entry(path).rem.push(remark(rule));
+        }
         let e = log.entry(vec![key(&user_b), key("name")]);
         e.rem.push(remark("r5"));
         e.len = Some(9);
