@@ -301,6 +301,31 @@ fn a11_anything_hash_and_container_delete() {
     );
 }
 
+/// A key pattern deletes a whole object or array under a matching key; containers under
+/// other keys are only walked.
+#[test]
+fn redact_pair_deletes_containers_by_key() {
+    let out = scrub_with(
+        json!({"piiConfig": {
+            "rules": {"secrets": {"type": "redact_pair", "keyPattern": "(?i)^secret"}},
+            "applications": {"extra.**": ["secrets"]}
+        }}),
+        json!({"extra": {
+            "Secret_Config": {"token": "abc"},
+            "secret_list": [1, 2],
+            "other": {"secret_nested": {"x": 1}, "keep": {"y": 2}}
+        }}),
+    );
+    assert_eq!(out["extra"]["Secret_Config"], Value::Null);
+    assert_eq!(out["extra"]["secret_list"], Value::Null);
+    assert_eq!(out["extra"]["other"]["secret_nested"], Value::Null);
+    assert_eq!(out["extra"]["other"]["keep"], json!({"y": 2}));
+    assert_eq!(
+        out["_meta"]["extra"]["Secret_Config"][""]["rem"],
+        json!([["secrets", "x"]])
+    );
+}
+
 #[test]
 fn a12_hashed_ip_moves_to_user_id() {
     let out = scrub_with(

@@ -62,6 +62,12 @@ pub struct Walker<'r, 'a> {
     shared_memo: Option<&'r SharedMemo>,
     /// Whether any rule is a `password` rule.
     needs_password_key: bool,
+    /// Bit `i`: application `i` has a rule that can delete a container whatever the key
+    /// (`anything`) or by its key (`redact_pair`).
+    container_apps: u64,
+    /// Bit `i`: application `i` has a `password` rule (which deletes a container under a
+    /// password key).
+    password_apps: u64,
 }
 
 enum Outcome {
@@ -95,6 +101,15 @@ struct PathFacts {
     mask: u64,
     /// Whether the leaf key is a `password` key, once asked.
     password_key: Option<bool>,
+}
+
+/// Bit `i` set when one of the first 64 applications' rules is of a kind `is_kind` picks.
+fn app_bits(apps: &[Application], is_kind: impl Fn(&RuleKind) -> bool) -> u64 {
+    apps.iter()
+        .take(MASK_APPS)
+        .enumerate()
+        .filter(|(_, app)| app.rules.iter().any(|r| is_kind(&r.kind)))
+        .fold(0, |bits, (i, _)| bits | 1 << i)
 }
 
 fn json_types(v: &Value<'_>) -> Types {
@@ -131,6 +146,10 @@ impl<'r, 'a> Walker<'r, 'a> {
                 .iter()
                 .flat_map(|a| a.rules.iter())
                 .any(|r| matches!(*r.kind, RuleKind::Password)),
+            container_apps: app_bits(apps, |k| {
+                matches!(k, RuleKind::Anything | RuleKind::RedactPair { .. })
+            }),
+            password_apps: app_bits(apps, |k| matches!(k, RuleKind::Password)),
         }
     }
 
@@ -853,6 +872,14 @@ impl<'r, 'a> Walker<'r, 'a> {
         let apps = self.apps;
         let (mask, password_key) = self.leaf_facts(pii);
         if !self.any_app(mask) {
+            return false;
+        }
+        // Most containers match only applications of value patterns, which never delete
+        // a container.
+        if self.apps.len() <= MASK_APPS
+            && mask & self.container_apps == 0
+            && !(password_key && mask & self.password_apps != 0)
+        {
             return false;
         }
         let hit: Option<&RuleRef> = {
