@@ -773,8 +773,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 }
                 (None, None) => {}
             }
-            h.u64(u64::from(frame.types.bits()));
-            h.u64(u64::from(frame.node));
+            h.u64(u64::from(frame.types.bits()) << 32 | u64::from(frame.node));
             h.finish()
         };
         self.frames.push(frame);
