@@ -401,6 +401,7 @@ fn merge_entry(inner: &mut Value<'_>, entry: MetaEntry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn remark(rule: &str) -> Remark {
         Remark {
@@ -482,5 +483,94 @@ mod tests {
                 r#""name":{"":{"rem":[["r1","s",0,3],["r5","s",0,3]],"len":9}}}}}"#
             )
         );
+    }
+
+    /// Relay's meta tree, as a reference: nested string-keyed `BTreeMap`s; a node's
+    /// remarks in recording order and its first recorded length.
+    #[derive(Default)]
+    struct Reference {
+        rem: Vec<String>,
+        len: Option<usize>,
+        children: std::collections::BTreeMap<String, Reference>,
+    }
+
+    impl Reference {
+        fn write(&self, out: &mut String) {
+            out.push('{');
+            let mut first = true;
+            if !self.rem.is_empty() {
+                out.push_str(&format!(r#""":{{"rem":[{}]"#, self.rem.join(",")));
+                if let Some(len) = self.len {
+                    out.push_str(&format!(r#","len":{len}"#));
+                }
+                out.push('}');
+                first = false;
+            }
+            for (key, child) in &self.children {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&format!("{key:?}:"));
+                child.write(out);
+            }
+            out.push('}');
+        }
+    }
+
+    const KEYS: [&str; 4] = ["a", "b", "user", "x"];
+
+    /// A path segment: a key (borrowed, or owned at its own address) or an index.
+    fn segment() -> impl Strategy<Value = (u8, bool, usize)> {
+        (0u8..3, any::<bool>(), 0usize..25)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Written level by level, `_meta` equals Relay's tree whatever the order the
+        /// entries were recorded in.
+        #[test]
+        fn meta_tree_matches_relays_map_order(
+            entries in proptest::collection::vec(
+                (
+                    proptest::collection::vec(segment(), 0..4),
+                    0u8..3,
+                    proptest::option::of(0usize..50),
+                ),
+                1..24,
+            )
+        ) {
+            let mut log = MetaLog::default();
+            let mut reference = Reference::default();
+            for (path, rule, len) in &entries {
+                let segs: Vec<MetaSeg<'_>> = path
+                    .iter()
+                    .map(|&(kind, owned, n)| match (kind, owned) {
+                        (0, _) => MetaSeg::Index(n),
+                        (_, false) => key(KEYS[n % KEYS.len()]),
+                        (_, true) => MetaSeg::Key(Cow::Owned(KEYS[n % KEYS.len()].to_string())),
+                    })
+                    .collect();
+                let mut node = &mut reference;
+                for seg in &segs {
+                    let text = match seg {
+                        MetaSeg::Key(k) => k.to_string(),
+                        MetaSeg::Index(i) => i.to_string(),
+                    };
+                    node = node.children.entry(text).or_default();
+                }
+                let rule = format!("r{rule}");
+                node.rem.push(format!(r#"["{rule}","s",0,3]"#));
+                node.len = node.len.or(*len);
+                let entry = log.entry(segs);
+                entry.rem.push(remark(&rule));
+                entry.len = *len;
+            }
+            let mut expected = String::from(r#"{"_meta":"#);
+            reference.write(&mut expected);
+            expected.push('}');
+            prop_assert_eq!(written(log), expected);
+        }
     }
 }
