@@ -842,7 +842,6 @@ fn uuid_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '\u{212A}' || c == '\u{17F}'
 }
 
-/// ASCII case-insensitive substring test.
 /// True when a `/` or `\\` directly follows `users`, `home`, `profiles` or `documents and
 /// settings` (ASCII, any case): the necessary core of every [`USERPATH`] match.
 fn has_home_segment(bytes: &[u8]) -> bool {
@@ -856,6 +855,7 @@ fn has_home_segment(bytes: &[u8]) -> bool {
     })
 }
 
+/// ASCII case-insensitive substring test.
 fn contains_ascii_ci(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())

@@ -23,18 +23,7 @@ impl MetaSeg<'_> {
     fn key_text<'s>(&'s self, buf: &'s mut [u8; 20]) -> &'s [u8] {
         match self {
             MetaSeg::Key(k) => k.as_bytes(),
-            MetaSeg::Index(n) => {
-                let mut i = buf.len();
-                let mut n = *n;
-                loop {
-                    i -= 1;
-                    buf[i] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        return &buf[i..];
-                    }
-                }
-            }
+            MetaSeg::Index(n) => decimal(*n, buf),
         }
     }
 
@@ -322,18 +311,20 @@ fn push_number(out: &mut Vec<u8>, n: usize) {
         out.push(b'0' + n as u8);
         return;
     }
-    let mut buf = [0u8; 20];
+    out.extend_from_slice(decimal(n, &mut [0u8; 20]));
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    let mut n = n;
     loop {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return &buf[i..];
         }
     }
-    out.extend_from_slice(&buf[i..]);
 }
 
 /// The object under `key` in `node`, created (and `node` made an object) when missing.

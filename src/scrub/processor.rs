@@ -984,14 +984,9 @@ impl<'r, 'a> Walker<'r, 'a> {
                 method: r.ty.method(),
             });
         }
-        if entry.rem.is_empty() {
-            entry.rem = remarks;
-        } else {
-            entry.rem.extend(remarks);
-        }
-        if entry.len.is_none() {
-            entry.len = Some(original_len);
-        }
+        // A fresh entry: this value's remarks and its original length.
+        entry.rem = remarks;
+        entry.len = Some(original_len);
         if let Some(origin) = deleted_by {
             entry.rem.push(Remark {
                 rule: origin.clone(),
