@@ -18,7 +18,6 @@
 
 pub mod builtin;
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 mod items;
@@ -262,9 +261,7 @@ impl CompiledRules {
             ItemKind::EnvelopeHeader => items::scrub_envelope_header(self, &mut root),
         };
         let event_id = if event_like {
-            root.get("event_id")
-                .and_then(json::Value::as_str)
-                .map(Cow::into_owned)
+            take_event_id(&mut root)
         } else {
             None
         };
@@ -329,6 +326,21 @@ impl CompiledRules {
     /// Whether any rule applies at all.
     pub fn is_empty(&self) -> bool {
         self.applications.is_empty()
+    }
+}
+
+/// The top-level `event_id` string of an event. An `event_id` that is not a string (`null`
+/// from an SDK with no id, or anything else) is dropped, as Relay treats it as absent: a
+/// caller that assigns a fresh id then adds the only one, never a duplicate key.
+fn take_event_id(root: &mut json::Value<'_>) -> Option<String> {
+    let fields = root.as_object_mut()?;
+    let pos = fields.iter().position(|(k, _)| k.eq_str("event_id"))?;
+    match fields[pos].1.as_str() {
+        Some(id) => Some(id.into_owned()),
+        None => {
+            fields.remove(pos);
+            None
+        }
     }
 }
 

@@ -88,6 +88,28 @@ async fn a_store_event_without_an_id_gets_one() {
     assert_eq!(body["event_id"], id.as_str());
 }
 
+/// `"event_id": null` is no id: the event gets a fresh one, and only one `event_id` key.
+#[tokio::test]
+async fn a_null_event_id_is_replaced_not_duplicated() {
+    let mut event = canary_event();
+    event["event_id"] = Value::Null;
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::spawn(&upstream).await;
+    let response = proxy.store(&event).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let recorded = upstream.wait_for(1).await;
+    let body = &recorded[0].body;
+    let keys = body
+        .windows(b"\"event_id\"".len())
+        .filter(|w| *w == b"\"event_id\"")
+        .count();
+    assert_eq!(keys, 1, "{}", String::from_utf8_lossy(body));
+    let forwarded: Value = serde_json::from_slice(body).unwrap();
+    let id = forwarded["event_id"].as_str().expect("a fresh id");
+    assert_eq!(id.len(), 32);
+    assert_eq!(response.json(), json!({ "id": id }));
+}
+
 #[tokio::test]
 async fn corpus_events_arrive_scrubbed() {
     let upstream = RecordingUpstream::spawn().await;
