@@ -6,6 +6,9 @@
 //! corpus pass each per round, and prints each one's median throughput and the ratios to
 //! the floor: on a VM whose speed drifts, alternating keeps the three under the same
 //! conditions, which criterion's one-after-the-other runs cannot.
+//!
+//! `profile_scrub MODE --repeat N` runs N passes of one workload, for a sampling profiler
+//! (`perf record -e cpu-clock`), which sees where the time goes, stalls included.
 use std::time::{Duration, Instant};
 
 use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
@@ -41,7 +44,9 @@ fn main() {
     };
     let project = match mode.as_str() {
         "floor" => {
-            floor(&events);
+            for _ in 0..repeat_count().unwrap_or(1) {
+                floor(&events);
+            }
             return;
         }
         "interleaved" => {
@@ -59,6 +64,13 @@ fn main() {
         "advanced" => advanced(),
         _ => defaults(),
     };
+    if let Some(times) = repeat_count() {
+        // For a sampling profiler (`perf record -e cpu-clock`): one workload, many passes.
+        for _ in 0..times {
+            scrub_all(&events, &project);
+        }
+        return;
+    }
     if std::env::args().any(|a| a == "--warm") {
         // Steady state: the per-thread path memo filled by a first pass, which
         // `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured_pass*'`
@@ -66,6 +78,13 @@ fn main() {
         scrub_all(&events, &project);
     }
     measured_pass(&events, &project);
+}
+
+/// `--repeat N`: the number of passes to run instead of the measured one.
+fn repeat_count() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == "--repeat")?;
+    args.get(at + 1)?.parse().ok()
 }
 
 /// The pass a profiler measures (see `--warm`).

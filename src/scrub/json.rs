@@ -161,14 +161,23 @@ fn parse_inner<'a>(
         schema,
         scratch_items: Vec::with_capacity(64),
         scratch_entries: Vec::with_capacity(64),
+        error: None,
     };
     parser.skip_ws();
-    let value = parser.value(0, schema::ROOT)?;
-    parser.skip_ws();
-    if parser.pos != parser.bytes.len() {
-        return Err(parser.err("trailing characters after the JSON value"));
-    }
-    Ok(value)
+    let parsed = parser.value(0, schema::ROOT).and_then(|value| {
+        parser.skip_ws();
+        if parser.pos == parser.bytes.len() {
+            Ok(value)
+        } else {
+            Err(parser.err("trailing characters after the JSON value"))
+        }
+    });
+    parsed.map_err(|Stop| {
+        parser.error.take().unwrap_or(ScrubError::InvalidJson {
+            offset: parser.pos,
+            reason: "invalid JSON",
+        })
+    })
 }
 
 struct Parser<'a> {
@@ -180,14 +189,34 @@ struct Parser<'a> {
     schema: Option<&'static Schema>,
     scratch_items: Vec<Value<'a>>,
     scratch_entries: Vec<(Str<'a>, Value<'a>)>,
+    /// What stopped the parse, once a method has returned [`Stop`].
+    error: Option<ScrubError>,
 }
 
+/// A parse stopped; the error is in [`Parser::error`]. Being empty, it keeps a parse
+/// result the size of a [`Value`] (no error payload moved through every return).
+struct Stop;
+
+type Parsed<T> = Result<T, Stop>;
+
 impl<'a> Parser<'a> {
-    fn err(&self, reason: &'static str) -> ScrubError {
-        ScrubError::InvalidJson {
+    /// Records a syntax error at the current position; the caller returns the [`Stop`].
+    #[cold]
+    fn err(&mut self, reason: &'static str) -> Stop {
+        self.error = Some(ScrubError::InvalidJson {
             offset: self.pos,
             reason,
-        }
+        });
+        Stop
+    }
+
+    /// Records that the input nests deeper than the limit.
+    #[cold]
+    fn too_deep(&mut self) -> Stop {
+        self.error = Some(ScrubError::TooDeep {
+            limit: self.max_depth,
+        });
+        Stop
     }
 
     #[inline]
@@ -201,7 +230,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn value(&mut self, depth: usize, node: NodeId) -> Result<Value<'a>, ScrubError> {
+    fn value(&mut self, depth: usize, node: NodeId) -> Parsed<Value<'a>> {
         if let Some(schema) = self.schema {
             if schema.node(node).dead && matches!(self.bytes.get(self.pos), Some(b'{' | b'[')) {
                 let start = self.pos;
@@ -222,7 +251,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn literal(&mut self, word: &'static str, value: Value<'a>) -> Result<Value<'a>, ScrubError> {
+    fn literal(&mut self, word: &'static str, value: Value<'a>) -> Parsed<Value<'a>> {
         if self.bytes[self.pos..].starts_with(word.as_bytes()) {
             self.pos += word.len();
             Ok(value)
@@ -231,7 +260,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&mut self) -> Result<Value<'a>, ScrubError> {
+    fn number(&mut self) -> Parsed<Value<'a>> {
         let start = self.pos;
         let b = self.bytes;
         if b.get(self.pos) == Some(&b'-') {
@@ -270,7 +299,7 @@ impl<'a> Parser<'a> {
         Ok(Value::Number(Cow::Borrowed(&self.src[start..self.pos])))
     }
 
-    fn string(&mut self) -> Result<Str<'a>, ScrubError> {
+    fn string(&mut self) -> Parsed<Str<'a>> {
         // Caller guarantees the opening quote.
         self.pos += 1;
         let start = self.pos;
@@ -312,7 +341,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize, node: NodeId) -> Result<Value<'a>, ScrubError> {
+    fn array(&mut self, depth: usize, node: NodeId) -> Parsed<Value<'a>> {
         let elem = self.schema.map_or(node, |s| {
             let n = s.node(node);
             if n.values_wrapper {
@@ -322,9 +351,7 @@ impl<'a> Parser<'a> {
             }
         });
         if depth > self.max_depth {
-            return Err(ScrubError::TooDeep {
-                limit: self.max_depth,
-            });
+            return Err(self.too_deep());
         }
         self.pos += 1;
         // Children collect on a shared scratch stack, then move into one exact-size
@@ -351,11 +378,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize, node: NodeId) -> Result<Value<'a>, ScrubError> {
+    fn object(&mut self, depth: usize, node: NodeId) -> Parsed<Value<'a>> {
         if depth > self.max_depth {
-            return Err(ScrubError::TooDeep {
-                limit: self.max_depth,
-            });
+            return Err(self.too_deep());
         }
         self.pos += 1;
         let base = self.scratch_entries.len();
@@ -414,7 +439,7 @@ impl<'a> Parser<'a> {
 
 impl Parser<'_> {
     /// Validates one value without building it.
-    fn skip_value(&mut self, depth: usize) -> Result<(), ScrubError> {
+    fn skip_value(&mut self, depth: usize) -> Parsed<()> {
         match self.bytes.get(self.pos) {
             None => Err(self.err("unexpected end of input")),
             Some(b'"') => self.string().map(drop),
@@ -425,9 +450,7 @@ impl Parser<'_> {
             Some(&open @ (b'[' | b'{')) => {
                 let depth = depth + 1;
                 if depth > self.max_depth {
-                    return Err(ScrubError::TooDeep {
-                        limit: self.max_depth,
-                    });
+                    return Err(self.too_deep());
                 }
                 let close = if open == b'[' { b']' } else { b'}' };
                 self.pos += 1;
