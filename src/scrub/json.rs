@@ -648,6 +648,149 @@ pub fn write(out: &mut Vec<u8>, value: &Value<'_>) {
     }
 }
 
+/// Serializes `value` like [`write`], where `value` was parsed from `src`: runs of
+/// untouched leaves that sit next to each other in `src` are copied in one piece.
+///
+/// A run grows only by a leaf that is still a slice of `src` (a raw string, a number as
+/// written, a raw subtree) and that starts exactly one byte after the run ends, where
+/// `src` holds the separator [`write`] would put there (`:` after a key, `,` between
+/// entries). Every byte copied is therefore one [`write`] would have written: the output
+/// is identical, whatever the walk changed, moved or deleted (a changed leaf is no longer
+/// a slice of `src`; a deleted neighbour leaves a gap wider than one byte).
+pub fn write_from(out: &mut Vec<u8>, value: &Value<'_>, src: &str) {
+    SpanWriter {
+        out,
+        src: src.as_bytes(),
+    }
+    .value(value);
+}
+
+/// The writer of [`write_from`].
+struct SpanWriter<'o, 's> {
+    out: &'o mut Vec<u8>,
+    src: &'s [u8],
+}
+
+/// A byte range of the source, copied as it is.
+type Span = (usize, usize);
+
+impl SpanWriter<'_, '_> {
+    /// Where `text` lies in the source, if it is a slice of it: its address falls inside
+    /// the source's (a slice of another buffer, even with the same bytes, does not).
+    fn offset_of(&self, text: &str) -> Option<usize> {
+        let off = (text.as_ptr() as usize).wrapping_sub(self.src.as_ptr() as usize);
+        let end = off.checked_add(text.len())?;
+        (end <= self.src.len()).then_some(off)
+    }
+
+    /// The source span of a string written raw: its text and the quotes around it.
+    fn str_span(&self, s: &Str<'_>) -> Option<Span> {
+        let Str::Raw { raw, .. } = s else {
+            return None;
+        };
+        let off = self.offset_of(raw)?;
+        let end = off + raw.len();
+        (off > 0 && self.src[off - 1] == b'"' && self.src.get(end) == Some(&b'"'))
+            .then_some((off - 1, end + 1))
+    }
+
+    /// The source span of a leaf written as it came.
+    fn leaf_span(&self, v: &Value<'_>) -> Option<Span> {
+        match v {
+            Value::Str(s) => self.str_span(s),
+            Value::Number(Cow::Borrowed(n)) | Value::Raw(n) => {
+                let off = self.offset_of(n)?;
+                Some((off, off + n.len()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `next` starts right after `prev` with `sep` between them in the source.
+    fn joins(&self, prev: Span, next: Span, sep: u8) -> bool {
+        prev.1 + 1 == next.0 && self.src[prev.1] == sep
+    }
+
+    fn flush(&mut self, run: Option<Span>) {
+        if let Some((start, end)) = run {
+            self.out.extend_from_slice(&self.src[start..end]);
+        }
+    }
+
+    fn value(&mut self, value: &Value<'_>) {
+        match value {
+            Value::Array(items) => self.array(items),
+            Value::Object(entries) => self.object(entries),
+            leaf => write(self.out, leaf),
+        }
+    }
+
+    fn array(&mut self, items: &[Value<'_>]) {
+        self.out.push(b'[');
+        let mut run: Option<Span> = None;
+        for (i, item) in items.iter().enumerate() {
+            if let Some(span) = self.leaf_span(item) {
+                match run {
+                    Some(r) if self.joins(r, span, b',') => run = Some((r.0, span.1)),
+                    _ => {
+                        self.flush(run);
+                        if i > 0 {
+                            self.out.push(b',');
+                        }
+                        run = Some(span);
+                    }
+                }
+                continue;
+            }
+            self.flush(run.take());
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.value(item);
+        }
+        self.flush(run);
+        self.out.push(b']');
+    }
+
+    fn object(&mut self, entries: &[(Str<'_>, Value<'_>)]) {
+        self.out.push(b'{');
+        let mut run: Option<Span> = None;
+        for (i, (k, v)) in entries.iter().enumerate() {
+            let key = self.str_span(k);
+            // The whole entry, `"key":value`, when both sides are untouched neighbours.
+            let entry = match (key, self.leaf_span(v)) {
+                (Some(ks), Some(vs)) if self.joins(ks, vs, b':') => Some((ks.0, vs.1)),
+                _ => None,
+            };
+            if let Some(span) = entry {
+                match run {
+                    Some(r) if self.joins(r, span, b',') => run = Some((r.0, span.1)),
+                    _ => {
+                        self.flush(run);
+                        if i > 0 {
+                            self.out.push(b',');
+                        }
+                        run = Some(span);
+                    }
+                }
+                continue;
+            }
+            self.flush(run.take());
+            if i > 0 {
+                self.out.push(b',');
+            }
+            match key {
+                Some((start, end)) => self.out.extend_from_slice(&self.src[start..end]),
+                None => write_str(self.out, k),
+            }
+            self.out.push(b':');
+            self.value(v);
+        }
+        self.flush(run);
+        self.out.push(b'}');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,6 +831,129 @@ mod tests {
                 serde_json::to_string(&text).unwrap()
             );
         }
+    }
+
+    /// A JSON document built from generated parts (numbers as text, so that `1.50` and
+    /// `1e3` come through as written).
+    fn json_doc() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,2})?([eE][+-]?[0-9])?",
+            "[a-z\"\\\\\n\u{e9}]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec(("[a-z\"]{0,4}", inner), 0..6).prop_map(|entries| {
+                    let body: Vec<String> = entries
+                        .into_iter()
+                        .map(|(k, v)| format!("{}:{v}", serde_json::to_string(&k).unwrap()))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                }),
+            ]
+        })
+    }
+
+    /// Changes a parsed tree the way a walk may: values replaced, nulled, deleted or
+    /// swapped with a neighbour, keys renamed. `choices` drives the decisions.
+    fn mutate(v: &mut Value<'_>, choices: &mut impl Iterator<Item = u8>) {
+        match v {
+            Value::Array(items) => {
+                let mut i = 0;
+                while i < items.len() {
+                    match choices.next().unwrap_or(9) % 10 {
+                        0 => items[i] = Value::string("new \"value\""),
+                        1 => items[i] = Value::Null,
+                        2 => {
+                            items.remove(i);
+                            continue;
+                        }
+                        3 if i + 1 < items.len() => items.swap(i, i + 1),
+                        _ => mutate(&mut items[i], choices),
+                    }
+                    i += 1;
+                }
+            }
+            Value::Object(entries) => {
+                let mut i = 0;
+                while i < entries.len() {
+                    match choices.next().unwrap_or(9) % 10 {
+                        0 => entries[i].1 = Value::string("[Filtered]"),
+                        1 => entries[i].1 = Value::Bool(true),
+                        2 => {
+                            entries.remove(i);
+                            continue;
+                        }
+                        3 if i + 1 < entries.len() => entries.swap(i, i + 1),
+                        4 => entries[i].0 = Str::Owned("id".into()),
+                        _ => mutate(&mut entries[i].1, choices),
+                    }
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    proptest::proptest! {
+        /// Copying untouched runs from the source writes exactly what the plain writer
+        /// writes, for compact and spaced-out input, whatever the walk changed.
+        #[test]
+        fn span_copy_writes_what_write_writes(
+            doc in json_doc(),
+            spaced in proptest::bool::ANY,
+            choices in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let text = if spaced {
+                let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                doc
+            };
+            let mut tree = parse(&text, 64).unwrap();
+            mutate(&mut tree, &mut choices.into_iter());
+            let (mut plain, mut copied) = (Vec::new(), Vec::new());
+            write(&mut plain, &tree);
+            write_from(&mut copied, &tree, &text);
+            proptest::prop_assert_eq!(
+                String::from_utf8(copied).unwrap(),
+                String::from_utf8(plain).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn span_copy_skips_changed_and_moved_leaves() {
+        let text = r#"{"a":"x","b":1,"c":[1,2,3],"d":{"e":null,"f":"y"}}"#;
+        let mut tree = parse(text, 8).unwrap();
+        let written = |tree: &Value<'_>| {
+            let mut out = Vec::new();
+            write_from(&mut out, tree, text);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(written(&tree), text);
+        let entries = tree.as_object_mut().unwrap();
+        entries[0].1 = Value::string("[Filtered]");
+        entries.remove(1);
+        if let Value::Array(items) = &mut entries[1].1 {
+            items.swap(0, 2);
+        }
+        assert_eq!(
+            written(&tree),
+            r#"{"a":"[Filtered]","c":[3,2,1],"d":{"e":null,"f":"y"}}"#
+        );
+        // A leaf of another buffer with the same bytes is written, not taken for the
+        // source's.
+        let other = text.to_string();
+        let copy = parse(&other, 8).unwrap();
+        let mut out = Vec::new();
+        write_from(&mut out, &copy, text);
+        assert_eq!(String::from_utf8(out).unwrap(), text);
     }
 
     #[test]

@@ -268,7 +268,7 @@ impl CompiledRules {
         // Room for the `_meta` remarks and longer replacements, so the output is not
         // reallocated (and copied) while it is written.
         let mut bytes = Vec::with_capacity(input.len() + input.len() / 4 + 256);
-        json::write(&mut bytes, &root);
+        json::write_from(&mut bytes, &root, text);
         Ok(Scrubbed {
             bytes,
             report,
