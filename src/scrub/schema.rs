@@ -234,18 +234,6 @@ impl ChildSlot {
     }
 }
 
-/// The first eight bytes of `b`, zero-padded, as a little-endian word.
-#[inline]
-fn head_word(b: &[u8]) -> u64 {
-    match b.first_chunk::<8>() {
-        Some(w) => u64::from_le_bytes(*w),
-        None => b
-            .iter()
-            .rev()
-            .fold(0u64, |word, &byte| (word << 8) | u64::from(byte)),
-    }
-}
-
 impl ChildMap {
     #[inline]
     fn slot_of(&self, len: usize, head: u64) -> usize {
@@ -260,7 +248,7 @@ impl ChildMap {
             return None;
         }
         let b = key.as_bytes();
-        let head = head_word(b);
+        let head = super::sig::load_le_padded(b);
         let mask = self.slots.len() - 1;
         let mut i = self.slot_of(b.len(), head);
         loop {
@@ -289,7 +277,7 @@ impl ChildMap {
             }
         }
         let b = key.as_bytes();
-        let head = head_word(b);
+        let head = super::sig::load_le_padded(b);
         let mask = self.slots.len() - 1;
         let mut i = self.slot_of(b.len(), head);
         while self.slots[i].len != u32::MAX {

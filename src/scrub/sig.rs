@@ -40,13 +40,34 @@ impl SigHasher {
             w.copy_from_slice(c);
             self.u64(ascii_lower(u64::from_le_bytes(w)));
         }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        self.u64(ascii_lower(u64::from_le_bytes(w)) ^ ((key.len() as u64) << 56));
+        let rest = load_le_padded(chunks.remainder());
+        self.u64(ascii_lower(rest) ^ ((key.len() as u64) << 56));
     }
     pub(super) fn finish(&self) -> u128 {
         (u128::from(self.1) << 64) | u128::from(self.0)
+    }
+}
+
+/// The first eight bytes of `b` as a little-endian word, zero-padded when shorter,
+/// without a variable-length copy (which compiles to a `memcpy` call): two overlapping
+/// four-byte loads, or three single bytes below four.
+#[inline]
+pub(super) fn load_le_padded(b: &[u8]) -> u64 {
+    if let Some(w) = b.first_chunk::<8>() {
+        return u64::from_le_bytes(*w);
+    }
+    let n = b.len();
+    if n >= 4 {
+        let low = u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let high = u64::from(u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]));
+        // The loads overlap when n < 8; overlapping bytes are the same bytes.
+        low | high << (8 * (n - 4))
+    } else if n > 0 {
+        u64::from(b[0])
+            | u64::from(b[n / 2]) << (8 * (n / 2))
+            | u64::from(b[n - 1]) << (8 * (n - 1))
+    } else {
+        0
     }
 }
 
@@ -93,6 +114,19 @@ impl std::hash::BuildHasher for BuildSigHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_loads_match_a_copy() {
+        let bytes: Vec<u8> = (1..=12).collect();
+        for start in 0..4 {
+            for len in 0..=8 {
+                let b = &bytes[start..start + len];
+                let mut w = [0u8; 8];
+                w[..len].copy_from_slice(b);
+                assert_eq!(load_le_padded(b), u64::from_le_bytes(w), "{b:?}");
+            }
+        }
+    }
 
     #[test]
     fn swar_lowercase_matches_bytewise() {
