@@ -20,20 +20,71 @@ pub enum Str<'a> {
         raw: &'a str,
         /// Whether `raw` contains a backslash escape.
         escaped: bool,
+        /// For an object key, the schema node the parser resolved for it.
+        hint: KeyHint,
     },
     /// A decoded value (written escaped on output).
     Owned(String),
 }
 
+/// The schema node the event parser resolved for an object key, as the child of the
+/// object's node, so that the walker need not look it up again. Resolving a key's node
+/// is a pure function of the parent node and the key, so the walker uses the hint only
+/// when its own parent node is the one the parser saw. A hint is not part of the
+/// string: hints always compare equal.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHint {
+    parent: u16,
+    node: u16,
+}
+
+impl KeyHint {
+    /// No hint.
+    pub const NONE: KeyHint = KeyHint {
+        parent: u16::MAX,
+        node: u16::MAX,
+    };
+
+    /// `node` is the key's child of `parent` (no hint for ids past `u16`).
+    fn new(parent: NodeId, node: NodeId) -> KeyHint {
+        match (u16::try_from(parent), u16::try_from(node)) {
+            (Ok(parent), Ok(node)) if parent != u16::MAX => KeyHint { parent, node },
+            _ => KeyHint::NONE,
+        }
+    }
+}
+
+impl PartialEq for KeyHint {
+    fn eq(&self, _: &KeyHint) -> bool {
+        true
+    }
+}
+
+impl Eq for KeyHint {}
+
 impl<'a> Str<'a> {
+    /// The key's schema node under `parent`, when the parser resolved it there.
+    #[inline]
+    pub fn hinted_child(&self, parent: NodeId) -> Option<NodeId> {
+        match self {
+            Str::Raw { hint, .. } if u32::from(hint.parent) == parent => {
+                Some(NodeId::from(hint.node))
+            }
+            _ => None,
+        }
+    }
+
     /// Decoded text; borrowed when the raw text has no escapes.
     pub fn decoded(&self) -> Cow<'_, str> {
         match self {
             Str::Raw {
                 raw,
                 escaped: false,
+                ..
             } => Cow::Borrowed(raw),
-            Str::Raw { raw, escaped: true } => Cow::Owned(unescape(raw)),
+            Str::Raw {
+                raw, escaped: true, ..
+            } => Cow::Owned(unescape(raw)),
             Str::Owned(s) => Cow::Borrowed(s),
         }
     }
@@ -44,8 +95,11 @@ impl<'a> Str<'a> {
             Str::Raw {
                 raw,
                 escaped: false,
+                ..
             } => Cow::Borrowed(raw),
-            Str::Raw { raw, escaped: true } => Cow::Owned(unescape(raw)),
+            Str::Raw {
+                raw, escaped: true, ..
+            } => Cow::Owned(unescape(raw)),
             Str::Owned(s) => Cow::Owned(s.clone()),
         }
     }
@@ -56,6 +110,7 @@ impl<'a> Str<'a> {
             Str::Raw {
                 raw,
                 escaped: false,
+                ..
             } => *raw == other,
             _ => self.decoded() == other,
         }
@@ -316,7 +371,11 @@ impl<'a> Parser<'a> {
                 b'"' => {
                     let raw = &self.src[start..self.pos];
                     self.pos += 1;
-                    return Ok(Str::Raw { raw, escaped });
+                    return Ok(Str::Raw {
+                        raw,
+                        escaped,
+                        hint: KeyHint::NONE,
+                    });
                 }
                 b'\\' => {
                     escaped = true;
@@ -394,7 +453,7 @@ impl<'a> Parser<'a> {
             if self.bytes.get(self.pos) != Some(&b'"') {
                 return Err(self.err("expected a string key"));
             }
-            let key = self.string()?;
+            let mut key = self.string()?;
             self.skip_ws();
             if self.bytes.get(self.pos) != Some(&b':') {
                 return Err(self.err("expected ':'"));
@@ -417,7 +476,11 @@ impl<'a> Parser<'a> {
                         // fields as the item's (never less scrubbable than the wrapper's).
                         schema.key_child(schema.elem_child(schema.values_child(node)), &k)
                     } else {
-                        schema.key_child(node, &k)
+                        let child = schema.key_child(node, &k);
+                        if let Str::Raw { hint, .. } = &mut key {
+                            *hint = KeyHint::new(node, child);
+                        }
+                        child
                     }
                 }
                 None => node,
@@ -954,6 +1017,34 @@ mod tests {
         let mut out = Vec::new();
         write_from(&mut out, &copy, text);
         assert_eq!(String::from_utf8(out).unwrap(), text);
+    }
+
+    #[test]
+    fn event_keys_carry_their_schema_node_for_their_parent_only() {
+        let schema = schema::event_schema();
+        let text = r#"{"user":{"email":"a@b.c"},"extra":{"email":"x"}}"#;
+        let tree = parse_event(text, 16).unwrap();
+        let user_node = schema.top_level_child("user", true);
+        let user = tree.get("user").unwrap().as_object().unwrap();
+        assert_eq!(
+            user[0].0.hinted_child(user_node),
+            Some(schema.key_child(user_node, "email"))
+        );
+        // Another parent gets no hint: the walker resolves the key itself.
+        let extra_node = schema.top_level_child("extra", true);
+        assert_eq!(user[0].0.hinted_child(extra_node), None);
+        // Top-level keys are resolved by the walker's own rules, never hinted.
+        let (top_key, _) = &tree.as_object().unwrap()[0];
+        assert_eq!(top_key.hinted_child(schema::ROOT), None);
+        // A hint is not part of the string.
+        assert_eq!(
+            user[0].0,
+            parse(text, 16).unwrap().as_object().unwrap()[0]
+                .1
+                .as_object()
+                .unwrap()[0]
+                .0
+        );
     }
 
     #[test]

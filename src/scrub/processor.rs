@@ -501,7 +501,8 @@ impl<'r, 'a> Walker<'r, 'a> {
                     .and_then(|t| t.as_str().map(Cow::into_owned));
                 self.schema.context_child(&key, ty.as_deref())
             } else {
-                self.schema.key_child(node_id, &key)
+                k.hinted_child(node_id)
+                    .unwrap_or_else(|| self.schema.key_child(node_id, &key))
             };
             if self.schema.node(child_node).dead {
                 // Nothing at or below this field can be scrubbed.
