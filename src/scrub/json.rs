@@ -297,11 +297,21 @@ impl<'a> Parser<'a> {
             None => Err(self.err("unexpected end of input")),
             Some(b'{') => self.object(depth + 1, node),
             Some(b'[') => self.array(depth + 1, node),
-            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'"') => {
+                let (start, escaped) = self.string_span()?;
+                Ok(Value::Str(Str::Raw {
+                    raw: &self.src[start..self.pos - 1],
+                    escaped,
+                    hint: KeyHint::NONE,
+                }))
+            }
             Some(b't') => self.literal("true", Value::Bool(true)),
             Some(b'f') => self.literal("false", Value::Bool(false)),
             Some(b'n') => self.literal("null", Value::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.number()?;
+                Ok(Value::Number(Cow::Borrowed(&self.src[start..self.pos])))
+            }
             Some(_) => Err(self.err("expected a JSON value")),
         }
     }
@@ -315,7 +325,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&mut self) -> Parsed<Value<'a>> {
+    /// Scans a number; returns where it starts (it ends at `self.pos`).
+    fn number(&mut self) -> Parsed<usize> {
         let start = self.pos;
         let b = self.bytes;
         if b.get(self.pos) == Some(&b'-') {
@@ -351,10 +362,24 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
             }
         }
-        Ok(Value::Number(Cow::Borrowed(&self.src[start..self.pos])))
+        Ok(start)
     }
 
+    /// A string (a key, or one being validated).
+    #[inline]
     fn string(&mut self) -> Parsed<Str<'a>> {
+        let (start, escaped) = self.string_span()?;
+        Ok(Str::Raw {
+            raw: &self.src[start..self.pos - 1],
+            escaped,
+            hint: KeyHint::NONE,
+        })
+    }
+
+    /// Scans a string; returns where its text starts and whether it holds escapes (the
+    /// closing quote is the byte before `self.pos`). The result is two words, returned
+    /// in registers rather than written to memory and read back.
+    fn string_span(&mut self) -> Parsed<(usize, bool)> {
         // Caller guarantees the opening quote.
         self.pos += 1;
         let start = self.pos;
@@ -369,13 +394,8 @@ impl<'a> Parser<'a> {
             let b = self.bytes[self.pos];
             match b {
                 b'"' => {
-                    let raw = &self.src[start..self.pos];
                     self.pos += 1;
-                    return Ok(Str::Raw {
-                        raw,
-                        escaped,
-                        hint: KeyHint::NONE,
-                    });
+                    return Ok((start, escaped));
                 }
                 b'\\' => {
                     escaped = true;
