@@ -285,6 +285,28 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A container's child: strings and numbers, most children, are scanned right here,
+    /// so the value is built in the container's loop instead of being returned from a
+    /// call through memory; everything else goes to [`Parser::value`].
+    #[inline(always)]
+    fn child_value(&mut self, depth: usize, node: NodeId) -> Parsed<Value<'a>> {
+        match self.bytes.get(self.pos) {
+            Some(b'"') => {
+                let (start, escaped) = self.string_span()?;
+                Ok(Value::Str(Str::Raw {
+                    raw: &self.src[start..self.pos - 1],
+                    escaped,
+                    hint: KeyHint::NONE,
+                }))
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.number()?;
+                Ok(Value::Number(Cow::Borrowed(&self.src[start..self.pos])))
+            }
+            _ => self.value(depth, node),
+        }
+    }
+
     fn value(&mut self, depth: usize, node: NodeId) -> Parsed<Value<'a>> {
         if let Some(schema) = self.schema {
             if schema.node(node).dead && matches!(self.bytes.get(self.pos), Some(b'{' | b'[')) {
@@ -443,7 +465,7 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.skip_ws();
-            let item = self.value(depth, elem)?;
+            let item = self.child_value(depth, elem)?;
             self.scratch_items.push(item);
             self.skip_ws();
             match self.bytes.get(self.pos) {
@@ -505,7 +527,7 @@ impl<'a> Parser<'a> {
                 }
                 None => node,
             };
-            let value = self.value(depth, child)?;
+            let value = self.child_value(depth, child)?;
             self.scratch_entries.push((key, value));
             self.skip_ws();
             match self.bytes.get(self.pos) {
