@@ -343,6 +343,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     /// Pushes a frame, walks `v`, pops, and deletes `v` when a rule asked for it.
+    #[inline(always)]
     fn enter(
         &mut self,
         key: Option<Cow<'a, str>>,
@@ -750,34 +751,48 @@ impl<'r, 'a> Walker<'r, 'a> {
         });
     }
 
-    /// Pushes a frame, computing its path signature from its parent's.
+    /// Pushes a frame, computing its path signature from its parent's. Inlined (as is
+    /// [`Walker::enter`]), so that the frame is built from its parts right in the stack:
+    /// passed by reference, it would be stored field by field and then read back in
+    /// wider loads, which stall.
+    #[inline(always)]
     fn push_frame(&mut self, mut frame: Frame<'a>) {
+        frame.sig = self.child_sig(frame.key.as_deref(), frame.index, frame.types, frame.node);
+        self.frames.push(frame);
+    }
+
+    /// The path signature of a child of the current frame.
+    fn child_sig(
+        &self,
+        key: Option<&str>,
+        index: Option<usize>,
+        types: Types,
+        node: NodeId,
+    ) -> u128 {
         let parent = self
             .frames
             .last()
             .map_or(0x9E37_79B9_7F4A_7C15_u128, |f| f.sig);
-        frame.sig = if frame.key.is_none() && frame.index.is_none() {
+        if key.is_none() && index.is_none() {
             // Virtual levels are invisible to selectors.
-            parent
-        } else {
-            let mut h = SigHasher::new(parent);
-            match (&frame.key, frame.index) {
-                (Some(k), _) => {
-                    h.byte(1);
-                    h.key(k.as_bytes());
-                }
-                (None, Some(i)) => {
-                    h.byte(2);
-                    if self.index_sensitive {
-                        h.u64(i as u64);
-                    }
-                }
-                (None, None) => {}
+            return parent;
+        }
+        let mut h = SigHasher::new(parent);
+        match (key, index) {
+            (Some(k), _) => {
+                h.byte(1);
+                h.key(k.as_bytes());
             }
-            h.u64(u64::from(frame.types.bits()) << 32 | u64::from(frame.node));
-            h.finish()
-        };
-        self.frames.push(frame);
+            (None, Some(i)) => {
+                h.byte(2);
+                if self.index_sensitive {
+                    h.u64(i as u64);
+                }
+            }
+            (None, None) => {}
+        }
+        h.u64(u64::from(types.bits()) << 32 | u64::from(node));
+        h.finish()
     }
 
     /// Bit `i` is set when application `i` matches the current value. Memoized by path
