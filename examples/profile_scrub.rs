@@ -3,8 +3,8 @@
 //! `valgrind --tool=callgrind target/release/examples/profile_scrub [floor|default|advanced]`.
 //!
 //! `profile_scrub interleaved [ROUNDS]` times the floor, (a) and (b) in alternation, one
-//! corpus pass each per round, and prints each one's median throughput and the ratios to
-//! the floor: on a VM whose speed drifts, alternating keeps the three under the same
+//! corpus pass each per round, and prints each one's median throughput, the ratios of
+//! the medians to the floor's, and the median of each round's own ratio: on a VM whose speed drifts, alternating keeps the three under the same
 //! conditions, which criterion's one-after-the-other runs cannot.
 //!
 //! `profile_scrub MODE --repeat N` runs N passes of one workload, for a sampling profiler
@@ -134,6 +134,18 @@ fn interleaved(
         runs[1].push(time(&|| scrub_all(events, defaults)));
         runs[2].push(time(&|| scrub_all(events, advanced)));
     }
+    // Each round's own ratios: the floor and the scrubs of one round ran back to back,
+    // so their ratio is the least disturbed by the VM's speed changing between rounds.
+    let round_ratio = |i: usize| -> f64 {
+        let mut r: Vec<f64> = runs[0]
+            .iter()
+            .zip(&runs[i])
+            .map(|(f, x)| f.as_secs_f64() / x.as_secs_f64())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
+    let (ratio_a, ratio_b) = (round_ratio(1), round_ratio(2));
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
@@ -146,12 +158,12 @@ fn interleaved(
     );
     println!("floor (serde_json Value)  {:8.1} MiB/s  1", mib(f));
     println!(
-        "(a) default scrubbing     {:8.1} MiB/s  {:.2}x",
+        "(a) default scrubbing     {:8.1} MiB/s  {:.2}x  (median of round ratios {ratio_a:.2}x)",
         mib(a),
         f.as_secs_f64() / a.as_secs_f64()
     );
     println!(
-        "(b) advanced rules        {:8.1} MiB/s  {:.2}x",
+        "(b) advanced rules        {:8.1} MiB/s  {:.2}x  (median of round ratios {ratio_b:.2}x)",
         mib(b),
         f.as_secs_f64() / b.as_secs_f64()
     );
