@@ -293,15 +293,11 @@ impl<'a> Parser<'a> {
         match self.bytes.get(self.pos) {
             Some(b'"') => {
                 let (start, escaped) = self.string_span()?;
-                Ok(Value::Str(Str::Raw {
-                    raw: &self.src[start..self.pos - 1],
-                    escaped,
-                    hint: KeyHint::NONE,
-                }))
+                Ok(Value::Str(self.str_from(start, escaped)))
             }
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.number()?;
-                Ok(Value::Number(Cow::Borrowed(&self.src[start..self.pos])))
+                Ok(self.number_from(start))
             }
             _ => self.value(depth, node),
         }
@@ -321,18 +317,14 @@ impl<'a> Parser<'a> {
             Some(b'[') => self.array(depth + 1, node),
             Some(b'"') => {
                 let (start, escaped) = self.string_span()?;
-                Ok(Value::Str(Str::Raw {
-                    raw: &self.src[start..self.pos - 1],
-                    escaped,
-                    hint: KeyHint::NONE,
-                }))
+                Ok(Value::Str(self.str_from(start, escaped)))
             }
             Some(b't') => self.literal("true", Value::Bool(true)),
             Some(b'f') => self.literal("false", Value::Bool(false)),
             Some(b'n') => self.literal("null", Value::Null),
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.number()?;
-                Ok(Value::Number(Cow::Borrowed(&self.src[start..self.pos])))
+                Ok(self.number_from(start))
             }
             Some(_) => Err(self.err("expected a JSON value")),
         }
@@ -391,11 +383,23 @@ impl<'a> Parser<'a> {
     #[inline]
     fn string(&mut self) -> Parsed<Str<'a>> {
         let (start, escaped) = self.string_span()?;
-        Ok(Str::Raw {
+        Ok(self.str_from(start, escaped))
+    }
+
+    /// The string just scanned by [`Parser::string_span`], whose text starts at `start`.
+    #[inline(always)]
+    fn str_from(&self, start: usize, escaped: bool) -> Str<'a> {
+        Str::Raw {
             raw: &self.src[start..self.pos - 1],
             escaped,
             hint: KeyHint::NONE,
-        })
+        }
+    }
+
+    /// The number just scanned by [`Parser::number`], starting at `start`.
+    #[inline(always)]
+    fn number_from(&self, start: usize) -> Value<'a> {
+        Value::Number(Cow::Borrowed(&self.src[start..self.pos]))
     }
 
     /// Scans a string; returns where its text starts and whether it holds escapes (the
@@ -816,6 +820,25 @@ impl SpanWriter<'_, '_> {
         prev.1 + 1 == next.0 && self.src[prev.1] == sep
     }
 
+    /// Adds the `i`-th element's `span` to the run, or starts a new run with it.
+    fn extend_run(&mut self, run: &mut Option<Span>, span: Span, i: usize) {
+        match *run {
+            Some(r) if self.joins(r, span, b',') => *run = Some((r.0, span.1)),
+            _ => {
+                self.end_run(run, i);
+                *run = Some(span);
+            }
+        }
+    }
+
+    /// Writes out the run, and the separator before the `i`-th element.
+    fn end_run(&mut self, run: &mut Option<Span>, i: usize) {
+        self.flush(run.take());
+        if i > 0 {
+            self.out.push(b',');
+        }
+    }
+
     fn flush(&mut self, run: Option<Span>) {
         if let Some((start, end)) = run {
             self.out.extend_from_slice(&self.src[start..end]);
@@ -835,22 +858,10 @@ impl SpanWriter<'_, '_> {
         let mut run: Option<Span> = None;
         for (i, item) in items.iter().enumerate() {
             if let Some(span) = self.leaf_span(item) {
-                match run {
-                    Some(r) if self.joins(r, span, b',') => run = Some((r.0, span.1)),
-                    _ => {
-                        self.flush(run);
-                        if i > 0 {
-                            self.out.push(b',');
-                        }
-                        run = Some(span);
-                    }
-                }
+                self.extend_run(&mut run, span, i);
                 continue;
             }
-            self.flush(run.take());
-            if i > 0 {
-                self.out.push(b',');
-            }
+            self.end_run(&mut run, i);
             self.value(item);
         }
         self.flush(run);
@@ -868,22 +879,10 @@ impl SpanWriter<'_, '_> {
                 _ => None,
             };
             if let Some(span) = entry {
-                match run {
-                    Some(r) if self.joins(r, span, b',') => run = Some((r.0, span.1)),
-                    _ => {
-                        self.flush(run);
-                        if i > 0 {
-                            self.out.push(b',');
-                        }
-                        run = Some(span);
-                    }
-                }
+                self.extend_run(&mut run, span, i);
                 continue;
             }
-            self.flush(run.take());
-            if i > 0 {
-                self.out.push(b',');
-            }
+            self.end_run(&mut run, i);
             match key {
                 Some((start, end)) => self.out.extend_from_slice(&self.src[start..end]),
                 None => write_str(self.out, k),

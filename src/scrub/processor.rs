@@ -751,10 +751,10 @@ impl<'r, 'a> Walker<'r, 'a> {
         });
     }
 
-    /// Pushes a frame, computing its path signature from its parent's. Inlined (as is
-    /// [`Walker::enter`]), so that the frame is built from its parts right in the stack:
-    /// passed by reference, it would be stored field by field and then read back in
-    /// wider loads, which stall.
+    /// Pushes a frame, computing its path signature from its parent's. Inlined, as is
+    /// [`Walker::enter`], into the walk's loops: the frame is no longer built in one
+    /// call's stack and copied through another's (about 1.5% of the default scrubbing's
+    /// instructions).
     #[inline(always)]
     fn push_frame(&mut self, mut frame: Frame<'a>) {
         frame.sig = self.child_sig(frame.key.as_deref(), frame.index, frame.types, frame.node);
