@@ -209,6 +209,21 @@ fn serialize(
     depth: usize,
     scratch: &mut Vec<u32>,
 ) {
+    if let [only] = *order {
+        // One entry below here (most of a `_meta` tree's deep levels): its remaining
+        // path is a chain of single-key objects.
+        let (path, entry) = &list[only as usize];
+        let rest = path.get(depth..).unwrap_or_default();
+        for seg in rest {
+            out.push(b'{');
+            write_key(out, seg);
+            out.push(b':');
+        }
+        out.push(b'{');
+        write_own(out, std::slice::from_ref(entry).iter());
+        out.extend(std::iter::repeat_n(b'}', rest.len() + 1));
+        return;
+    }
     let seg = |i: u32| list[i as usize].0.get(depth);
     let same = |a: Option<&MetaSeg<'_>>, b: Option<&MetaSeg<'_>>| match (a, b) {
         (Some(MetaSeg::Key(x)), Some(MetaSeg::Key(y))) => {
@@ -246,36 +261,11 @@ fn serialize(
         order.copy_from_slice(scratch);
     }
     out.push(b'{');
-    // One entry per rule pass that changed the value: their remarks in order, and the
-    // first recorded original length.
+    // The node's own entries (no segment here) were sorted first.
     let own = order.iter().take_while(|&&i| seg(i).is_none()).count();
     let mut first = true;
     if own > 0 {
-        let entries = || order[..own].iter().map(|&i| &list[i as usize].1);
-        out.extend_from_slice(br#""":{"rem":["#);
-        for (i, r) in entries().flat_map(|e| e.rem.iter()).enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.push(b'[');
-            write_escaped(out, &r.rule);
-            out.extend_from_slice(b",\"");
-            out.extend_from_slice(r.ty.as_str().as_bytes());
-            out.push(b'"');
-            if let Some((a, b)) = r.range {
-                out.push(b',');
-                push_number(out, a);
-                out.push(b',');
-                push_number(out, b);
-            }
-            out.push(b']');
-        }
-        out.push(b']');
-        if let Some(len) = entries().find_map(|e| e.len) {
-            out.extend_from_slice(b",\"len\":");
-            push_number(out, len);
-        }
-        out.push(b'}');
+        write_own(out, order[..own].iter().map(|&i| &list[i as usize].1));
         first = false;
     }
     let mut i = own;
@@ -290,17 +280,52 @@ fn serialize(
             out.push(b',');
         }
         first = false;
-        match key {
-            MetaSeg::Key(k) => write_escaped(out, k),
-            MetaSeg::Index(n) => {
-                out.push(b'"');
-                push_number(out, *n);
-                out.push(b'"');
-            }
-        }
+        write_key(out, key);
         out.push(b':');
         serialize(out, list, &mut order[i..j], depth + 1, scratch);
         i = j;
+    }
+    out.push(b'}');
+}
+
+/// Writes a segment as a `_meta` key.
+fn write_key(out: &mut Vec<u8>, seg: &MetaSeg<'_>) {
+    match seg {
+        MetaSeg::Key(k) => write_escaped(out, k),
+        MetaSeg::Index(n) => {
+            out.push(b'"');
+            push_number(out, *n);
+            out.push(b'"');
+        }
+    }
+}
+
+/// Writes a value's own `_meta` entry, `"":{"rem":[...],"len":N}`, from the entries
+/// recorded for it: one per rule pass that changed it, their remarks in order, and the
+/// first recorded original length.
+fn write_own<'e>(out: &mut Vec<u8>, entries: impl Iterator<Item = &'e MetaEntry> + Clone) {
+    out.extend_from_slice(br#""":{"rem":["#);
+    for (i, r) in entries.clone().flat_map(|e| e.rem.iter()).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        write_escaped(out, &r.rule);
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(r.ty.as_str().as_bytes());
+        out.push(b'"');
+        if let Some((a, b)) = r.range {
+            out.push(b',');
+            push_number(out, a);
+            out.push(b',');
+            push_number(out, b);
+        }
+        out.push(b']');
+    }
+    out.push(b']');
+    if let Some(len) = entries.into_iter().find_map(|e| e.len) {
+        out.extend_from_slice(b",\"len\":");
+        push_number(out, len);
     }
     out.push(b'}');
 }
