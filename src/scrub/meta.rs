@@ -29,6 +29,20 @@ impl MetaSeg<'_> {
 
     /// The order of `_meta` keys: Relay keeps a node's children in a map keyed by
     /// strings, so array indices order as their decimal text (`"10"` before `"2"`).
+    /// The first eight bytes of the segment's key text, big-endian and zero-padded, plus
+    /// one: ordering by it never contradicts [`MetaSeg::key_order`] (a shorter text that
+    /// is a prefix of a longer one gets a smaller or equal word), and 0 is left for the
+    /// node's own entries, which come first.
+    fn order_prefix(&self) -> u64 {
+        let mut buf = [0u8; 20];
+        let text = self.key_text(&mut buf);
+        let mut word = [0u8; 8];
+        let n = text.len().min(8);
+        word[..n].copy_from_slice(&text[..n]);
+        // No overflow: UTF-8 text has no 0xff byte, so the word is below `u64::MAX`.
+        u64::from_be_bytes(word) + 1
+    }
+
     fn key_order(&self, other: &Self) -> std::cmp::Ordering {
         if let (MetaSeg::Index(x), MetaSeg::Index(y)) = (self, other) {
             if *x < 10 && *y < 10 {
@@ -254,8 +268,18 @@ fn serialize(
             (Some(x), Some(y)) => x.key_order(y),
         };
     if !runs.is_sorted_by(|a, b| run_order(a, b).is_lt()) {
-        // Runs of one segment keep their recording order (by start).
-        runs.sort_unstable_by(|a, b| run_order(a, b).then(a.0.cmp(&b.0)));
+        // Runs of one segment keep their recording order (by start). Each run's segment
+        // is reduced once to a prefix word that orders like its text, so that most
+        // comparisons are one integer compare (ties fall back to the full order).
+        let mut keyed: SmallVec<[(u64, (usize, usize)); 8]> = runs
+            .iter()
+            .map(|&run| (seg(order[run.0]).map_or(0, MetaSeg::order_prefix), run))
+            .collect();
+        keyed.sort_unstable_by(|(pa, a), (pb, b)| {
+            pa.cmp(pb).then_with(|| run_order(a, b)).then(a.0.cmp(&b.0))
+        });
+        runs.clear();
+        runs.extend(keyed.iter().map(|&(_, run)| run));
         scratch.clear();
         scratch.extend(runs.iter().flat_map(|&(a, b)| order[a..b].iter().copied()));
         order.copy_from_slice(scratch);
