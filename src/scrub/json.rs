@@ -821,6 +821,7 @@ impl SpanWriter<'_, '_> {
     }
 
     /// Adds the `i`-th element's `span` to the run, or starts a new run with it.
+    #[inline]
     fn extend_run(&mut self, run: &mut Option<Span>, span: Span, i: usize) {
         match *run {
             Some(r) if self.joins(r, span, b',') => *run = Some((r.0, span.1)),
@@ -832,6 +833,7 @@ impl SpanWriter<'_, '_> {
     }
 
     /// Writes out the run, and the separator before the `i`-th element.
+    #[inline]
     fn end_run(&mut self, run: &mut Option<Span>, i: usize) {
         self.flush(run.take());
         if i > 0 {
@@ -839,6 +841,7 @@ impl SpanWriter<'_, '_> {
         }
     }
 
+    #[inline]
     fn flush(&mut self, run: Option<Span>) {
         if let Some((start, end)) = run {
             self.out.extend_from_slice(&self.src[start..end]);
