@@ -15,7 +15,7 @@ use super::rules::{HashAlgorithm, Redaction, RuleKind, RuleRef};
 pub(super) struct ChunkedValue<'t> {
     original: &'t str,
     /// `None` until the first change: the value is then just `original`.
-    chunks: Option<Vec<Chunk>>,
+    chunks: Option<Vec<Chunk<'t>>>,
     /// The search text of `chunks`, built once per change (every later rule searches it).
     search: std::cell::OnceCell<String>,
     pub(super) changed: bool,
@@ -43,7 +43,7 @@ const PLACEHOLDERS: &[&str] = &[
 ];
 
 /// Splits `text` around built-in placeholders; `None` when it has none.
-fn split_placeholders(text: &str) -> Option<Vec<Chunk>> {
+fn split_placeholders(text: &str) -> Option<Vec<Chunk<'_>>> {
     let mut chunks = Vec::new();
     let mut rest = text;
     let mut found = false;
@@ -52,41 +52,43 @@ fn split_placeholders(text: &str) -> Option<Vec<Chunk>> {
             Some(p) => {
                 found = true;
                 if i > 0 {
-                    chunks.push(Chunk::Text(rest[..i].to_string()));
+                    chunks.push(Chunk::Text(Cow::Borrowed(&rest[..i])));
                 }
-                chunks.push(Chunk::Opaque(p.to_string()));
+                chunks.push(Chunk::Opaque(p));
                 rest = &rest[i + p.len()..];
             }
             None => {
                 let next = i + 1;
-                chunks.push(Chunk::Text(rest[..next].to_string()));
+                chunks.push(Chunk::Text(Cow::Borrowed(&rest[..next])));
                 rest = &rest[next..];
             }
         }
     }
     if !rest.is_empty() {
-        chunks.push(Chunk::Text(rest.to_string()));
+        chunks.push(Chunk::Text(Cow::Borrowed(rest)));
     }
     found.then(|| merge_texts(chunks))
 }
 
-fn merge_texts(chunks: Vec<Chunk>) -> Vec<Chunk> {
+fn merge_texts(chunks: Vec<Chunk<'_>>) -> Vec<Chunk<'_>> {
     let mut out: Vec<Chunk> = Vec::with_capacity(chunks.len());
     for c in chunks {
         match (out.last_mut(), c) {
-            (Some(Chunk::Text(prev)), Chunk::Text(t)) => prev.push_str(&t),
+            (Some(Chunk::Text(prev)), Chunk::Text(t)) => prev.to_mut().push_str(&t),
             (_, c) => out.push(c),
         }
     }
     out
 }
 
-enum Chunk {
-    Text(String),
+/// A piece of a value being redacted. Text borrows from the value, and replacement
+/// texts from the rule, until a change needs an owned copy.
+enum Chunk<'t> {
+    Text(Cow<'t, str>),
     /// A placeholder that was already in the input: kept as is, never re-matched, no remark.
-    Opaque(String),
+    Opaque(&'static str),
     Redaction {
-        text: String,
+        text: Cow<'t, str>,
         rule: std::sync::Arc<str>,
         ty: RemarkType,
     },
@@ -142,7 +144,7 @@ impl<'t> ChunkedValue<'t> {
         match &self.chunks {
             None => Cow::Borrowed(self.original),
             Some(chunks) => match chunks.as_slice() {
-                [Chunk::Text(t)] => Cow::Owned(t.clone()),
+                [Chunk::Text(t)] => t.clone(),
                 _ => Cow::Owned(
                     self.search
                         .take()
@@ -153,7 +155,7 @@ impl<'t> ChunkedValue<'t> {
     }
 
     /// Sets new chunks after a change.
-    fn set_chunks(&mut self, chunks: Vec<Chunk>) {
+    fn set_chunks(&mut self, chunks: Vec<Chunk<'t>>) {
         self.chunks = Some(chunks);
         self.search = std::cell::OnceCell::new();
         self.changed = true;
@@ -170,7 +172,12 @@ impl<'t> ChunkedValue<'t> {
 
     /// Replaces `ranges` (sorted, non-overlapping byte ranges of the search text).
     /// A range that covers an earlier redaction absorbs it.
-    fn replace_ranges(&mut self, search: &str, ranges: &[std::ops::Range<usize>], rule: &RuleRef) {
+    fn replace_ranges(
+        &mut self,
+        search: &Cow<'t, str>,
+        ranges: &[std::ops::Range<usize>],
+        rule: &'t RuleRef,
+    ) {
         if ranges.is_empty() {
             return;
         }
@@ -183,21 +190,34 @@ impl<'t> ChunkedValue<'t> {
             .collect::<Vec<_>>()
             .into_iter();
         let mut out = Vec::with_capacity(2 * (ranges.len() + old_redactions.len()) + 1);
-        let push_text = |out: &mut Vec<Chunk>, text: &str, reds: &mut std::vec::IntoIter<Chunk>| {
-            for (i, piece) in text.split('\0').enumerate() {
-                if i > 0 {
-                    if let Some(r) = reds.next() {
-                        out.push(r);
-                    }
+        // The text between `from` and `to`, split at the NULs that stand for earlier
+        // redactions (which go back in their place); borrowed when the search text is.
+        let push_text = |out: &mut Vec<Chunk<'t>>,
+                         from: usize,
+                         to: usize,
+                         reds: &mut std::vec::IntoIter<Chunk<'t>>| {
+            let mut start = from;
+            loop {
+                let end =
+                    memchr::memchr(0, &search.as_bytes()[start..to]).map_or(to, |i| start + i);
+                if end > start {
+                    out.push(Chunk::Text(match search {
+                        Cow::Borrowed(s) => Cow::Borrowed(&s[start..end]),
+                        Cow::Owned(s) => Cow::Owned(s[start..end].to_string()),
+                    }));
                 }
-                if !piece.is_empty() {
-                    out.push(Chunk::Text(piece.to_string()));
+                if end == to {
+                    break;
                 }
+                if let Some(r) = reds.next() {
+                    out.push(r);
+                }
+                start = end + 1;
             }
         };
         let mut pos = 0;
         for r in ranges {
-            push_text(&mut out, &search[pos..r.start], &mut old_redactions);
+            push_text(&mut out, pos, r.start, &mut old_redactions);
             let matched = &search[r.clone()];
             // Redactions swallowed by this match are dropped.
             for _ in matched.bytes().filter(|b| *b == 0) {
@@ -206,12 +226,12 @@ impl<'t> ChunkedValue<'t> {
             out.push(redact(rule, matched));
             pos = r.end;
         }
-        push_text(&mut out, &search[pos..], &mut old_redactions);
+        push_text(&mut out, pos, search.len(), &mut old_redactions);
         self.set_chunks(out);
     }
 
     /// Replaces the whole value with one redaction.
-    fn replace_all(&mut self, rule: &RuleRef) {
+    fn replace_all(&mut self, rule: &'t RuleRef) {
         let search = self.take_search_text();
         let redaction = redact(rule, &search);
         self.set_chunks(vec![redaction]);
@@ -227,7 +247,8 @@ impl<'t> ChunkedValue<'t> {
         };
         for c in chunks {
             match c {
-                Chunk::Text(t) | Chunk::Opaque(t) => s.push_str(&t),
+                Chunk::Text(t) => s.push_str(&t),
+                Chunk::Opaque(t) => s.push_str(t),
                 Chunk::Redaction { text, rule, ty } => {
                     let start = s.len();
                     s.push_str(&text);
@@ -245,7 +266,7 @@ impl<'t> ChunkedValue<'t> {
 
 /// The search text of `chunks`: their text (without NULs, which mark redactions) with one
 /// NUL per redaction or placeholder.
-fn build_search_text(chunks: &[Chunk]) -> String {
+fn build_search_text(chunks: &[Chunk<'_>]) -> String {
     let mut s = String::new();
     for c in chunks {
         match c {
@@ -257,17 +278,20 @@ fn build_search_text(chunks: &[Chunk]) -> String {
     s
 }
 
-fn redact(rule: &RuleRef, matched: &str) -> Chunk {
+fn redact<'t>(rule: &'t RuleRef, matched: &str) -> Chunk<'t> {
     let (text, ty) = match &rule.redaction {
-        Redaction::Default | Redaction::Remove => (String::new(), RemarkType::Removed),
-        Redaction::Replace(t) => (t.clone(), RemarkType::Substituted),
-        Redaction::Mask => ("*".repeat(matched.chars().count()), RemarkType::Masked),
+        Redaction::Default | Redaction::Remove => (Cow::Borrowed(""), RemarkType::Removed),
+        Redaction::Replace(t) => (Cow::Borrowed(t.as_str()), RemarkType::Substituted),
+        Redaction::Mask => (
+            Cow::Owned("*".repeat(matched.chars().count())),
+            RemarkType::Masked,
+        ),
         Redaction::Hash { algorithm, key } => (
-            hash_hex(
+            Cow::Owned(hash_hex(
                 *algorithm,
                 key.as_deref().unwrap_or(b""),
                 matched.as_bytes(),
-            ),
+            )),
             RemarkType::Pseudonymized,
         ),
     };
@@ -315,11 +339,11 @@ fn redacts_chunks(rule: &RuleRef) -> bool {
     !matches!(rule.redaction, Redaction::Default | Redaction::Remove)
 }
 
-pub(super) fn apply_rule(
-    rule: &RuleRef,
+pub(super) fn apply_rule<'t>(
+    rule: &'t RuleRef,
     key: &str,
     key_facts: &KeyFacts,
-    value: &mut ChunkedValue,
+    value: &mut ChunkedValue<'t>,
     features: &builtin::Features<'_>,
 ) -> Result<(), DeleteValue> {
     // Most values are ruled out by the features of their original text (which only
@@ -403,9 +427,9 @@ pub(super) fn apply_rule(
     Ok(())
 }
 
-fn whole_value(
-    rule: &RuleRef,
-    value: &mut ChunkedValue,
+fn whole_value<'t>(
+    rule: &'t RuleRef,
+    value: &mut ChunkedValue<'t>,
     has_text: bool,
 ) -> Result<(), DeleteValue> {
     if redacts_chunks(rule) {
