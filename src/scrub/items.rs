@@ -28,7 +28,7 @@ fn obj<'a>(fields: Vec<(&str, Value<'a>)>) -> Value<'a> {
     Value::Object(
         fields
             .into_iter()
-            .map(|(k, v)| (Str::Owned(k.to_string()), v))
+            .map(|(k, v)| (Str::Owned(k.into()), v))
             .collect(),
     )
 }

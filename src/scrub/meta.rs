@@ -387,7 +387,7 @@ fn child_object<'v, 'a>(node: &'v mut Value<'a>, key: &str) -> &'v mut Value<'a>
     let idx = match fields.iter().position(|(k, _)| k.eq_str(key)) {
         Some(i) => i,
         None => {
-            fields.push((Str::Owned(key.to_string()), Value::Object(Vec::new())));
+            fields.push((Str::Owned(key.into()), Value::Object(Vec::new())));
             fields.len() - 1
         }
     };

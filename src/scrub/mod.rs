@@ -394,10 +394,7 @@ fn split_url_query(root: &mut json::Value<'_>) {
         let mut set =
             |name: &str, value: String| match fields.iter_mut().find(|(k, _)| k.eq_str(name)) {
                 Some((_, v)) => *v = json::Value::string(value),
-                None => fields.push((
-                    json::Str::Owned(name.to_string()),
-                    json::Value::string(value),
-                )),
+                None => fields.push((json::Str::Owned(name.into()), json::Value::string(value))),
             };
         if move_query {
             set("query_string", query.unwrap_or_default().to_string());

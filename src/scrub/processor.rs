@@ -395,7 +395,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 // The header as a whole first (a rule may target the `Cookie` key), then
                 // each cookie.
                 if let Some(new) = self.process_string(s, pii) {
-                    *s = Str::Owned(new);
+                    *s = Str::Owned(new.into_boxed_str());
                     return Outcome::Keep;
                 }
                 if self.take_delete() {
@@ -414,7 +414,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     return self.walk_native_path(s, pii);
                 }
                 if let Some(new) = self.process_string(s, pii) {
-                    *s = Str::Owned(new);
+                    *s = Str::Owned(new.into_boxed_str());
                 }
                 if self.take_delete() {
                     Outcome::Delete
@@ -646,7 +646,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         entry.len = Some(s.decoded().chars().count());
         let e = self.meta.entry(std::mem::take(&mut value_path));
         *e = entry;
-        *s = Str::Owned(header);
+        *s = Str::Owned(header.into_boxed_str());
         Outcome::Keep
     }
 
@@ -1032,11 +1032,11 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
         let result = self.process_text(dir, pii);
         if self.take_delete() {
-            *s = Str::Owned(base[1..].to_string());
+            *s = Str::Owned(base[1..].into());
             return Outcome::Keep;
         }
         if let Some(new_dir) = result {
-            *s = Str::Owned(new_dir + base);
+            *s = Str::Owned((new_dir + base).into_boxed_str());
         }
         Outcome::Keep
     }
@@ -1057,7 +1057,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         let Some(pos) = entries.iter().position(|(k, _)| k.eq_str("ip_address")) else {
             return;
         };
-        entries[pos].0 = Str::Owned("id".to_string());
+        entries[pos].0 = Str::Owned("id".into());
         let mut from = self.meta_path();
         from.push(MetaSeg::Key(Cow::Borrowed("ip_address")));
         let mut to = self.meta_path();
