@@ -174,7 +174,7 @@ impl<'t> ChunkedValue<'t> {
     /// A range that covers an earlier redaction absorbs it.
     fn replace_ranges(
         &mut self,
-        search: &Cow<'t, str>,
+        search: Cow<'t, str>,
         ranges: &[std::ops::Range<usize>],
         rule: &'t RuleRef,
     ) {
@@ -201,7 +201,7 @@ impl<'t> ChunkedValue<'t> {
                 let end =
                     memchr::memchr(0, &search.as_bytes()[start..to]).map_or(to, |i| start + i);
                 if end > start {
-                    out.push(Chunk::Text(match search {
+                    out.push(Chunk::Text(match &search {
                         Cow::Borrowed(s) => Cow::Borrowed(&s[start..end]),
                         Cow::Owned(s) => Cow::Owned(s[start..end].to_string()),
                     }));
@@ -375,7 +375,7 @@ pub(super) fn apply_rule<'t>(
                 }
                 pos += line.len() + 1;
             }
-            value.replace_ranges(&search, &ranges, rule);
+            value.replace_ranges(search, &ranges, rule);
         }
         RuleKind::Password => {
             if key_facts.password {
@@ -385,7 +385,7 @@ pub(super) fn apply_rule<'t>(
                 Pattern::PasswordValue.find_ranges(value.search_text(), &mut ranges);
                 if !ranges.is_empty() {
                     let search = value.take_search_text();
-                    value.replace_ranges(&search, &ranges, rule);
+                    value.replace_ranges(search, &ranges, rule);
                 }
             }
         }
@@ -402,7 +402,7 @@ pub(super) fn apply_rule<'t>(
             p.find_ranges_after_features(value.search_text(), features, &mut ranges);
             if !ranges.is_empty() {
                 let search = value.take_search_text();
-                value.replace_ranges(&search, &ranges, rule);
+                value.replace_ranges(search, &ranges, rule);
             }
         }
         RuleKind::Regex { regex, groups } => {
@@ -421,7 +421,7 @@ pub(super) fn apply_rule<'t>(
                     }
                 }
             }
-            value.replace_ranges(&search, &ranges, rule);
+            value.replace_ranges(search, &ranges, rule);
         }
     }
     Ok(())
