@@ -76,6 +76,7 @@ impl<'a> Str<'a> {
     }
 
     /// Decoded text; borrowed when the raw text has no escapes.
+    #[inline]
     pub fn decoded(&self) -> Cow<'_, str> {
         match self {
             Str::Raw {
@@ -91,6 +92,7 @@ impl<'a> Str<'a> {
     }
 
     /// Decoded text with the input's lifetime when possible.
+    #[inline]
     pub fn decoded_cow(&self) -> Cow<'a, str> {
         match self {
             Str::Raw {
@@ -106,6 +108,7 @@ impl<'a> Str<'a> {
     }
 
     /// Compares the decoded text with `other`.
+    #[inline]
     pub fn eq_str(&self, other: &str) -> bool {
         match self {
             Str::Raw {
