@@ -76,7 +76,6 @@ impl<'a> Str<'a> {
     }
 
     /// Decoded text; borrowed when the raw text has no escapes.
-    #[inline]
     pub fn decoded(&self) -> Cow<'_, str> {
         match self {
             Str::Raw {
@@ -92,7 +91,6 @@ impl<'a> Str<'a> {
     }
 
     /// Decoded text with the input's lifetime when possible.
-    #[inline]
     pub fn decoded_cow(&self) -> Cow<'a, str> {
         match self {
             Str::Raw {
@@ -108,7 +106,6 @@ impl<'a> Str<'a> {
     }
 
     /// Compares the decoded text with `other`.
-    #[inline]
     pub fn eq_str(&self, other: &str) -> bool {
         match self {
             Str::Raw {
