@@ -27,8 +27,6 @@ impl MetaSeg<'_> {
         }
     }
 
-    /// The order of `_meta` keys: Relay keeps a node's children in a map keyed by
-    /// strings, so array indices order as their decimal text (`"10"` before `"2"`).
     /// The first eight bytes of the segment's key text, big-endian and zero-padded, plus
     /// one: ordering by it never contradicts [`MetaSeg::key_order`] (a shorter text that
     /// is a prefix of a longer one gets a smaller or equal word), and 0 is left for the
@@ -43,6 +41,8 @@ impl MetaSeg<'_> {
         u64::from_be_bytes(word) + 1
     }
 
+    /// The order of `_meta` keys: Relay keeps a node's children in a map keyed by
+    /// strings, so array indices order as their decimal text (`"10"` before `"2"`).
     fn key_order(&self, other: &Self) -> std::cmp::Ordering {
         if let (MetaSeg::Index(x), MetaSeg::Index(y)) = (self, other) {
             if *x < 10 && *y < 10 {
