@@ -142,8 +142,8 @@ pub enum Value<'a> {
 
 impl<'a> Value<'a> {
     /// A new owned string value.
-    pub fn string(s: impl Into<String>) -> Value<'a> {
-        Value::Str(Str::Owned(s.into().into_boxed_str()))
+    pub fn string(s: impl Into<Box<str>>) -> Value<'a> {
+        Value::Str(Str::Owned(s.into()))
     }
 
     /// The entries of an object.

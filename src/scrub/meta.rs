@@ -278,10 +278,12 @@ fn serialize(
         keyed.sort_unstable_by(|(pa, a), (pb, b)| {
             pa.cmp(pb).then_with(|| run_order(a, b)).then(a.0.cmp(&b.0))
         });
-        runs.clear();
-        runs.extend(keyed.iter().map(|&(_, run)| run));
         scratch.clear();
-        scratch.extend(runs.iter().flat_map(|&(a, b)| order[a..b].iter().copied()));
+        scratch.extend(
+            keyed
+                .iter()
+                .flat_map(|&(_, (a, b))| order[a..b].iter().copied()),
+        );
         order.copy_from_slice(scratch);
     }
     out.push(b'{');

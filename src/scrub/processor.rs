@@ -395,7 +395,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 // The header as a whole first (a rule may target the `Cookie` key), then
                 // each cookie.
                 if let Some(new) = self.process_string(s, pii) {
-                    *s = Str::Owned(new.into_boxed_str());
+                    *s = Str::Owned(new.into());
                     return Outcome::Keep;
                 }
                 if self.take_delete() {
@@ -414,7 +414,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     return self.walk_native_path(s, pii);
                 }
                 if let Some(new) = self.process_string(s, pii) {
-                    *s = Str::Owned(new.into_boxed_str());
+                    *s = Str::Owned(new.into());
                 }
                 if self.take_delete() {
                     Outcome::Delete
@@ -646,7 +646,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         entry.len = Some(s.decoded().chars().count());
         let e = self.meta.entry(std::mem::take(&mut value_path));
         *e = entry;
-        *s = Str::Owned(header.into_boxed_str());
+        *s = Str::Owned(header.into());
         Outcome::Keep
     }
 
@@ -1036,7 +1036,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             return Outcome::Keep;
         }
         if let Some(new_dir) = result {
-            *s = Str::Owned((new_dir + base).into_boxed_str());
+            *s = Str::Owned((new_dir + base).into());
         }
         Outcome::Keep
     }
