@@ -1,7 +1,7 @@
 //! Envelope items other than events: their personal fields get the treatment the project's
 //! rules give the matching user fields, by scrubbing a small synthetic event.
 
-use super::json::{Str, Value};
+use super::json::{self, Bump, Str, Value};
 use super::{CompiledRules, ScrubOptions, ScrubReport};
 
 fn take<'a>(obj: &mut Value<'a>, key: &str) -> Option<Value<'a>> {
@@ -18,24 +18,26 @@ fn put_back<'a>(obj: &mut Value<'a>, key: &str, value: Option<Value<'a>>) {
         match value {
             Some(v) => entries[i].1 = v,
             None => {
-                entries.remove(i);
+                json::remove(entries, i);
             }
         }
     }
 }
 
-fn obj<'a>(fields: Vec<(&str, Value<'a>)>) -> Value<'a> {
-    Value::Object(
+fn obj<'a>(bump: &'a Bump, fields: Vec<(&str, Value<'a>)>) -> Value<'a> {
+    Value::object_in(
+        bump,
         fields
             .into_iter()
-            .map(|(k, v)| (Str::Owned(k.into()), v))
-            .collect(),
+            .map(|(k, v)| (Str::Decoded(bump.alloc_str(k)), v)),
     )
 }
 
-fn auto_ip<'a>(v: Value<'a>, opts: &ScrubOptions) -> Value<'a> {
+fn auto_ip<'a>(v: Value<'a>, bump: &'a Bump, opts: &ScrubOptions) -> Value<'a> {
     match (&v, opts.client_ip) {
-        (Value::Str(s), Some(ip)) if s.eq_str("{{auto}}") => Value::string(ip.to_string()),
+        (Value::Str(s), Some(ip)) if s.eq_str("{{auto}}") => {
+            Value::string_in(bump, &ip.to_string())
+        }
         _ => v,
     }
 }
@@ -44,6 +46,7 @@ fn auto_ip<'a>(v: Value<'a>, opts: &ScrubOptions) -> Value<'a> {
 /// writes the results back. A field deleted by a rule is removed from the item.
 fn scrub_as_user<'a>(
     rules: &CompiledRules,
+    bump: &'a Bump,
     item: &mut Value<'a>,
     pairs: &[(&str, &str)],
     extra_top: Option<(&str, &str)>,
@@ -54,14 +57,14 @@ fn scrub_as_user<'a>(
     for (item_key, user_key) in pairs {
         if let Some(v) = take(item, item_key) {
             let v = match (opts, *user_key) {
-                (Some(o), "ip_address") => auto_ip(v, o),
+                (Some(o), "ip_address") => auto_ip(v, bump, o),
                 _ => v,
             };
             user.push((*user_key, v));
             taken.push((*item_key, *user_key));
         }
     }
-    let mut top = vec![("user", obj(user))];
+    let mut top = vec![("user", obj(bump, user))];
     let mut top_taken = None;
     if let Some((item_key, event_key)) = extra_top {
         if let Some(v) = take(item, item_key) {
@@ -69,8 +72,8 @@ fn scrub_as_user<'a>(
             top_taken = Some((item_key, event_key));
         }
     }
-    let mut event = obj(top);
-    let report = rules.walk_synthetic(&mut event);
+    let mut event = obj(bump, top);
+    let report = rules.walk_synthetic(bump, &mut event);
     let mut user = take(&mut event, "user").unwrap_or(Value::Null);
     for (item_key, user_key) in taken {
         let v = take(&mut user, user_key).filter(|v| !matches!(v, Value::Null));
@@ -84,9 +87,14 @@ fn scrub_as_user<'a>(
 }
 
 /// `user_report`: `email`, `name` as the user's; `comments` as free text.
-pub fn scrub_user_report(rules: &CompiledRules, item: &mut Value<'_>) -> ScrubReport {
+pub fn scrub_user_report<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    item: &mut Value<'a>,
+) -> ScrubReport {
     scrub_as_user(
         rules,
+        bump,
         item,
         &[("email", "email"), ("name", "name")],
         Some(("comments", "comments")),
@@ -95,55 +103,62 @@ pub fn scrub_user_report(rules: &CompiledRules, item: &mut Value<'_>) -> ScrubRe
 }
 
 /// `session`: `did` as `user.id`, `attrs.ip_address` as `user.ip_address`.
-pub fn scrub_session(
+pub fn scrub_session<'a>(
     rules: &CompiledRules,
-    item: &mut Value<'_>,
+    bump: &'a Bump,
+    item: &mut Value<'a>,
     opts: &ScrubOptions,
 ) -> ScrubReport {
-    let mut report = scrub_as_user(rules, item, &[("did", "id")], None, Some(opts));
-    scrub_attrs_ip(rules, item, opts, &mut report);
+    let mut report = scrub_as_user(rules, bump, item, &[("did", "id")], None, Some(opts));
+    scrub_attrs_ip(rules, bump, item, opts, &mut report);
     report
 }
 
 /// `sessions`: each aggregate's `did`, and `attrs.ip_address`.
-pub fn scrub_sessions(
+pub fn scrub_sessions<'a>(
     rules: &CompiledRules,
-    item: &mut Value<'_>,
+    bump: &'a Bump,
+    item: &mut Value<'a>,
     opts: &ScrubOptions,
 ) -> ScrubReport {
     let mut report = ScrubReport::default();
     if let Some(Value::Array(aggs)) = item.get_mut("aggregates") {
         for agg in aggs.iter_mut() {
-            let r = scrub_as_user(rules, agg, &[("did", "id")], None, Some(opts));
+            let r = scrub_as_user(rules, bump, agg, &[("did", "id")], None, Some(opts));
             report.changes.extend(r.changes);
         }
     }
-    scrub_attrs_ip(rules, item, opts, &mut report);
+    scrub_attrs_ip(rules, bump, item, opts, &mut report);
     report
 }
 
 /// A session's `attrs.ip_address` as `user.ip_address` (with `{{auto}}` resolved).
-fn scrub_attrs_ip(
+fn scrub_attrs_ip<'a>(
     rules: &CompiledRules,
-    item: &mut Value<'_>,
+    bump: &'a Bump,
+    item: &mut Value<'a>,
     opts: &ScrubOptions,
     report: &mut ScrubReport,
 ) {
     if let Some(attrs) = item.get_mut("attrs") {
         let ip = [("ip_address", "ip_address")];
-        let r = scrub_as_user(rules, attrs, &ip, None, Some(opts));
+        let r = scrub_as_user(rules, bump, attrs, &ip, None, Some(opts));
         report.changes.extend(r.changes);
     }
 }
 
 /// Envelope header: `trace.user_id` (and `trace.user.id`) as `user.id`.
-pub fn scrub_envelope_header(rules: &CompiledRules, header: &mut Value<'_>) -> ScrubReport {
+pub fn scrub_envelope_header<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    header: &mut Value<'a>,
+) -> ScrubReport {
     let mut report = ScrubReport::default();
     if let Some(trace) = header.get_mut("trace") {
-        let r = scrub_as_user(rules, trace, &[("user_id", "id")], None, None);
+        let r = scrub_as_user(rules, bump, trace, &[("user_id", "id")], None, None);
         report.changes.extend(r.changes);
         if let Some(user) = trace.get_mut("user") {
-            let r = scrub_as_user(rules, user, &[("id", "id")], None, None);
+            let r = scrub_as_user(rules, bump, user, &[("id", "id")], None, None);
             report.changes.extend(r.changes);
         }
     }
@@ -169,7 +184,7 @@ pub fn scrub_graphql(root: &mut Value<'_>) {
     {
         for (k, v) in vars.iter_mut() {
             keys.push(k.decoded().into_owned());
-            *v = Value::string("[Filtered]");
+            *v = Value::text("[Filtered]");
         }
     }
     let Some(data) = root
@@ -181,7 +196,7 @@ pub fn scrub_graphql(root: &mut Value<'_>) {
     };
     if keys.is_empty() {
         if let Some(entries) = data.as_object_mut() {
-            entries.retain(|(k, _)| !k.eq_str("data"));
+            json::retain(entries, |(k, _)| !k.eq_str("data"));
         }
         return;
     }
@@ -196,7 +211,7 @@ fn filter_keys(v: &mut Value<'_>, keys: &[String]) {
             if matches!(child, Value::Object(_)) {
                 filter_keys(child, keys);
             } else if keys.iter().any(|key| k.eq_str(key)) {
-                *child = Value::string("[Filtered]");
+                *child = Value::text("[Filtered]");
             }
         }
     }

@@ -3,9 +3,21 @@
 //! Strings and numbers point into the input. A string is only decoded when a rule needs
 //! to look at it, and only re-escaped when a rule changed it; everything else is written
 //! back byte for byte, so numbers are never reformatted and key order is kept.
+//!
+//! # Arena
+//!
+//! Containers are slices in a [`Bump`] arena, and so is every string a rule writes: the
+//! tree owns nothing, has no destructor, and is freed all at once when the caller resets
+//! its arena. Building a container is a pointer bump instead of a `malloc`, dropping an
+//! event no longer visits every node to free it, and a value is 24 bytes instead of 32
+//! (a slice is two words, a `Vec` three). The slices are fixed in length; the rare edits
+//! that add or remove entries ([`push`], [`insert`], [`remove`]) build the new slice in the
+//! arena.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+
+pub use bumpalo::Bump;
 
 use super::schema::{self, NodeId, Schema};
 use super::ScrubError;
@@ -23,9 +35,14 @@ pub enum Str<'a> {
         /// For an object key, the schema node the parser resolved for it.
         hint: KeyHint,
     },
-    /// A decoded value (written escaped on output). Boxed, not a `String`, so that a
-    /// `Str` is 24 bytes and an object entry 56, not 64: the tree is read by four passes.
-    Owned(Box<str>),
+    /// Decoded text written by scrubgate (escaped on output), in the arena or static.
+    Decoded(&'a str),
+}
+
+impl Default for Str<'_> {
+    fn default() -> Self {
+        Str::Decoded("")
+    }
 }
 
 /// The schema node the event parser resolved for an object key, as the child of the
@@ -77,31 +94,14 @@ impl<'a> Str<'a> {
 
     /// Decoded text; borrowed when the raw text has no escapes.
     pub fn decoded(&self) -> Cow<'_, str> {
-        match self {
-            Str::Raw {
-                raw,
-                escaped: false,
-                ..
-            } => Cow::Borrowed(raw),
-            Str::Raw {
-                raw, escaped: true, ..
-            } => Cow::Owned(unescape(raw)),
-            Str::Owned(s) => Cow::Borrowed(s),
-        }
+        self.decoded_cow()
     }
 
     /// Decoded text with the input's lifetime when possible.
     pub fn decoded_cow(&self) -> Cow<'a, str> {
-        match self {
-            Str::Raw {
-                raw,
-                escaped: false,
-                ..
-            } => Cow::Borrowed(raw),
-            Str::Raw {
-                raw, escaped: true, ..
-            } => Cow::Owned(unescape(raw)),
-            Str::Owned(s) => Cow::Owned(s.to_string()),
+        match *self {
+            Str::Raw { raw, escaped, .. } => decode(raw, escaped),
+            Str::Decoded(s) => Cow::Borrowed(s),
         }
     }
 
@@ -118,44 +118,75 @@ impl<'a> Str<'a> {
     }
 }
 
-/// A JSON value borrowing from the input.
-#[derive(Debug, Clone, PartialEq)]
+/// A JSON value borrowing from the input and from its arena: 24 bytes, an object entry
+/// 48.
+#[derive(Debug, PartialEq, Default)]
 pub enum Value<'a> {
     /// `null`.
+    #[default]
     Null,
     /// `true` / `false`.
     Bool(bool),
     /// A number, kept as its raw text.
-    Number(Cow<'a, str>),
+    Number(&'a str),
     /// A string.
     Str(Str<'a>),
     /// An array.
-    Array(Vec<Value<'a>>),
+    Array(&'a mut [Value<'a>]),
     /// An object, in input order.
-    Object(Vec<(Str<'a>, Value<'a>)>),
+    Object(&'a mut [Entry<'a>]),
     /// A validated value kept as its raw text: a subtree no rule can touch (every field
     /// in it is pii `false`), so it is never built, walked or re-encoded.
     Raw(&'a str),
     /// JSON written by scrubgate itself (the `_meta` it adds), kept serialized.
-    Serialized(String),
+    Serialized(&'a str),
 }
 
+/// An object entry: key and value.
+pub type Entry<'a> = (Str<'a>, Value<'a>);
+
 impl<'a> Value<'a> {
-    /// A new owned string value.
-    pub fn string(s: impl Into<Box<str>>) -> Value<'a> {
-        Value::Str(Str::Owned(s.into()))
+    /// A string value of decoded text (static, or already in the arena).
+    pub fn text(s: &'a str) -> Value<'a> {
+        Value::Str(Str::Decoded(s))
+    }
+
+    /// A string value holding a copy of `s` in `bump`.
+    pub fn string_in(bump: &'a Bump, s: &str) -> Value<'a> {
+        Value::text(bump.alloc_str(s))
+    }
+
+    /// A number value holding a copy of `n`'s decimal text in `bump`.
+    pub fn number_in(bump: &'a Bump, n: usize) -> Value<'a> {
+        Value::Number(bump.alloc_str(&n.to_string()))
+    }
+
+    /// An empty object.
+    pub fn empty_object() -> Value<'a> {
+        Value::Object(&mut [])
+    }
+
+    /// An object of `entries`, in the arena.
+    pub fn object_in(bump: &'a Bump, entries: impl IntoIterator<Item = Entry<'a>>) -> Value<'a> {
+        Value::Object(alloc_slice(bump, entries))
+    }
+
+    /// An array of `items`, in the arena.
+    pub fn array_in(bump: &'a Bump, items: impl IntoIterator<Item = Value<'a>>) -> Value<'a> {
+        Value::Array(alloc_slice(bump, items))
     }
 
     /// The entries of an object.
-    pub fn as_object(&self) -> Option<&[(Str<'a>, Value<'a>)]> {
+    pub fn as_object(&self) -> Option<&[Entry<'a>]> {
         match self {
             Value::Object(entries) => Some(entries),
             _ => None,
         }
     }
 
-    /// The entries of an object, mutably.
-    pub fn as_object_mut(&mut self) -> Option<&mut Vec<(Str<'a>, Value<'a>)>> {
+    /// The entries of an object, mutably; the slot itself, so that entries can be added
+    /// or removed with [`push`], [`insert`] and [`remove`].
+    pub fn as_object_mut(&mut self) -> Option<&mut &'a mut [Entry<'a>]> {
         match self {
             Value::Object(entries) => Some(entries),
             _ => None,
@@ -187,12 +218,89 @@ impl<'a> Value<'a> {
     }
 }
 
+/// Moves `items` into a new arena slice.
+fn alloc_slice<T>(bump: &Bump, items: impl IntoIterator<Item = T>) -> &mut [T] {
+    let items: Vec<T> = items.into_iter().collect();
+    bump.alloc_slice_fill_iter(items)
+}
+
+/// Moves the elements of `scratch` from `base` on into a new arena slice.
+fn move_to_arena<'a, T: Default>(bump: &'a Bump, scratch: &mut Vec<T>, base: usize) -> &'a mut [T] {
+    let moved = &mut scratch[base..];
+    let slice = bump.alloc_slice_fill_with(moved.len(), |i| std::mem::take(&mut moved[i]));
+    scratch.truncate(base);
+    slice
+}
+
+/// Appends `item` to the arena slice in `slot` (a new slice: arena slices do not grow).
+pub fn push<'a, T: Default>(slot: &mut &'a mut [T], bump: &'a Bump, item: T) {
+    let len = slot.len();
+    insert(slot, bump, len, item);
+}
+
+/// Appends `items` to the arena slice in `slot` (a new slice).
+pub fn extend<'a, T: Default>(
+    slot: &mut &'a mut [T],
+    bump: &'a Bump,
+    items: impl IntoIterator<Item = T>,
+) {
+    let old = std::mem::take(slot);
+    let all: Vec<T> = old.iter_mut().map(std::mem::take).chain(items).collect();
+    *slot = bump.alloc_slice_fill_iter(all);
+}
+
+/// Inserts `item` at `index` of the arena slice in `slot` (a new slice).
+///
+/// # Panics
+/// When `index` is past the end, like [`Vec::insert`].
+pub fn insert<'a, T: Default>(slot: &mut &'a mut [T], bump: &'a Bump, index: usize, item: T) {
+    assert!(index <= slot.len(), "insert index out of bounds");
+    let old = std::mem::take(slot);
+    let mut item = Some(item);
+    *slot = bump.alloc_slice_fill_with(old.len() + 1, |i| match i.cmp(&index) {
+        std::cmp::Ordering::Less => std::mem::take(&mut old[i]),
+        std::cmp::Ordering::Equal => item.take().unwrap_or_default(),
+        std::cmp::Ordering::Greater => std::mem::take(&mut old[i - 1]),
+    });
+}
+
+/// Removes and returns the element at `index` of the slice in `slot`, keeping the order
+/// of the rest (the slice shrinks in place).
+///
+/// # Panics
+/// When `index` is out of bounds, like [`Vec::remove`].
+pub fn remove<T: Default>(slot: &mut &mut [T], index: usize) -> T {
+    let items = std::mem::take(slot);
+    let item = std::mem::take(&mut items[index]);
+    items[index..].rotate_left(1);
+    let len = items.len() - 1;
+    *slot = &mut items[..len];
+    item
+}
+
+/// Keeps the elements of the slice in `slot` for which `keep` is true, in order.
+pub fn retain<T>(slot: &mut &mut [T], mut keep: impl FnMut(&T) -> bool) {
+    let items = std::mem::take(slot);
+    let mut kept = 0;
+    for i in 0..items.len() {
+        if keep(&items[i]) {
+            items.swap(kept, i);
+            kept += 1;
+        }
+    }
+    *slot = &mut items[..kept];
+}
+
 /// Parses `input` into a borrowed tree, refusing anything nested deeper than `max_depth`.
 ///
 /// # Errors
 /// [`ScrubError::InvalidJson`] for malformed input, [`ScrubError::TooDeep`] past the limit.
-pub fn parse(input: &str, max_depth: usize) -> Result<Value<'_>, ScrubError> {
-    parse_inner(input, max_depth, None)
+pub fn parse<'a>(
+    input: &'a str,
+    bump: &'a Bump,
+    max_depth: usize,
+) -> Result<Value<'a>, ScrubError> {
+    parse_inner(input, bump, max_depth, None)
 }
 
 /// Like [`parse`], for an event: subtrees the event schema marks as never scrubbable are
@@ -200,18 +308,24 @@ pub fn parse(input: &str, max_depth: usize) -> Result<Value<'_>, ScrubError> {
 ///
 /// # Errors
 /// As [`parse`].
-pub fn parse_event(input: &str, max_depth: usize) -> Result<Value<'_>, ScrubError> {
-    parse_inner(input, max_depth, Some(schema::event_schema()))
+pub fn parse_event<'a>(
+    input: &'a str,
+    bump: &'a Bump,
+    max_depth: usize,
+) -> Result<Value<'a>, ScrubError> {
+    parse_inner(input, bump, max_depth, Some(schema::event_schema()))
 }
 
 fn parse_inner<'a>(
     input: &'a str,
+    bump: &'a Bump,
     max_depth: usize,
     schema: Option<&'static Schema>,
 ) -> Result<Value<'a>, ScrubError> {
     let mut parser = Parser {
         src: input,
         bytes: input.as_bytes(),
+        bump,
         pos: 0,
         max_depth,
         schema,
@@ -239,12 +353,14 @@ fn parse_inner<'a>(
 struct Parser<'a> {
     src: &'a str,
     bytes: &'a [u8],
+    /// Where containers are built.
+    bump: &'a Bump,
     pos: usize,
     max_depth: usize,
     /// When set, the schema node of each value decides whether it is built or kept raw.
     schema: Option<&'static Schema>,
     scratch_items: Vec<Value<'a>>,
-    scratch_entries: Vec<(Str<'a>, Value<'a>)>,
+    scratch_entries: Vec<Entry<'a>>,
     /// What stopped the parse, once a method has returned [`Stop`].
     error: Option<ScrubError>,
 }
@@ -286,22 +402,37 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A container's child: strings and numbers, most children, are scanned right here,
-    /// so the value is built in the container's loop instead of being returned from a
-    /// call through memory; everything else goes to [`Parser::value`].
+    /// Parses a container's child and pushes `make(child)` onto the `scratch` stack.
+    /// Strings and numbers, most children, are scanned right here and pushed in their
+    /// own branch, so the entry is stored straight into the stack from registers: built
+    /// first and pushed after, it went through the call frame, written piecewise and
+    /// read back whole (a stalled store-to-load forward per child). Everything else goes
+    /// to [`Parser::value`].
     #[inline(always)]
-    fn child_value(&mut self, depth: usize, node: NodeId) -> Parsed<Value<'a>> {
+    fn push_child<T>(
+        &mut self,
+        depth: usize,
+        node: NodeId,
+        make: impl FnOnce(Value<'a>) -> T,
+        scratch: impl FnOnce(&mut Self) -> &mut Vec<T>,
+    ) -> Parsed<()> {
         match self.bytes.get(self.pos) {
             Some(b'"') => {
                 let (start, escaped) = self.string_span()?;
-                Ok(Value::Str(self.str_from(start, escaped)))
+                let child = make(Value::Str(self.str_from(start, escaped)));
+                scratch(self).push(child);
             }
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.number()?;
-                Ok(self.number_from(start))
+                let child = make(self.number_from(start));
+                scratch(self).push(child);
             }
-            _ => self.value(depth, node),
+            _ => {
+                let child = make(self.value(depth, node)?);
+                scratch(self).push(child);
+            }
         }
+        Ok(())
     }
 
     fn value(&mut self, depth: usize, node: NodeId) -> Parsed<Value<'a>> {
@@ -400,7 +531,7 @@ impl<'a> Parser<'a> {
     /// The number just scanned by [`Parser::number`], starting at `start`.
     #[inline(always)]
     fn number_from(&self, start: usize) -> Value<'a> {
-        Value::Number(Cow::Borrowed(&self.src[start..self.pos]))
+        Value::Number(&self.src[start..self.pos])
     }
 
     /// Scans a string; returns where its text starts and whether it holds escapes (the
@@ -461,23 +592,23 @@ impl<'a> Parser<'a> {
         }
         self.pos += 1;
         // Children collect on a shared scratch stack, then move into one exact-size
-        // allocation: no growth reallocations, whatever the container's size.
+        // arena slice: no growth reallocations, whatever the container's size.
         let base = self.scratch_items.len();
         self.skip_ws();
         if self.bytes.get(self.pos) == Some(&b']') {
             self.pos += 1;
-            return Ok(Value::Array(Vec::new()));
+            return Ok(Value::Array(&mut []));
         }
         loop {
             self.skip_ws();
-            let item = self.child_value(depth, elem)?;
-            self.scratch_items.push(item);
+            self.push_child(depth, elem, |item| item, |p| &mut p.scratch_items)?;
             self.skip_ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => self.pos += 1,
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(Value::Array(self.scratch_items.split_off(base)));
+                    let items = move_to_arena(self.bump, &mut self.scratch_items, base);
+                    return Ok(Value::Array(items));
                 }
                 _ => return Err(self.err("expected ',' or ']'")),
             }
@@ -493,14 +624,18 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         if self.bytes.get(self.pos) == Some(&b'}') {
             self.pos += 1;
-            return Ok(Value::Object(Vec::new()));
+            return Ok(Value::Object(&mut []));
         }
         loop {
             self.skip_ws();
             if self.bytes.get(self.pos) != Some(&b'"') {
                 return Err(self.err("expected a string key"));
             }
-            let mut key = self.string()?;
+            // The key stays in scalars until its entry is pushed (see
+            // [`Parser::push_child`]).
+            let (key_start, key_escaped) = self.string_span()?;
+            let key_raw = &self.src[key_start..self.pos - 1];
+            let mut key_hint = KeyHint::NONE;
             self.skip_ws();
             if self.bytes.get(self.pos) != Some(&b':') {
                 return Err(self.err("expected ':'"));
@@ -509,11 +644,12 @@ impl<'a> Parser<'a> {
             self.skip_ws();
             let child = match self.schema {
                 Some(schema) if node == schema::ROOT => {
-                    schema.top_level_child(&key.decoded(), self.bytes.get(self.pos) == Some(&b'{'))
+                    let k = decode(key_raw, key_escaped);
+                    schema.top_level_child(&k, self.bytes.get(self.pos) == Some(&b'{'))
                 }
                 Some(schema) => {
                     let n = schema.node(node);
-                    let k = key.decoded();
+                    let k = decode(key_raw, key_escaped);
                     if node == schema.contexts() {
                         // Contexts are typed by their `type` field, which may come after
                         // their other fields: build them all, the walker decides.
@@ -524,22 +660,30 @@ impl<'a> Parser<'a> {
                         schema.key_child(schema.elem_child(schema.values_child(node)), &k)
                     } else {
                         let child = schema.key_child(node, &k);
-                        if let Str::Raw { hint, .. } = &mut key {
-                            *hint = KeyHint::new(node, child);
-                        }
+                        key_hint = KeyHint::new(node, child);
                         child
                     }
                 }
                 None => node,
             };
-            let value = self.child_value(depth, child)?;
-            self.scratch_entries.push((key, value));
+            let key = move || Str::Raw {
+                raw: key_raw,
+                escaped: key_escaped,
+                hint: key_hint,
+            };
+            self.push_child(
+                depth,
+                child,
+                |value| (key(), value),
+                |p| &mut p.scratch_entries,
+            )?;
             self.skip_ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(Value::Object(self.scratch_entries.split_off(base)));
+                    let entries = move_to_arena(self.bump, &mut self.scratch_entries, base);
+                    return Ok(Value::Object(entries));
                 }
                 _ => return Err(self.err("expected ',' or '}'")),
             }
@@ -633,6 +777,15 @@ fn next_special_byte(bytes: &[u8]) -> Option<usize> {
         .map(|i| offset + i)
 }
 
+/// The text of a raw JSON string body: borrowed when it has no escapes.
+fn decode(raw: &str, escaped: bool) -> Cow<'_, str> {
+    if escaped {
+        Cow::Owned(unescape(raw))
+    } else {
+        Cow::Borrowed(raw)
+    }
+}
+
 /// Decodes the escapes of a raw JSON string body. Lone surrogates become U+FFFD.
 pub fn unescape(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
@@ -719,7 +872,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &Str<'_>) {
             out.extend_from_slice(raw.as_bytes());
             out.push(b'"');
         }
-        Str::Owned(s) => write_escaped(out, s),
+        Str::Decoded(s) => write_escaped(out, s),
     }
 }
 
@@ -808,7 +961,7 @@ impl SpanWriter<'_, '_> {
     fn leaf_span(&self, v: &Value<'_>) -> Option<Span> {
         match v {
             Value::Str(s) => self.str_span(s),
-            Value::Number(Cow::Borrowed(n)) | Value::Raw(n) => {
+            Value::Number(n) | Value::Raw(n) => {
                 let off = self.offset_of(n)?;
                 Some((off, off + n.len()))
             }
@@ -872,7 +1025,7 @@ impl SpanWriter<'_, '_> {
         self.out.push(b']');
     }
 
-    fn object(&mut self, entries: &[(Str<'_>, Value<'_>)]) {
+    fn object(&mut self, entries: &[Entry<'_>]) {
         self.out.push(b'{');
         let mut run: Option<Span> = None;
         for (i, (k, v)) in entries.iter().enumerate() {
@@ -904,7 +1057,8 @@ mod tests {
     use super::*;
 
     fn roundtrip(s: &str) -> String {
-        let v = parse(s, 64).unwrap();
+        let bump = Bump::new();
+        let v = parse(s, &bump, 64).unwrap();
         let mut out = Vec::new();
         write(&mut out, &v);
         String::from_utf8(out).unwrap()
@@ -922,7 +1076,8 @@ mod tests {
     fn keeps_escapes_raw() {
         let s = r#"{"k\u00e9y":"line\nbreak \"q\" \ud83d\ude00"}"#;
         assert_eq!(roundtrip(s), s);
-        let v = parse(s, 8).unwrap();
+        let bump = Bump::new();
+        let v = parse(s, &bump, 8).unwrap();
         let (k, val) = &v.as_object().unwrap()[0];
         assert_eq!(k.decoded(), "kéy");
         assert_eq!(val.as_str().unwrap(), "line\nbreak \"q\" 😀");
@@ -975,10 +1130,10 @@ mod tests {
                 let mut i = 0;
                 while i < items.len() {
                     match choices.next().unwrap_or(9) % 10 {
-                        0 => items[i] = Value::string("new \"value\""),
+                        0 => items[i] = Value::text("new \"value\""),
                         1 => items[i] = Value::Null,
                         2 => {
-                            items.remove(i);
+                            remove(items, i);
                             continue;
                         }
                         3 if i + 1 < items.len() => items.swap(i, i + 1),
@@ -991,14 +1146,14 @@ mod tests {
                 let mut i = 0;
                 while i < entries.len() {
                     match choices.next().unwrap_or(9) % 10 {
-                        0 => entries[i].1 = Value::string("[Filtered]"),
+                        0 => entries[i].1 = Value::text("[Filtered]"),
                         1 => entries[i].1 = Value::Bool(true),
                         2 => {
-                            entries.remove(i);
+                            remove(entries, i);
                             continue;
                         }
                         3 if i + 1 < entries.len() => entries.swap(i, i + 1),
-                        4 => entries[i].0 = Str::Owned("id".into()),
+                        4 => entries[i].0 = Str::Decoded("id"),
                         _ => mutate(&mut entries[i].1, choices),
                     }
                     i += 1;
@@ -1023,7 +1178,8 @@ mod tests {
             } else {
                 doc
             };
-            let mut tree = parse(&text, 64).unwrap();
+            let bump = Bump::new();
+            let mut tree = parse(&text, &bump, 64).unwrap();
             mutate(&mut tree, &mut choices.into_iter());
             let (mut plain, mut copied) = (Vec::new(), Vec::new());
             write(&mut plain, &tree);
@@ -1038,7 +1194,8 @@ mod tests {
     #[test]
     fn span_copy_skips_changed_and_moved_leaves() {
         let text = r#"{"a":"x","b":1,"c":[1,2,3],"d":{"e":null,"f":"y"}}"#;
-        let mut tree = parse(text, 8).unwrap();
+        let bump = Bump::new();
+        let mut tree = parse(text, &bump, 8).unwrap();
         let written = |tree: &Value<'_>| {
             let mut out = Vec::new();
             write_from(&mut out, tree, text);
@@ -1046,8 +1203,8 @@ mod tests {
         };
         assert_eq!(written(&tree), text);
         let entries = tree.as_object_mut().unwrap();
-        entries[0].1 = Value::string("[Filtered]");
-        entries.remove(1);
+        entries[0].1 = Value::text("[Filtered]");
+        remove(entries, 1);
         if let Value::Array(items) = &mut entries[1].1 {
             items.swap(0, 2);
         }
@@ -1058,7 +1215,8 @@ mod tests {
         // A leaf of another buffer with the same bytes is written, not taken for the
         // source's.
         let other = text.to_string();
-        let copy = parse(&other, 8).unwrap();
+        let bump = Bump::new();
+        let copy = parse(&other, &bump, 8).unwrap();
         let mut out = Vec::new();
         write_from(&mut out, &copy, text);
         assert_eq!(String::from_utf8(out).unwrap(), text);
@@ -1068,7 +1226,8 @@ mod tests {
     fn event_keys_carry_their_schema_node_for_their_parent_only() {
         let schema = schema::event_schema();
         let text = r#"{"user":{"email":"a@b.c"},"extra":{"email":"x"}}"#;
-        let tree = parse_event(text, 16).unwrap();
+        let bump = Bump::new();
+        let tree = parse_event(text, &bump, 16).unwrap();
         let user_node = schema.top_level_child("user", true);
         let user = tree.get("user").unwrap().as_object().unwrap();
         assert_eq!(
@@ -1084,7 +1243,7 @@ mod tests {
         // A hint is not part of the string.
         assert_eq!(
             user[0].0,
-            parse(text, 16).unwrap().as_object().unwrap()[0]
+            parse(text, &Bump::new(), 16).unwrap().as_object().unwrap()[0]
                 .1
                 .as_object()
                 .unwrap()[0]
@@ -1127,16 +1286,16 @@ mod tests {
             "\"a\u{1}\"",
             "{'a':1}",
         ] {
-            assert!(parse(bad, 8).is_err(), "accepted {bad:?}");
+            assert!(parse(bad, &Bump::new(), 8).is_err(), "accepted {bad:?}");
         }
     }
 
     #[test]
     fn depth_limit() {
         let deep = "[".repeat(10) + &"]".repeat(10);
-        assert!(parse(&deep, 10).is_ok());
+        assert!(parse(&deep, &Bump::new(), 10).is_ok());
         assert_eq!(
-            parse(&deep, 9).unwrap_err(),
+            parse(&deep, &Bump::new(), 9).unwrap_err(),
             ScrubError::TooDeep { limit: 9 }
         );
     }
@@ -1144,7 +1303,8 @@ mod tests {
     #[test]
     fn event_parse_keeps_unscrubbable_subtrees_raw_but_validated() {
         let src = r#"{"modules":{"a": "1.0" , "b":[1,2]},"extra":{"k":"v"}}"#;
-        let v = parse_event(src, 16).unwrap();
+        let bump = Bump::new();
+        let v = parse_event(src, &bump, 16).unwrap();
         assert_eq!(
             v.get("modules"),
             Some(&Value::Raw(r#"{"a": "1.0" , "b":[1,2]}"#))
@@ -1159,11 +1319,14 @@ mod tests {
             r#"{"modules":{"a":"x\q"}}"#,
             r#"{"modules":[1,]}"#,
         ] {
-            assert!(parse_event(bad, 16).is_err(), "accepted {bad}");
+            assert!(
+                parse_event(bad, &Bump::new(), 16).is_err(),
+                "accepted {bad}"
+            );
         }
         let deep = format!(r#"{{"modules":{}{}}}"#, "[".repeat(20), "]".repeat(20));
         assert_eq!(
-            parse_event(&deep, 10).unwrap_err(),
+            parse_event(&deep, &Bump::new(), 10).unwrap_err(),
             ScrubError::TooDeep { limit: 10 }
         );
     }
@@ -1197,5 +1360,53 @@ mod tests {
     #[test]
     fn lone_surrogate_decodes_to_replacement() {
         assert_eq!(unescape(r"a\ud800b"), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn arena_slice_edits_behave_like_vec_edits() {
+        let bump = Bump::new();
+        let mut slot: &mut [u32] = bump.alloc_slice_copy(&[1, 2, 3]);
+        let mut model = vec![1, 2, 3];
+        push(&mut slot, &bump, 4);
+        model.push(4);
+        assert_eq!(slot, model.as_slice());
+        insert(&mut slot, &bump, 0, 0);
+        model.insert(0, 0);
+        insert(&mut slot, &bump, 3, 9);
+        model.insert(3, 9);
+        assert_eq!(slot, model.as_slice());
+        assert_eq!(remove(&mut slot, 3), model.remove(3));
+        assert_eq!(remove(&mut slot, 0), model.remove(0));
+        let last = slot.len() - 1;
+        assert_eq!(remove(&mut slot, last), model.pop().unwrap());
+        assert_eq!(slot, model.as_slice());
+        extend(&mut slot, &bump, [7, 8]);
+        model.extend([7, 8]);
+        assert_eq!(slot, model.as_slice());
+        retain(&mut slot, |x| x % 2 == 1);
+        model.retain(|x| x % 2 == 1);
+        assert_eq!(slot, model.as_slice());
+        let mut empty: &mut [u32] = &mut [];
+        push(&mut empty, &bump, 5);
+        assert_eq!(empty, &[5]);
+    }
+
+    #[test]
+    fn parsed_containers_hold_their_children_in_order() {
+        let bump = Bump::new();
+        let v = parse(r#"{"a":[1,"x",{"b":null}],"c":{},"d":[]}"#, &bump, 8).unwrap();
+        let entries = v.as_object().unwrap();
+        assert_eq!(entries.len(), 3);
+        let Value::Array(items) = &entries[0].1 else {
+            panic!("not an array")
+        };
+        assert_eq!(items[0], Value::Number("1"));
+        assert_eq!(items[1].as_str().as_deref(), Some("x"));
+        assert_eq!(items[2].get("b"), Some(&Value::Null));
+        assert_eq!(entries[1].1, Value::empty_object());
+        assert_eq!(entries[2].1, Value::Array(&mut []));
+        // A value is three words, an entry six: the tree is read by four passes.
+        assert_eq!(std::mem::size_of::<Value<'_>>(), 24);
+        assert_eq!(std::mem::size_of::<Entry<'_>>(), 48);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::json::{write_escaped, Str, Value};
+use super::json::{self, write_escaped, Bump, Str, Value};
 use super::Method;
 
 /// One segment of a `_meta` path (see [`MetaSeg::key_order`] for their order). Keys
@@ -174,7 +174,7 @@ impl<'a> MetaLog<'a> {
     ///
     /// Keys are written in string order, like Relay's `BTreeMap` meta tree; the remarks of
     /// one value in the order they were recorded.
-    pub fn merge_into(self, root: &mut Value<'_>) {
+    pub fn merge_into<'t>(self, root: &mut Value<'t>, bump: &'t Bump) {
         if self.entries.is_empty() {
             return;
         }
@@ -190,11 +190,11 @@ impl<'a> MetaLog<'a> {
                     let mut node = &mut entries[i].1;
                     for seg in &path {
                         node = match seg {
-                            MetaSeg::Key(k) => child_object(node, k),
-                            MetaSeg::Index(n) => child_object(node, &n.to_string()),
+                            MetaSeg::Key(k) => child_object(node, bump, k),
+                            MetaSeg::Index(n) => child_object(node, bump, &n.to_string()),
                         };
                     }
-                    merge_entry(child_object(node, ""), entry);
+                    merge_entry(child_object(node, bump, ""), bump, entry);
                 }
             }
             None => {
@@ -202,8 +202,13 @@ impl<'a> MetaLog<'a> {
                 let mut out = Vec::with_capacity(list.len() * 64);
                 let mut order: Vec<u32> = (0..list.len() as u32).collect();
                 serialize(&mut out, &list, &mut order, 0, &mut Vec::new());
-                let json = String::from_utf8(out).expect("only UTF-8 strings were written");
-                entries.push((Str::Owned("_meta".into()), Value::Serialized(json)));
+                let json = std::str::from_utf8(&out).expect("only UTF-8 strings were written");
+                let json = bump.alloc_str(json);
+                json::push(
+                    entries,
+                    bump,
+                    (Str::Decoded("_meta"), Value::Serialized(json)),
+                );
             }
         }
     }
@@ -379,9 +384,9 @@ fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 /// The object under `key` in `node`, created (and `node` made an object) when missing.
-fn child_object<'v, 'a>(node: &'v mut Value<'a>, key: &str) -> &'v mut Value<'a> {
+fn child_object<'v, 'a>(node: &'v mut Value<'a>, bump: &'a Bump, key: &str) -> &'v mut Value<'a> {
     if !matches!(node, Value::Object(_)) {
-        *node = Value::Object(Vec::new());
+        *node = Value::empty_object();
     }
     let Value::Object(fields) = node else {
         return node;
@@ -389,53 +394,57 @@ fn child_object<'v, 'a>(node: &'v mut Value<'a>, key: &str) -> &'v mut Value<'a>
     let idx = match fields.iter().position(|(k, _)| k.eq_str(key)) {
         Some(i) => i,
         None => {
-            fields.push((Str::Owned(key.into()), Value::Object(Vec::new())));
+            let key = Str::Decoded(bump.alloc_str(key));
+            json::push(fields, bump, (key, Value::empty_object()));
             fields.len() - 1
         }
     };
     let child = &mut fields[idx].1;
     if !matches!(child, Value::Object(_)) {
-        *child = Value::Object(Vec::new());
+        *child = Value::empty_object();
     }
     child
 }
 
-fn remark_value<'a>(r: &Remark) -> Value<'a> {
-    let mut items = vec![
-        Value::string(r.rule.to_string()),
-        Value::string(r.ty.as_str()),
-    ];
+fn remark_value<'a>(bump: &'a Bump, r: &Remark) -> Value<'a> {
+    let mut items = vec![Value::string_in(bump, &r.rule), Value::text(r.ty.as_str())];
     if let Some((s, e)) = r.range {
-        items.push(Value::Number(s.to_string().into()));
-        items.push(Value::Number(e.to_string().into()));
+        items.push(Value::number_in(bump, s));
+        items.push(Value::number_in(bump, e));
     }
-    Value::Array(items)
+    Value::array_in(bump, items)
 }
 
-fn merge_entry(inner: &mut Value<'_>, entry: MetaEntry) {
+fn merge_entry<'a>(inner: &mut Value<'a>, bump: &'a Bump, entry: MetaEntry) {
     let Value::Object(fields) = inner else {
         return;
     };
     let rem_idx = match fields.iter().position(|(k, _)| k.eq_str("rem")) {
         Some(i) => i,
         None => {
-            fields.insert(0, (Str::Owned("rem".into()), Value::Array(Vec::new())));
+            json::insert(
+                fields,
+                bump,
+                0,
+                (Str::Decoded("rem"), Value::Array(&mut [])),
+            );
             0
         }
     };
     if !matches!(fields[rem_idx].1, Value::Array(_)) {
-        fields[rem_idx].1 = Value::Array(Vec::new());
+        fields[rem_idx].1 = Value::Array(&mut []);
     }
     if let Value::Array(rems) = &mut fields[rem_idx].1 {
-        rems.extend(entry.rem.iter().map(remark_value));
+        json::extend(rems, bump, entry.rem.iter().map(|r| remark_value(bump, r)));
     }
     if let Some(len) = entry.len {
         // The first change sets the original length; an earlier one wins.
         if !fields.iter().any(|(k, _)| k.eq_str("len")) {
-            fields.push((
-                Str::Owned("len".into()),
-                Value::Number(len.to_string().into()),
-            ));
+            json::push(
+                fields,
+                bump,
+                (Str::Decoded("len"), Value::number_in(bump, len)),
+            );
         }
     }
 }
@@ -458,8 +467,9 @@ mod tests {
     }
 
     fn written(log: MetaLog<'_>) -> String {
-        let mut root = Value::Object(Vec::new());
-        log.merge_into(&mut root);
+        let bump = Bump::new();
+        let mut root = Value::empty_object();
+        log.merge_into(&mut root, &bump);
         let mut out = Vec::new();
         super::super::json::write(&mut out, &root);
         String::from_utf8(out).expect("utf-8")

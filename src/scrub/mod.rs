@@ -202,6 +202,16 @@ pub struct PublicKey {
     pub is_enabled: bool,
 }
 
+thread_local! {
+    /// Each thread's tree arena (see [`json`]), reset after every payload.
+    static TREE_ARENA: std::cell::RefCell<json::Bump> =
+        std::cell::RefCell::new(json::Bump::new());
+}
+
+/// Arena bytes a thread keeps for the next payload. An arena grown past this by a very
+/// large payload is freed rather than kept for the thread's lifetime.
+const TREE_ARENA_KEEP: usize = 4 << 20;
+
 /// Compiled processor instructions of one project: the `piiConfig` applications first,
 /// then those converted from `datascrubbingSettings`.
 #[derive(Debug, Default, Clone)]
@@ -238,27 +248,50 @@ impl CompiledRules {
         input: &[u8],
         opts: &ScrubOptions,
     ) -> Result<Scrubbed, ScrubError> {
+        TREE_ARENA.with(|arena| match arena.try_borrow_mut() {
+            Ok(mut bump) => {
+                let scrubbed = self.scrub_in(&bump, kind, input, opts);
+                if bump.allocated_bytes() > TREE_ARENA_KEEP {
+                    *bump = json::Bump::new();
+                } else {
+                    bump.reset();
+                }
+                scrubbed
+            }
+            // Not reached today (scrubbing never nests); correct all the same.
+            Err(_) => self.scrub_in(&json::Bump::new(), kind, input, opts),
+        })
+    }
+
+    /// [`CompiledRules::scrub`] with the tree in `bump`.
+    fn scrub_in(
+        &self,
+        bump: &json::Bump,
+        kind: ItemKind,
+        input: &[u8],
+        opts: &ScrubOptions,
+    ) -> Result<Scrubbed, ScrubError> {
         let text = std::str::from_utf8(input).map_err(|_| ScrubError::NotUtf8)?;
         let event_like = matches!(
             kind,
             ItemKind::Event | ItemKind::Transaction | ItemKind::Security | ItemKind::Feedback
         );
         let mut root = if event_like && !self.applications.is_empty() {
-            json::parse_event(text, opts.max_depth)?
+            json::parse_event(text, bump, opts.max_depth)?
         } else {
-            json::parse(text, opts.max_depth)?
+            json::parse(text, bump, opts.max_depth)?
         };
         if !matches!(root, json::Value::Object(_)) {
             return Err(ScrubError::NotAnObject);
         }
         let report = match kind {
             ItemKind::Event | ItemKind::Transaction | ItemKind::Security | ItemKind::Feedback => {
-                self.scrub_event_tree(&mut root, opts)
+                self.scrub_event_tree(bump, &mut root, opts)
             }
-            ItemKind::UserReport => items::scrub_user_report(self, &mut root),
-            ItemKind::Session => items::scrub_session(self, &mut root, opts),
-            ItemKind::Sessions => items::scrub_sessions(self, &mut root, opts),
-            ItemKind::EnvelopeHeader => items::scrub_envelope_header(self, &mut root),
+            ItemKind::UserReport => items::scrub_user_report(self, bump, &mut root),
+            ItemKind::Session => items::scrub_session(self, bump, &mut root, opts),
+            ItemKind::Sessions => items::scrub_sessions(self, bump, &mut root, opts),
+            ItemKind::EnvelopeHeader => items::scrub_envelope_header(self, bump, &mut root),
         };
         let event_id = if event_like {
             take_event_id(&mut root)
@@ -276,16 +309,22 @@ impl CompiledRules {
         })
     }
 
-    fn scrub_event_tree<'a>(&self, root: &mut json::Value<'a>, opts: &ScrubOptions) -> ScrubReport {
+    fn scrub_event_tree<'a>(
+        &self,
+        bump: &'a json::Bump,
+        root: &mut json::Value<'a>,
+        opts: &ScrubOptions,
+    ) -> ScrubReport {
         if let Some(ip) = opts.client_ip {
-            resolve_auto_ip(root, ip);
+            resolve_auto_ip(root, bump, ip);
         }
         if self.applications.is_empty() {
             return ScrubReport::default();
         }
-        split_url_query(root);
+        split_url_query(root, bump);
         let mut walker = processor::Walker::new(
             &self.applications,
+            bump,
             processor::WalkOptions {
                 move_ip_to_user_id: true,
                 record_paths: opts.record_paths,
@@ -300,14 +339,15 @@ impl CompiledRules {
         }
         walker.return_thread_memo(self.id);
         let processor::Walker { meta, report, .. } = walker;
-        meta.merge_into(root);
+        meta.merge_into(root, bump);
         report
     }
 
     /// Walks a synthetic event (used for non-event items) without the IP-to-id move.
-    fn walk_synthetic<'a>(&self, root: &mut json::Value<'a>) -> ScrubReport {
+    fn walk_synthetic<'a>(&self, bump: &'a json::Bump, root: &mut json::Value<'a>) -> ScrubReport {
         let mut walker = processor::Walker::new(
             &self.applications,
+            bump,
             processor::WalkOptions {
                 move_ip_to_user_id: false,
                 record_paths: true,
@@ -338,7 +378,7 @@ fn take_event_id(root: &mut json::Value<'_>) -> Option<String> {
     match fields[pos].1.as_str() {
         Some(id) => Some(id.into_owned()),
         None => {
-            fields.remove(pos);
+            json::remove(fields, pos);
             None
         }
     }
@@ -348,7 +388,7 @@ fn take_event_id(root: &mut json::Value<'_>) -> Option<String> {
 /// `request.fragment` when those are absent, as Relay's normalization does before it
 /// scrubs: the parameters are then scrubbed one by one instead of leaving with the URL
 /// (which is pii `maybe`, so `$string` rules never reach it).
-fn split_url_query(root: &mut json::Value<'_>) {
+fn split_url_query<'a>(root: &mut json::Value<'a>, bump: &'a json::Bump) {
     for key in ["request", "sentry.interfaces.Http"] {
         let Some(request) = root.get_mut(key) else {
             continue;
@@ -391,29 +431,71 @@ fn split_url_query(root: &mut json::Value<'_>) {
         let Some(fields) = request.as_object_mut() else {
             continue;
         };
-        let mut set =
-            |name: &str, value: String| match fields.iter_mut().find(|(k, _)| k.eq_str(name)) {
-                Some((_, v)) => *v = json::Value::string(value),
-                None => fields.push((json::Str::Owned(name.into()), json::Value::string(value))),
-            };
+        let mut set = |name: &'static str, value: &str| {
+            let value = json::Value::string_in(bump, value);
+            match fields.iter_mut().find(|(k, _)| k.eq_str(name)) {
+                Some((_, v)) => *v = value,
+                None => json::push(fields, bump, (json::Str::Decoded(name), value)),
+            }
+        };
         if move_query {
-            set("query_string", query.unwrap_or_default().to_string());
+            set("query_string", query.unwrap_or_default());
         }
         if move_fragment {
-            set("fragment", fragment.unwrap_or_default().to_string());
+            set("fragment", fragment.unwrap_or_default());
         }
-        set("url", new_url);
+        set("url", &new_url);
     }
 }
 
-fn resolve_auto_ip(root: &mut json::Value<'_>, ip: IpAddr) {
+fn resolve_auto_ip<'a>(root: &mut json::Value<'a>, bump: &'a json::Bump, ip: IpAddr) {
     for key in ["user", "sentry.interfaces.User"] {
         if let Some(user) = root.get_mut(key) {
             if let Some(v) = user.get_mut("ip_address") {
                 if v.as_str().as_deref() == Some("{{auto}}") {
-                    *v = json::Value::string(ip.to_string());
+                    *v = json::Value::string_in(bump, &ip.to_string());
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_arena_bytes() -> usize {
+        TREE_ARENA.with(|arena| arena.borrow().allocated_bytes())
+    }
+
+    #[test]
+    fn thread_arena_is_reused_but_not_kept_past_its_cap() {
+        let config = serde_json::json!({
+            "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true}
+        });
+        let project = ProjectConfig::from_config_value(config).unwrap();
+        let opts = ScrubOptions::default();
+        let small = br#"{"extra":{"password":"hunter2","n":[1,2,3]}}"#;
+        let out = project.rules.scrub(ItemKind::Event, small, &opts).unwrap();
+        assert!(String::from_utf8(out.bytes).unwrap().contains("[Filtered]"));
+        let kept = thread_arena_bytes();
+        assert!(kept > 0 && kept <= TREE_ARENA_KEEP, "{kept}");
+
+        // A tree far larger than the cap: 400,000 array elements of 24 bytes.
+        let big = format!(r#"{{"extra":{{"n":[{}0]}}}}"#, "0,".repeat(400_000));
+        let out = project
+            .rules
+            .scrub(ItemKind::Event, big.as_bytes(), &opts)
+            .unwrap();
+        assert_eq!(out.bytes, big.as_bytes());
+        let after = thread_arena_bytes();
+        assert!(
+            after <= TREE_ARENA_KEEP,
+            "kept {after} bytes after a large payload"
+        );
+
+        // The reset arena serves the next payload as before.
+        let out = project.rules.scrub(ItemKind::Event, small, &opts).unwrap();
+        assert!(String::from_utf8(out.bytes).unwrap().contains("[Filtered]"));
     }
 }

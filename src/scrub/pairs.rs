@@ -1,29 +1,36 @@
 //! Pair lists given as strings: query strings and cookie headers.
 
-use super::json::Value;
+use std::borrow::Cow;
+
+use super::json::{Bump, Value};
 
 /// Splits a query string (`a=b&c=d`, percent-decoded) or a cookie header (`a=b; c=d`)
-/// into `[key, value]` pairs.
-pub(super) fn parse_pairs<'a>(text: &str, cookies: bool) -> Vec<Value<'a>> {
+/// into `[key, value]` pairs, in `bump`.
+pub(super) fn parse_pairs<'a>(bump: &'a Bump, text: &str, cookies: bool) -> &'a mut [Value<'a>] {
     let text = if cookies {
         text
     } else {
         text.strip_prefix('?').unwrap_or(text)
     };
     let sep = if cookies { ';' } else { '&' };
-    text.split(sep)
+    let pairs: Vec<Value<'a>> = text
+        .split(sep)
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             let (k, v) = if cookies {
-                (k.trim().to_string(), v.trim().to_string())
+                (Cow::Borrowed(k.trim()), Cow::Borrowed(v.trim()))
             } else {
-                (percent_decode(k), percent_decode(v))
+                (Cow::Owned(percent_decode(k)), Cow::Owned(percent_decode(v)))
             };
-            Value::Array(vec![Value::string(k), Value::string(v)])
+            Value::array_in(
+                bump,
+                [Value::string_in(bump, &k), Value::string_in(bump, &v)],
+            )
         })
-        .collect()
+        .collect();
+    bump.alloc_slice_fill_iter(pairs)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -57,8 +64,8 @@ mod tests {
     #[test]
     fn query_strings_and_cookies() {
         let pairs = |text, cookies| {
-            parse_pairs(text, cookies)
-                .into_iter()
+            parse_pairs(&Bump::new(), text, cookies)
+                .iter()
                 .map(|p| match p {
                     Value::Array(kv) => (
                         kv[0].as_str().unwrap().into_owned(),

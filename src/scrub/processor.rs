@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use smallvec::SmallVec;
 
 use super::builtin;
-use super::json::{Str, Value};
+use super::json::{self, Bump, Entry, Str, Value};
 use super::meta::{MetaEntry, MetaLog, MetaSeg, Remark, RemarkType};
 use super::pairs::parse_pairs;
 use super::redact::{apply_rule, ChunkedValue, KeyFacts};
@@ -45,6 +45,8 @@ pub struct WalkOptions {
 /// Applies compiled applications to a tree.
 pub struct Walker<'r, 'a> {
     apps: &'r [Application],
+    /// The tree's arena, where new strings and containers go.
+    bump: &'a Bump,
     schema: &'static Schema,
     frames: Vec<Frame<'a>>,
     /// `_meta` entries recorded so far.
@@ -127,11 +129,13 @@ impl<'r, 'a> Walker<'r, 'a> {
     /// A walker over the event schema.
     pub fn new(
         apps: &'r [Application],
+        bump: &'a Bump,
         opts: WalkOptions,
         shared_memo: Option<&'r SharedMemo>,
     ) -> Self {
         Walker {
             apps,
+            bump,
             schema: schema::event_schema(),
             frames: Vec::with_capacity(16),
             meta: MetaLog::default(),
@@ -335,9 +339,9 @@ impl<'r, 'a> Walker<'r, 'a> {
         self.meta.split_off(meta_before);
         self.report.changes.truncate(report_before);
         if self.take_delete() {
-            fields.remove(pos);
+            json::remove(fields, pos);
         } else if let Some(new) = result {
-            fields[pos].1 = Value::string(new);
+            fields[pos].1 = Value::string_in(self.bump, &new);
         }
         self.frames.clear();
     }
@@ -381,9 +385,9 @@ impl<'r, 'a> Walker<'r, 'a> {
                 // `a=b&c=d` query strings and `a=b; c=d` cookie headers are pair lists:
                 // scrubbed per key, and written back as pairs only when something changed.
                 let is_cookies = self.leaf_key().eq_ignore_ascii_case("cookies");
-                let mut pairs = parse_pairs(&s.decoded(), is_cookies);
+                let pairs = parse_pairs(self.bump, &s.decoded(), is_cookies);
                 let before = self.meta.len();
-                self.walk_pair_array(&mut pairs, node_id);
+                self.walk_pair_array(pairs, node_id);
                 if self.meta.len() != before {
                     *v = Value::Array(pairs);
                 }
@@ -395,7 +399,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 // The header as a whole first (a rule may target the `Cookie` key), then
                 // each cookie.
                 if let Some(new) = self.process_string(s, pii) {
-                    *s = Str::Owned(new.into());
+                    *s = Str::Decoded(self.bump.alloc_str(&new));
                     return Outcome::Keep;
                 }
                 if self.take_delete() {
@@ -414,7 +418,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     return self.walk_native_path(s, pii);
                 }
                 if let Some(new) = self.process_string(s, pii) {
-                    *s = Str::Owned(new.into());
+                    *s = Str::Decoded(self.bump.alloc_str(&new));
                 }
                 if self.take_delete() {
                     Outcome::Delete
@@ -430,7 +434,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     return Outcome::Delete;
                 }
                 if let Some(new) = result {
-                    *v = Value::string(new);
+                    *v = Value::string_in(self.bump, &new);
                 }
                 Outcome::Keep
             }
@@ -492,7 +496,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     /// Walks the fields of an object whose schema node is `node_id`.
-    fn walk_entries(&mut self, entries: &mut [(Str<'a>, Value<'a>)], node_id: NodeId) {
+    fn walk_entries(&mut self, entries: &mut [Entry<'a>], node_id: NodeId) {
         let contexts = node_id == self.schema.contexts();
         for (k, child) in entries.iter_mut() {
             let key = k.decoded_cow();
@@ -584,7 +588,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     /// header stays a string, but its cookies are scrubbed exactly as `request.cookies.*`
     /// would be (sensitive session cookies included), and remarks point into the header.
     fn walk_cookie_header(&mut self, s: &mut Str<'a>) -> Outcome {
-        let mut pairs = parse_pairs(&s.decoded(), true);
+        let pairs = parse_pairs(self.bump, &s.decoded(), true);
         // Hide `headers` and `Cookie`; scrub under `<http>.cookies`.
         let n = self.frames.len();
         let visible: Vec<usize> = (0..n)
@@ -605,7 +609,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         let mut value_path = self.meta_path();
         self.push_virtual(Some("cookies"), None, Types::of(ValueType::Object), cookies);
         let before = self.meta.len();
-        self.walk_pair_array(&mut pairs, cookies);
+        self.walk_pair_array(pairs, cookies);
         self.frames.pop();
         for &i in &visible {
             self.frames[i].hidden = false;
@@ -646,7 +650,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         entry.len = Some(s.decoded().chars().count());
         let e = self.meta.entry(std::mem::take(&mut value_path));
         *e = entry;
-        *s = Str::Owned(header.into());
+        *s = Str::Decoded(self.bump.alloc_str(&header));
         Outcome::Keep
     }
 
@@ -1032,16 +1036,16 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
         let result = self.process_text(dir, pii);
         if self.take_delete() {
-            *s = Str::Owned(base[1..].into());
+            *s = Str::Decoded(self.bump.alloc_str(&base[1..]));
             return Outcome::Keep;
         }
         if let Some(new_dir) = result {
-            *s = Str::Owned((new_dir + base).into());
+            *s = Str::Decoded(self.bump.alloc_str(&(new_dir + base)));
         }
         Outcome::Keep
     }
 
-    fn move_ip_to_user_id(&mut self, entries: &mut Vec<(Str<'a>, Value<'a>)>, before: IpState) {
+    fn move_ip_to_user_id(&mut self, entries: &mut &'a mut [Entry<'a>], before: IpState) {
         if before == IpState::Invalid {
             return;
         }
@@ -1057,7 +1061,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         let Some(pos) = entries.iter().position(|(k, _)| k.eq_str("ip_address")) else {
             return;
         };
-        entries[pos].0 = Str::Owned("id".into());
+        entries[pos].0 = Str::Decoded("id");
         let mut from = self.meta_path();
         from.push(MetaSeg::Key(Cow::Borrowed("ip_address")));
         let mut to = self.meta_path();
@@ -1069,7 +1073,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             .enumerate()
             .position(|(i, (k, _))| i != pos && k.eq_str("id"))
         {
-            entries.remove(i);
+            json::remove(entries, i);
         }
     }
 }
@@ -1082,7 +1086,7 @@ enum IpState {
     Invalid,
 }
 
-fn ip_state(entries: &[(Str<'_>, Value<'_>)]) -> IpState {
+fn ip_state(entries: &[Entry<'_>]) -> IpState {
     match entries.iter().find(|(k, _)| k.eq_str("ip_address")) {
         None | Some((_, Value::Null)) => IpState::Valid,
         Some((_, Value::Str(s))) => {
