@@ -33,6 +33,81 @@ struct Frame<'a> {
     hidden: bool,
 }
 
+impl Frame<'_> {
+    /// A frame before its fields are set.
+    fn blank() -> Self {
+        Frame {
+            key: None,
+            index: None,
+            types: Types::NONE,
+            node: schema::ROOT,
+            meta: None,
+            sig: 0,
+            hidden: false,
+        }
+    }
+}
+
+/// The entered levels, root first. Slots above the top are kept for reuse, and a push
+/// sets a slot's fields one by one: a frame built whole and then moved into a `Vec` went
+/// through the stack, written in pieces and copied in 16-byte loads, each of which
+/// waited on a failed store-to-load forward (one per value walked).
+#[derive(Default)]
+struct FrameStack<'a> {
+    slots: Vec<Frame<'a>>,
+    len: usize,
+}
+
+impl<'a> FrameStack<'a> {
+    #[inline(always)]
+    fn push(&mut self, frame: Frame<'a>) {
+        if self.len == self.slots.len() {
+            self.slots.push(Frame::blank());
+        }
+        let Frame {
+            key,
+            index,
+            types,
+            node,
+            meta,
+            sig,
+            hidden,
+        } = frame;
+        let slot = &mut self.slots[self.len];
+        slot.key = key;
+        slot.index = index;
+        slot.types = types;
+        slot.node = node;
+        slot.meta = meta;
+        slot.sig = sig;
+        slot.hidden = hidden;
+        self.len += 1;
+    }
+
+    /// Removes the top frame (its slot is kept).
+    fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl<'a> std::ops::Deref for FrameStack<'a> {
+    type Target = [Frame<'a>];
+
+    fn deref(&self) -> &[Frame<'a>] {
+        &self.slots[..self.len]
+    }
+}
+
+impl<'a> std::ops::DerefMut for FrameStack<'a> {
+    fn deref_mut(&mut self) -> &mut [Frame<'a>] {
+        &mut self.slots[..self.len]
+    }
+}
+
 /// Walk options derived from the item kind.
 #[derive(Debug, Clone, Copy)]
 pub struct WalkOptions {
@@ -48,7 +123,7 @@ pub struct Walker<'r, 'a> {
     /// The tree's arena, where new strings and containers go.
     bump: &'a Bump,
     schema: &'static Schema,
-    frames: Vec<Frame<'a>>,
+    frames: FrameStack<'a>,
     /// `_meta` entries recorded so far.
     pub meta: MetaLog<'a>,
     /// Changes for the report.
@@ -137,7 +212,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             apps,
             bump,
             schema: schema::event_schema(),
-            frames: Vec::with_capacity(16),
+            frames: FrameStack::default(),
             meta: MetaLog::default(),
             report: ScrubReport::default(),
             opts,
@@ -1098,5 +1173,40 @@ fn ip_state(entries: &[Entry<'_>]) -> IpState {
             }
         }
         Some(_) => IpState::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(key: &str, hidden: bool) -> Frame<'_> {
+        Frame {
+            key: Some(Cow::Borrowed(key)),
+            hidden,
+            ..Frame::blank()
+        }
+    }
+
+    #[test]
+    fn frame_stack_reuses_slots_with_every_field_fresh() {
+        let mut stack = FrameStack::default();
+        stack.push(frame("a", false));
+        stack.push(frame("b", true));
+        stack[1].sig = 7;
+        assert_eq!(stack.len(), 2);
+        stack.pop();
+        assert_eq!(stack.len(), 1);
+        // The reused slot takes all of the new frame, nothing of the old one.
+        stack.push(frame("c", false));
+        assert_eq!(stack[1].key.as_deref(), Some("c"));
+        assert!(!stack[1].hidden);
+        assert_eq!(stack[1].sig, 0);
+        let keys: Vec<_> = stack.iter().filter_map(|f| f.key.as_deref()).collect();
+        assert_eq!(keys, ["a", "c"]);
+        stack.clear();
+        assert!(stack.is_empty());
+        stack.pop();
+        assert!(stack.is_empty());
     }
 }
