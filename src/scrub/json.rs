@@ -105,6 +105,20 @@ impl<'a> Str<'a> {
         }
     }
 
+    /// Decoded text with the input's lifetime: the raw text when it has no escapes,
+    /// else decoded into `bump`.
+    pub fn text_in(&self, bump: &'a Bump) -> &'a str {
+        match *self {
+            Str::Raw {
+                raw,
+                escaped: false,
+                ..
+            } => raw,
+            Str::Raw { raw, .. } => bump.alloc_str(&unescape(raw)),
+            Str::Decoded(s) => s,
+        }
+    }
+
     /// Compares the decoded text with `other`.
     pub fn eq_str(&self, other: &str) -> bool {
         match self {

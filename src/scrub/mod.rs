@@ -469,6 +469,37 @@ mod tests {
     }
 
     #[test]
+    fn escaped_keys_are_matched_by_their_decoded_text() {
+        let config = serde_json::json!({
+            "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true},
+            "piiConfig": {"applications": {"extra.'caf\u{e9}'": ["@anything:replace"]}}
+        });
+        let project = ProjectConfig::from_config_value(config).unwrap();
+        // `pass\u0077ord` is `password`, `caf\u00e9` is `café`; the keys stay as sent.
+        let event = br#"{"extra":{"pass\u0077ord":"hunter2","caf\u00e9":"x","n":"y"}}"#;
+        let out = project
+            .rules
+            .scrub(ItemKind::Event, event, &ScrubOptions::default())
+            .unwrap();
+        let text = String::from_utf8(out.bytes).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"extra":{"pass\u0077ord":"[Filtered]","caf\u00e9":"[Filtered]","n":"y"}"#
+            ),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            json["_meta"]["extra"]["password"][""]["rem"][0][0],
+            "@password:filter"
+        );
+        assert_eq!(
+            json["_meta"]["extra"]["café"][""]["rem"][0][0],
+            "@anything:replace"
+        );
+    }
+
+    #[test]
     fn thread_arena_is_reused_but_not_kept_past_its_cap() {
         let config = serde_json::json!({
             "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true}

@@ -21,7 +21,7 @@ use super::{Change, ScrubReport};
 #[derive(Debug, Clone)]
 struct Frame<'a> {
     /// Canonical key for selectors (`None` for array elements).
-    key: Option<Cow<'a, str>>,
+    key: Option<&'a str>,
     index: Option<usize>,
     types: Types,
     node: NodeId,
@@ -273,16 +273,16 @@ impl<'r, 'a> Walker<'r, 'a> {
             return;
         };
         for (k, v) in entries.iter_mut() {
-            let key = k.decoded_cow();
+            let key = k.text_in(self.bump);
             if key == "_meta" {
                 continue;
             }
-            let canonical: Cow<'a, str> = match schema::canonical_top_level_key(&key) {
-                c if c == key.as_ref() => key.clone(),
-                c => Cow::Owned(c.to_string()),
+            let canonical: &'a str = match schema::canonical_top_level_key(key) {
+                c if c == key => key,
+                c => self.bump.alloc_str(c),
             };
-            let seg = MetaSeg::Key(key.clone());
-            let plain_message = match canonical.as_ref() {
+            let seg = MetaSeg::Key(Cow::Borrowed(key));
+            let plain_message = match canonical {
                 "message" => !matches!(v, Value::Object(_)),
                 // Relay also reads a string `logentry` as its formatted message.
                 "logentry" => matches!(v, Value::Str(_)),
@@ -298,15 +298,15 @@ impl<'r, 'a> Walker<'r, 'a> {
                     logentry,
                 );
                 let node = self.schema.key_child(logentry, "formatted");
-                self.enter(Some(Cow::Borrowed("formatted")), None, node, Some(seg), v);
+                self.enter(Some("formatted"), None, node, Some(seg), v);
                 self.frames.pop();
                 continue;
             }
             let node = self
                 .schema
-                .top_level_child(&key, matches!(v, Value::Object(_)));
+                .top_level_child(key, matches!(v, Value::Object(_)));
             let canonical = if canonical == "message" {
-                Cow::Borrowed("logentry")
+                "logentry"
             } else {
                 canonical
             };
@@ -381,7 +381,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     seg.as_str()
                 };
                 (
-                    Some(Cow::Owned(canonical.to_string())),
+                    Some(&*self.bump.alloc_str(canonical)),
                     None,
                     self.schema.key_child(node, canonical),
                     at.and_then(|v| v.get(seg)),
@@ -425,7 +425,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     #[inline(always)]
     fn enter(
         &mut self,
-        key: Option<Cow<'a, str>>,
+        key: Option<&'a str>,
         index: Option<usize>,
         node: NodeId,
         meta: Option<MetaSeg<'a>>,
@@ -574,21 +574,21 @@ impl<'r, 'a> Walker<'r, 'a> {
     fn walk_entries(&mut self, entries: &mut [Entry<'a>], node_id: NodeId) {
         let contexts = node_id == self.schema.contexts();
         for (k, child) in entries.iter_mut() {
-            let key = k.decoded_cow();
+            let key = k.text_in(self.bump);
             let child_node = if contexts {
                 let ty = child
                     .get("type")
                     .and_then(|t| t.as_str().map(Cow::into_owned));
-                self.schema.context_child(&key, ty.as_deref())
+                self.schema.context_child(key, ty.as_deref())
             } else {
                 k.hinted_child(node_id)
-                    .unwrap_or_else(|| self.schema.key_child(node_id, &key))
+                    .unwrap_or_else(|| self.schema.key_child(node_id, key))
             };
             if self.schema.node(child_node).dead {
                 // Nothing at or below this field can be scrubbed.
                 continue;
             }
-            let seg = MetaSeg::Key(key.clone());
+            let seg = MetaSeg::Key(Cow::Borrowed(key));
             self.enter(Some(key), None, child_node, Some(seg), child);
         }
     }
@@ -602,7 +602,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         // scrubs nothing are the elements processed one by one (Relay's heuristic).
         if let [Value::Str(k), value] = items {
             if !matches!(value, Value::Null) {
-                let key = k.decoded_cow();
+                let key = k.text_in(self.bump);
                 let before = self.meta.len();
                 let node = elem;
                 let types = self.types_for(node, value);
@@ -631,11 +631,7 @@ impl<'r, 'a> Walker<'r, 'a> {
 
     /// The value of a `Cookie` header in `request.headers`.
     fn is_cookie_header(&self) -> bool {
-        let is_cookie = |f: &Frame<'_>| {
-            f.key
-                .as_deref()
-                .is_some_and(|k| k.eq_ignore_ascii_case("cookie"))
-        };
+        let is_cookie = |f: &Frame<'_>| f.key.is_some_and(|k| k.eq_ignore_ascii_case("cookie"));
         // The common case without walking the frames: the leaf is the last frame.
         if let Some(last) = self.frames.last() {
             if (last.key.is_some() || last.index.is_some()) && !is_cookie(last) {
@@ -655,7 +651,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             return false;
         }
         visible.next().is_some_and(|parent| {
-            parent.key.as_deref() == Some("headers") && self.schema.node(parent.node).pairlist
+            parent.key == Some("headers") && self.schema.node(parent.node).pairlist
         })
     }
 
@@ -736,10 +732,10 @@ impl<'r, 'a> Walker<'r, 'a> {
             match item {
                 Value::Array(pair) if pair.len() == 2 && matches!(pair[0], Value::Str(_)) => {
                     let key = match &pair[0] {
-                        Value::Str(k) => k.decoded_cow(),
-                        _ => Cow::Borrowed(""),
+                        Value::Str(k) => k.text_in(self.bump),
+                        _ => "",
                     };
-                    let child = self.schema.key_child(node_id, &key);
+                    let child = self.schema.key_child(node_id, key);
                     self.push_frame(Frame {
                         key: None,
                         index: None,
@@ -820,7 +816,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         node: NodeId,
     ) {
         self.push_frame(Frame {
-            key: key.map(Cow::Borrowed),
+            key,
             index,
             types,
             node,
@@ -836,7 +832,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     /// instructions).
     #[inline(always)]
     fn push_frame(&mut self, mut frame: Frame<'a>) {
-        frame.sig = self.child_sig(frame.key.as_deref(), frame.index, frame.types, frame.node);
+        frame.sig = self.child_sig(frame.key, frame.index, frame.types, frame.node);
         self.frames.push(frame);
     }
 
@@ -921,7 +917,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             .iter()
             .filter(|f| !f.hidden && (f.key.is_some() || f.index.is_some()))
             .map(|f| Step {
-                key: f.key.as_deref(),
+                key: f.key,
                 index: f.index,
                 types: f.types,
             })
@@ -929,10 +925,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     fn leaf_key(&self) -> &str {
-        self.frames
-            .last()
-            .and_then(|f| f.key.as_deref())
-            .unwrap_or("")
+        self.frames.last().and_then(|f| f.key).unwrap_or("")
     }
 
     fn meta_path(&self) -> Vec<MetaSeg<'a>> {
@@ -1182,7 +1175,7 @@ mod tests {
 
     fn frame(key: &str, hidden: bool) -> Frame<'_> {
         Frame {
-            key: Some(Cow::Borrowed(key)),
+            key: Some(key),
             hidden,
             ..Frame::blank()
         }
@@ -1199,10 +1192,10 @@ mod tests {
         assert_eq!(stack.len(), 1);
         // The reused slot takes all of the new frame, nothing of the old one.
         stack.push(frame("c", false));
-        assert_eq!(stack[1].key.as_deref(), Some("c"));
+        assert_eq!(stack[1].key, Some("c"));
         assert!(!stack[1].hidden);
         assert_eq!(stack[1].sig, 0);
-        let keys: Vec<_> = stack.iter().filter_map(|f| f.key.as_deref()).collect();
+        let keys: Vec<_> = stack.iter().filter_map(|f| f.key).collect();
         assert_eq!(keys, ["a", "c"]);
         stack.clear();
         assert!(stack.is_empty());
