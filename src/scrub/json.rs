@@ -107,6 +107,7 @@ impl<'a> Str<'a> {
 
     /// Decoded text with the input's lifetime: the raw text when it has no escapes,
     /// else decoded into `bump`.
+    #[inline]
     pub fn text_in(&self, bump: &'a Bump) -> &'a str {
         match *self {
             Str::Raw {
