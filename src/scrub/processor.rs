@@ -416,7 +416,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         if self.take_delete() {
             json::remove(fields, pos);
         } else if let Some(new) = result {
-            fields[pos].1 = Value::string_in(self.bump, &new);
+            fields[pos].1 = Value::text(new);
         }
         self.frames.clear();
     }
@@ -474,7 +474,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 // The header as a whole first (a rule may target the `Cookie` key), then
                 // each cookie.
                 if let Some(new) = self.process_string(s, pii) {
-                    *s = Str::Decoded(self.bump.alloc_str(&new));
+                    *s = Str::Decoded(new);
                     return Outcome::Keep;
                 }
                 if self.take_delete() {
@@ -493,7 +493,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     return self.walk_native_path(s, pii);
                 }
                 if let Some(new) = self.process_string(s, pii) {
-                    *s = Str::Decoded(self.bump.alloc_str(&new));
+                    *s = Str::Decoded(new);
                 }
                 if self.take_delete() {
                     Outcome::Delete
@@ -509,7 +509,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     return Outcome::Delete;
                 }
                 if let Some(new) = result {
-                    *v = Value::string_in(self.bump, &new);
+                    *v = Value::text(new);
                 }
                 Outcome::Keep
             }
@@ -1005,7 +1005,7 @@ impl<'r, 'a> Walker<'r, 'a> {
 
     /// Applies the matching rules to a string. Returns the new text when it changed;
     /// sets the pending-delete flag when a rule deletes the value.
-    fn process_string(&mut self, s: &Str<'a>, pii: Pii) -> Option<String> {
+    fn process_string(&mut self, s: &Str<'a>, pii: Pii) -> Option<&'a str> {
         let text = s.decoded();
         if matches!(text.as_ref(), "" | "true" | "false" | "null" | "undefined") {
             return None;
@@ -1014,7 +1014,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     /// [`Walker::process_text`] with the leaf's types set to `types`.
-    fn process_text_typed(&mut self, text: &str, pii: Pii, types: Types) -> Option<String> {
+    fn process_text_typed(&mut self, text: &str, pii: Pii, types: Types) -> Option<&'a str> {
         let saved = self.frames.last().map(|f| (f.types, f.sig));
         if let Some(f) = self.frames.last_mut() {
             f.types = types;
@@ -1028,7 +1028,9 @@ impl<'r, 'a> Walker<'r, 'a> {
         result
     }
 
-    fn process_text(&mut self, text: &str, pii: Pii) -> Option<String> {
+    /// Applies the matching rules to `text`. Returns the new text (in the tree's arena)
+    /// when it changed; sets the pending-delete flag when a rule deletes the value.
+    fn process_text(&mut self, text: &str, pii: Pii) -> Option<&'a str> {
         let (mask, password_key) = self.leaf_facts(pii);
         if !self.any_app(mask) {
             return None;
@@ -1055,7 +1057,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         if !value.changed && deleted_by.is_none() {
             return None;
         }
-        let (new_text, remarks) = value.join();
+        let (new_text, remarks) = value.join_in(self.bump);
         if deleted_by.is_none() && new_text == text {
             // Like Relay, a redaction that leaves the value as it was is not a change
             // (this keeps scrubbing idempotent: `[Filtered]` stays `[Filtered]`).
@@ -1108,7 +1110,13 @@ impl<'r, 'a> Walker<'r, 'a> {
             return Outcome::Keep;
         }
         if let Some(new_dir) = result {
-            *s = Str::Decoded(self.bump.alloc_str(&(new_dir + base)));
+            let mut joined = bumpalo::collections::String::with_capacity_in(
+                new_dir.len() + base.len(),
+                self.bump,
+            );
+            joined.push_str(new_dir);
+            joined.push_str(base);
+            *s = Str::Decoded(joined.into_bump_str());
         }
         Outcome::Keep
     }

@@ -7,6 +7,7 @@ use hmac::{Hmac, Mac};
 use smallvec::SmallVec;
 
 use super::builtin::{self, Pattern};
+use super::json::Bump;
 use super::meta::{Remark, RemarkType};
 use super::rules::{HashAlgorithm, Redaction, RuleKind, RuleRef};
 
@@ -237,14 +238,16 @@ impl<'t> ChunkedValue<'t> {
         self.set_chunks(vec![redaction]);
     }
 
-    pub(super) fn join(self) -> (String, Vec<Remark>) {
-        // Replacements are mostly shorter than what they replace; hashes are 40+ bytes.
-        let mut s = String::with_capacity(self.original.len() + 48);
+    /// The new text, written into `bump` (the tree's arena, where it stays), and the
+    /// remarks with their ranges in it.
+    pub(super) fn join_in(self, bump: &Bump) -> (&str, Vec<Remark>) {
         let mut remarks = Vec::new();
         let chunks = match self.chunks {
-            None => return (self.original.to_string(), remarks),
+            None => return (bump.alloc_str(self.original), remarks),
             Some(c) => c,
         };
+        // Replacements are mostly shorter than what they replace; hashes are 40+ bytes.
+        let mut s = bumpalo::collections::String::with_capacity_in(self.original.len() + 48, bump);
         for c in chunks {
             match c {
                 Chunk::Text(t) => s.push_str(&t),
@@ -260,7 +263,7 @@ impl<'t> ChunkedValue<'t> {
                 }
             }
         }
-        (s, remarks)
+        (s.into_bump_str(), remarks)
     }
 }
 
