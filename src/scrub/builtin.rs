@@ -147,7 +147,14 @@ impl Pattern {
     /// prefilter is skipped where it would only recount what the features counted.
     pub fn find_ranges_after_features(self, value: &str, f: &Features<'_>, out: &mut Ranges) {
         match self {
-            Pattern::Ip => ip_ranges(value, f.dots >= 3, f.colons >= 2, out),
+            // An IPv6 address has seven colons, six before an embedded dotted quad, or
+            // a `::`: URLs with a port and timestamps never reach the scanner.
+            Pattern::Ip => ip_ranges(
+                value,
+                f.dots >= 3,
+                f.colons >= 6 || (f.colons >= 2 && f.double_colon()),
+                out,
+            ),
             Pattern::Imei
             | Pattern::Creditcard
             | Pattern::Mac
@@ -762,6 +769,10 @@ fn ip_ranges(value: &str, may_v4: bool, may_v6: bool, out: &mut Ranges) {
 /// byte, its first three octets are forced by the dots after them, and the last octet
 /// must take every following digit (the closing `\b`). Octets are 1-3 digits, three-digit
 /// ones at most 255, as the regex's alternatives allow.
+///
+/// Every match has a dot one to three digits after its start, and that start is the
+/// beginning of the digit run before the dot; so only the runs before dots are tried,
+/// found with `memchr` (most text has few dots, and was scanned byte by byte before).
 fn ipv4_ascii(b: &[u8], out: &mut Ranges) {
     let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let digits_at = |pos: usize| {
@@ -774,10 +785,17 @@ fn ipv4_ascii(b: &[u8], out: &mut Ranges) {
     let octet_ok = |pos: usize, len: usize| {
         (1..=3).contains(&len) && (len < 3 || &b[pos..pos + 3] <= b"255".as_slice())
     };
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() || (i > 0 && is_word(b[i - 1])) {
-            i += 1;
+    // Where the scan may start again: after the last match.
+    let mut resume = 0;
+    for dot in memchr::memchr_iter(b'.', b) {
+        // The digit run before the dot, at most three long, after a non-word byte.
+        let run = b[dot.saturating_sub(3)..dot]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        let i = dot - run;
+        if run == 0 || i < resume || (i > 0 && is_word(b[i - 1])) {
             continue;
         }
         let mut pos = i;
@@ -801,9 +819,7 @@ fn ipv4_ascii(b: &[u8], out: &mut Ranges) {
         }
         if matched {
             out.push(i..pos);
-            i = pos;
-        } else {
-            i += 1;
+            resume = pos;
         }
     }
 }
@@ -904,9 +920,14 @@ mod ipv6 {
         c.is_whitespace() || c.is_ascii_punctuation()
     }
 
-    /// The character before byte `i` is a boundary, or `i` is the start.
+    /// The character before byte `i` is a boundary, or `i` is the start. An ASCII byte
+    /// before `i` is that character, tested without decoding.
     fn boundary_before(value: &str, i: usize) -> bool {
-        value[..i].chars().next_back().is_none_or(is_boundary_char)
+        match i.checked_sub(1).map(|j| value.as_bytes()[j]) {
+            None => true,
+            Some(b) if b.is_ascii() => is_boundary_char(char::from(b)),
+            Some(_) => value[..i].chars().next_back().is_none_or(is_boundary_char),
+        }
     }
 
     /// The character at byte `i` is a boundary, or `i` is the end.
@@ -1436,6 +1457,16 @@ mod tests {
     fn ipv4_inside_ipv6_is_reported_once() {
         assert_eq!(spans(&scan(Ip, "::ffff:10.0.0.1")), [(0, 15)]);
         assert_eq!(spans(&scan(Ip, "1:2:3:4:5:6:10.0.0.1 x")), [(0, 20)]);
+        // The same through the shared features, whose IPv6 gate needs six colons or `::`.
+        let after_features = |text: &str| {
+            let mut out = Ranges::new();
+            Ip.find_ranges_after_features(text, &Features::scan(text), &mut out);
+            spans(&out)
+        };
+        assert_eq!(after_features("1:2:3:4:5:6:10.0.0.1 x"), [(0, 20)]);
+        assert_eq!(after_features("at 12:00:01 from 1.2.3.4"), [(17, 24)]);
+        assert_eq!(after_features("fe80::1 and 1.2.3.4"), [(0, 7), (12, 19)]);
+        assert_eq!(after_features("1:2:3:4:5:6:7:8"), [(0, 15)]);
     }
 
     #[test]
