@@ -132,7 +132,11 @@ pub struct MetaEntry {
 /// All `_meta` entries recorded while scrubbing one payload.
 #[derive(Debug, Default)]
 pub struct MetaLog<'a> {
-    entries: Vec<(Vec<MetaSeg<'a>>, MetaEntry)>,
+    /// The entries' paths, one after another (a change records its path without an
+    /// allocation of its own).
+    segs: Vec<MetaSeg<'a>>,
+    /// Each entry: where its path is in `segs`, and the entry.
+    entries: Vec<(std::ops::Range<usize>, MetaEntry)>,
 }
 
 impl<'a> MetaLog<'a> {
@@ -148,24 +152,37 @@ impl<'a> MetaLog<'a> {
 
     /// A new entry for `path`. Each value is recorded once per scrub (entries for the
     /// same path are merged when written out).
-    pub fn entry(&mut self, path: Vec<MetaSeg<'a>>) -> &mut MetaEntry {
-        self.entries.push((path, MetaEntry::default()));
+    pub fn entry(&mut self, path: impl IntoIterator<Item = MetaSeg<'a>>) -> &mut MetaEntry {
+        let start = self.segs.len();
+        self.segs.extend(path);
+        self.entries
+            .push((start..self.segs.len(), MetaEntry::default()));
         let last = self.entries.len() - 1;
         &mut self.entries[last].1
     }
 
-    /// Removes and returns the entries recorded after the first `at`.
+    /// Removes and returns the entries recorded after the first `at`, with their paths.
     pub fn split_off(&mut self, at: usize) -> Vec<(Vec<MetaSeg<'a>>, MetaEntry)> {
-        self.entries.split_off(at)
+        let moved: Vec<_> = (self.entries.split_off(at).into_iter())
+            .map(|(r, e)| (self.segs[r].to_vec(), e))
+            .collect();
+        // Their segments are the last ones unless a rename rewrote an earlier path.
+        if let Some(end) = self.entries.iter().map(|(r, _)| r.end).max() {
+            self.segs.truncate(end);
+        } else {
+            self.segs.clear();
+        }
+        moved
     }
 
     /// Moves the entries under `from` to `to`.
-    pub fn rename(&mut self, from: &[MetaSeg<'a>], to: Vec<MetaSeg<'a>>) {
-        for (p, _) in &mut self.entries {
-            if p.starts_with(from) {
-                let mut new = to.clone();
-                new.extend_from_slice(&p[from.len()..]);
-                *p = new;
+    pub fn rename(&mut self, from: &[MetaSeg<'a>], to: &[MetaSeg<'a>]) {
+        for (r, _) in &mut self.entries {
+            if self.segs[r.clone()].starts_with(from) {
+                let start = self.segs.len();
+                self.segs.extend_from_slice(to);
+                self.segs.extend_from_within(r.start + from.len()..r.end);
+                *r = start..self.segs.len();
             }
         }
     }
@@ -181,14 +198,18 @@ impl<'a> MetaLog<'a> {
         let Value::Object(entries) = root else {
             return;
         };
-        let mut list = self.entries;
+        let mut list: Vec<(&[MetaSeg<'_>], MetaEntry)> = self
+            .entries
+            .into_iter()
+            .map(|(r, e)| (&self.segs[r], e))
+            .collect();
         match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
             Some(i) => {
                 // An incoming `_meta`: add each entry at its path (rare, so no bulk build).
-                list.sort_by(|a, b| path_order(&a.0, &b.0));
+                list.sort_by(|a, b| path_order(a.0, b.0));
                 for (path, entry) in list {
                     let mut node = &mut entries[i].1;
-                    for seg in &path {
+                    for seg in path {
                         node = match seg {
                             MetaSeg::Key(k) => child_object(node, bump, k),
                             MetaSeg::Index(n) => child_object(node, bump, &n.to_string()),
@@ -223,7 +244,7 @@ impl<'a> MetaLog<'a> {
 /// each child. Unlike sorting whole paths, shared prefixes are never compared again.
 fn serialize(
     out: &mut Vec<u8>,
-    list: &[(Vec<MetaSeg<'_>>, MetaEntry)],
+    list: &[(&[MetaSeg<'_>], MetaEntry)],
     order: &mut [u32],
     depth: usize,
     scratch: &mut Vec<u32>,
@@ -473,6 +494,38 @@ mod tests {
         let mut out = Vec::new();
         super::super::json::write(&mut out, &root);
         String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn renamed_and_split_off_paths_keep_their_segments() {
+        let mut log = MetaLog::default();
+        log.entry(vec![key("user"), key("ip_address")])
+            .rem
+            .push(remark("a"));
+        log.entry(vec![key("extra"), key("x")])
+            .rem
+            .push(remark("b"));
+        // The first entry's path is rewritten after the second was recorded.
+        log.rename(&[key("user"), key("ip_address")], &[key("user"), key("id")]);
+        log.entry([key("extra"), MetaSeg::Index(3)])
+            .rem
+            .push(remark("c"));
+        let moved = log.split_off(1);
+        assert_eq!(
+            moved.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+            [
+                vec![key("extra"), key("x")],
+                vec![key("extra"), MetaSeg::Index(3)]
+            ]
+        );
+        log.entry(vec![key("tags"), key("t")]).rem.push(remark("d"));
+        assert_eq!(
+            written(log),
+            concat!(
+                r#"{"_meta":{"tags":{"t":{"":{"rem":[["d","s",0,3]]}}},"#,
+                r#""user":{"id":{"":{"rem":[["a","s",0,3]]}}}}}"#
+            )
+        );
     }
 
     #[test]

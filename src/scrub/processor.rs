@@ -108,6 +108,11 @@ impl<'a> std::ops::DerefMut for FrameStack<'a> {
     }
 }
 
+/// The `_meta` path of the value `frames` lead to.
+fn meta_segs<'f, 'a>(frames: &'f [Frame<'a>]) -> impl Iterator<Item = MetaSeg<'a>> + 'f {
+    frames.iter().filter_map(|f| f.meta.clone())
+}
+
 /// Walk options derived from the item kind.
 #[derive(Debug, Clone, Copy)]
 pub struct WalkOptions {
@@ -929,9 +934,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     fn meta_path(&self) -> Vec<MetaSeg<'a>> {
-        let mut path = Vec::with_capacity(self.frames.len());
-        path.extend(self.frames.iter().filter_map(|f| f.meta.clone()));
-        path
+        meta_segs(&self.frames).collect()
     }
 
     /// The dotted path of the current value for the report; empty unless paths are
@@ -984,8 +987,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             return false;
         };
         let origin = rule.origin.clone();
-        let path = self.meta_path();
-        self.meta.entry(path).rem.push(Remark {
+        self.meta.entry(meta_segs(&self.frames)).rem.push(Remark {
             rule: origin.clone(),
             ty: RemarkType::Removed,
             range: None,
@@ -1063,10 +1065,9 @@ impl<'r, 'a> Walker<'r, 'a> {
             // (this keeps scrubbing idempotent: `[Filtered]` stays `[Filtered]`).
             return None;
         }
-        let path = self.meta_path();
         let path_str = self.path_string();
         let original_len = text.chars().count();
-        let entry = self.meta.entry(path);
+        let entry = self.meta.entry(meta_segs(&self.frames));
         for r in &remarks {
             self.report.changes.push(Change {
                 path: path_str.clone(),
@@ -1142,7 +1143,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         from.push(MetaSeg::Key(Cow::Borrowed("ip_address")));
         let mut to = self.meta_path();
         to.push(MetaSeg::Key(Cow::Borrowed("id")));
-        self.meta.rename(&from, to);
+        self.meta.rename(&from, &to);
         // A null `id` that was already there is superseded.
         if let Some(i) = entries
             .iter()
