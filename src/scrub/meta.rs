@@ -1,6 +1,7 @@
 //! `_meta` remarks: which rule changed which value, how, and where in the new string.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -205,18 +206,22 @@ impl<'a> MetaLog<'a> {
             .collect();
         match entries.iter().position(|(k, _)| k.eq_str("_meta")) {
             Some(i) => {
-                // An incoming `_meta`: add each entry at its path (rare, so no bulk build).
+                // An incoming `_meta`: add each entry at its path, in a growable copy of
+                // its objects (arena slices are rebuilt to grow; adding many keys to one
+                // object that way would cost time and arena space quadratic in them).
                 list.sort_by(|a, b| path_order(a.0, b.0));
+                let mut draft = Draft::from(std::mem::take(&mut entries[i].1));
                 for (path, entry) in list {
-                    let mut node = &mut entries[i].1;
+                    let mut node = &mut draft;
                     for seg in path {
                         node = match seg {
-                            MetaSeg::Key(k) => child_object(node, bump, k),
-                            MetaSeg::Index(n) => child_object(node, bump, &n.to_string()),
+                            MetaSeg::Key(k) => node.child(bump, k),
+                            MetaSeg::Index(n) => node.child(bump, &n.to_string()),
                         };
                     }
-                    merge_entry(child_object(node, bump, ""), bump, entry);
+                    node.child(bump, "").merge_entry(bump, entry);
                 }
+                entries[i].1 = draft.finish(bump);
             }
             None => {
                 // The common case: write the tree straight to JSON.
@@ -404,27 +409,121 @@ fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-/// The object under `key` in `node`, created (and `node` made an object) when missing.
-fn child_object<'v, 'a>(node: &'v mut Value<'a>, bump: &'a Bump, key: &str) -> &'v mut Value<'a> {
-    if !matches!(node, Value::Object(_)) {
-        *node = Value::empty_object();
+/// An incoming `_meta` tree while entries are merged into it: objects are growable and
+/// indexed by key (the first of duplicate keys wins, as in a lookup by position).
+enum Draft<'a> {
+    Object {
+        fields: Vec<(Str<'a>, Draft<'a>)>,
+        index: HashMap<Cow<'a, str>, usize>,
+    },
+    Other(Value<'a>),
+}
+
+impl<'a> From<Value<'a>> for Draft<'a> {
+    fn from(value: Value<'a>) -> Self {
+        let Value::Object(entries) = value else {
+            return Draft::Other(value);
+        };
+        let mut index = HashMap::with_capacity(entries.len());
+        let fields: Vec<_> = entries
+            .iter_mut()
+            .enumerate()
+            .map(|(i, (k, v))| {
+                let k = std::mem::take(k);
+                index.entry(k.decoded_cow()).or_insert(i);
+                (k, Draft::from(std::mem::take(v)))
+            })
+            .collect();
+        Draft::Object { fields, index }
     }
-    let Value::Object(fields) = node else {
-        return node;
-    };
-    let idx = match fields.iter().position(|(k, _)| k.eq_str(key)) {
-        Some(i) => i,
-        None => {
-            let key = Str::Decoded(bump.alloc_str(key));
-            json::push(fields, bump, (key, Value::empty_object()));
+}
+
+impl<'a> Draft<'a> {
+    fn empty_object() -> Self {
+        Draft::Object {
+            fields: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// The object under `key`, created (and this made an object) when missing; a child
+    /// that is not an object is replaced by an empty one.
+    fn child(&mut self, bump: &'a Bump, key: &str) -> &mut Draft<'a> {
+        let i = self.position(bump, key, Draft::empty_object, false);
+        let Draft::Object { fields, .. } = self else {
+            unreachable!("position makes it an object")
+        };
+        let child = &mut fields[i].1;
+        if !matches!(child, Draft::Object { .. }) {
+            *child = Draft::empty_object();
+        }
+        child
+    }
+
+    /// Where `key` is in this object (made one if it is not), added with `new()` when
+    /// missing: at the front when `first`, else at the end.
+    fn position(
+        &mut self,
+        bump: &'a Bump,
+        key: &str,
+        new: impl FnOnce() -> Draft<'a>,
+        first: bool,
+    ) -> usize {
+        if !matches!(self, Draft::Object { .. }) {
+            *self = Draft::empty_object();
+        }
+        let Draft::Object { fields, index } = self else {
+            unreachable!("made an object above")
+        };
+        if let Some(&i) = index.get(key) {
+            return i;
+        }
+        let key: &'a str = bump.alloc_str(key);
+        if first {
+            fields.insert(0, (Str::Decoded(key), new()));
+            index.values_mut().for_each(|i| *i += 1);
+            index.insert(Cow::Borrowed(key), 0);
+            0
+        } else {
+            fields.push((Str::Decoded(key), new()));
+            index.insert(Cow::Borrowed(key), fields.len() - 1);
             fields.len() - 1
         }
-    };
-    let child = &mut fields[idx].1;
-    if !matches!(child, Value::Object(_)) {
-        *child = Value::empty_object();
     }
-    child
+
+    /// Adds `entry`'s remarks (and its original length, unless one is there) to this
+    /// value's meta object.
+    fn merge_entry(&mut self, bump: &'a Bump, entry: MetaEntry) {
+        let rem = self.position(bump, "rem", || Draft::Other(Value::Array(&mut [])), true);
+        let Draft::Object { fields, .. } = self else {
+            unreachable!("position makes it an object")
+        };
+        if !matches!(fields[rem].1, Draft::Other(Value::Array(_))) {
+            fields[rem].1 = Draft::Other(Value::Array(&mut []));
+        }
+        if let Draft::Other(Value::Array(rems)) = &mut fields[rem].1 {
+            json::extend(rems, bump, entry.rem.iter().map(|r| remark_value(bump, r)));
+        }
+        if let Some(len) = entry.len {
+            // The first change sets the original length; an earlier one wins.
+            self.position(
+                bump,
+                "len",
+                || Draft::Other(Value::number_in(bump, len)),
+                false,
+            );
+        }
+    }
+
+    /// The merged tree, back in the arena.
+    fn finish(self, bump: &'a Bump) -> Value<'a> {
+        match self {
+            Draft::Object { fields, .. } => {
+                Value::object_in(bump, fields.into_iter().map(|(k, d)| (k, d.finish(bump))))
+            }
+            Draft::Other(v) => v,
+        }
+    }
 }
 
 fn remark_value<'a>(bump: &'a Bump, r: &Remark) -> Value<'a> {
@@ -434,40 +533,6 @@ fn remark_value<'a>(bump: &'a Bump, r: &Remark) -> Value<'a> {
         items.push(Value::number_in(bump, e));
     }
     Value::array_in(bump, items)
-}
-
-fn merge_entry<'a>(inner: &mut Value<'a>, bump: &'a Bump, entry: MetaEntry) {
-    let Value::Object(fields) = inner else {
-        return;
-    };
-    let rem_idx = match fields.iter().position(|(k, _)| k.eq_str("rem")) {
-        Some(i) => i,
-        None => {
-            json::insert(
-                fields,
-                bump,
-                0,
-                (Str::Decoded("rem"), Value::Array(&mut [])),
-            );
-            0
-        }
-    };
-    if !matches!(fields[rem_idx].1, Value::Array(_)) {
-        fields[rem_idx].1 = Value::Array(&mut []);
-    }
-    if let Value::Array(rems) = &mut fields[rem_idx].1 {
-        json::extend(rems, bump, entry.rem.iter().map(|r| remark_value(bump, r)));
-    }
-    if let Some(len) = entry.len {
-        // The first change sets the original length; an earlier one wins.
-        if !fields.iter().any(|(k, _)| k.eq_str("len")) {
-            json::push(
-                fields,
-                bump,
-                (Str::Decoded("len"), Value::number_in(bump, len)),
-            );
-        }
-    }
 }
 
 #[cfg(test)]
@@ -494,6 +559,58 @@ mod tests {
         let mut out = Vec::new();
         super::super::json::write(&mut out, &root);
         String::from_utf8(out).expect("utf-8")
+    }
+
+    /// Merges `log` into an event that already has a `_meta`; returns the written event
+    /// and the arena bytes used.
+    fn merged_into(event: &str, log: MetaLog<'_>) -> (String, usize) {
+        let bump = Bump::new();
+        let mut root = super::super::json::parse(event, &bump, 16).unwrap();
+        log.merge_into(&mut root, &bump);
+        let mut out = Vec::new();
+        super::super::json::write(&mut out, &root);
+        (String::from_utf8(out).unwrap(), bump.allocated_bytes())
+    }
+
+    #[test]
+    fn entries_merge_into_an_incoming_meta_in_place() {
+        let mut log = MetaLog::default();
+        let e = log.entry(vec![key("user"), key("email")]);
+        e.rem.push(remark("@email"));
+        e.len = Some(6);
+        log.entry(vec![key("extra"), MetaSeg::Index(2)])
+            .rem
+            .push(remark("r2"));
+        let (out, _) = merged_into(
+            r#"{"_meta":{"user":{"email":{"":{"err":["invalid_data"],"len":9}}},"x":1}}"#,
+            log,
+        );
+        // Existing keys keep their place and values (an earlier `len` wins); remarks go
+        // first in a value's object; new paths are added after the existing keys.
+        assert_eq!(
+            out,
+            concat!(
+                r#"{"_meta":{"user":{"email":{"":{"rem":[["@email","s",0,3]],"#,
+                r#""err":["invalid_data"],"len":9}}},"x":1,"#,
+                r#""extra":{"2":{"":{"rem":[["r2","s",0,3]]}}}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn many_changes_under_one_incoming_meta_object_stay_linear() {
+        let keys: Vec<String> = (0..5_000).map(|i| format!("k{i}")).collect();
+        let mut log = MetaLog::default();
+        for k in &keys {
+            log.entry(vec![key("extra"), key(k)]).rem.push(remark("r"));
+        }
+        let (out, arena) = merged_into(r#"{"_meta":{"extra":{}}}"#, log);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let extra = json["_meta"]["extra"].as_object().unwrap();
+        assert_eq!(extra.len(), keys.len());
+        assert_eq!(extra["k4999"][""]["rem"][0][0], "r");
+        // Each new key rebuilding its object's slice would take about 600 MB here.
+        assert!(arena < 8 << 20, "{arena} arena bytes");
     }
 
     #[test]
