@@ -496,6 +496,47 @@ fn original_values_in_meta_are_scrubbed_too() {
 }
 
 #[test]
+fn original_values_in_a_wide_meta_object_follow_the_event() {
+    // More than eight keys: the `_meta` object is matched to the event's through an index.
+    let mut extra = serde_json::Map::new();
+    let mut meta = serde_json::Map::new();
+    for i in 0..20 {
+        extra.insert(format!("k{i}"), json!("v"));
+        meta.insert(
+            format!("k{i}"),
+            json!({"": {"val": format!("{i} is 078-05-1120")}}),
+        );
+    }
+    extra.insert("password".into(), json!("p"));
+    meta.insert("password".into(), json!({"": {"val": "hunter2"}}));
+    // A list in the event: the key `1` is its second element, a frame's `vars`.
+    meta.insert(
+        "list".into(),
+        json!({"1": {"": {"val": "card 4571234567890111"}}}),
+    );
+    extra.insert("list".into(), json!(["a", "b"]));
+    let out = scrub_with(
+        defaults(),
+        json!({"extra": extra, "_meta": {"extra": meta}}),
+    );
+    let m = &out["_meta"]["extra"];
+    assert_eq!(m["password"][""]["val"], "[Filtered]");
+    assert_eq!(m["list"]["1"][""]["val"], "card [Filtered]");
+    for i in 0..20 {
+        assert_eq!(m[format!("k{i}")][""]["val"], format!("{i} is [Filtered]"));
+    }
+    // The event's types along the path decide: `list` is an array in the event, so
+    // `$array.*` reaches its original value, and nothing else.
+    let out = scrub_with(
+        pii(json!({"$array.*": ["@anything:replace"]})),
+        json!({"extra": extra, "_meta": {"extra": meta}}),
+    );
+    let m = &out["_meta"]["extra"];
+    assert_eq!(m["list"]["1"][""]["val"], "[Filtered]", "{m}");
+    assert_eq!(m["k3"][""]["val"], "3 is 078-05-1120");
+}
+
+#[test]
 fn numeric_user_id_is_scrubbed_as_its_text() {
     let out = scrub_with(
         pii(json!({"$user.id": ["@anything:hash"]})),

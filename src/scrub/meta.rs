@@ -164,16 +164,12 @@ impl<'a> MetaLog<'a> {
 
     /// Removes and returns the entries recorded after the first `at`, with their paths.
     pub fn split_off(&mut self, at: usize) -> Vec<(Vec<MetaSeg<'a>>, MetaEntry)> {
-        let moved: Vec<_> = (self.entries.split_off(at).into_iter())
+        // Their segments stay in `segs` (a rename may have put an earlier entry's path
+        // after them; finding out would cost a scan per call, and the callers split off
+        // once per original value or cookie header).
+        (self.entries.split_off(at).into_iter())
             .map(|(r, e)| (self.segs[r].to_vec(), e))
-            .collect();
-        // Their segments are the last ones unless a rename rewrote an earlier path.
-        if let Some(end) = self.entries.iter().map(|(r, _)| r.end).max() {
-            self.segs.truncate(end);
-        } else {
-            self.segs.clear();
-        }
-        moved
+            .collect()
     }
 
     /// Moves the entries under `from` to `to`.

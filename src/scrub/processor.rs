@@ -2,6 +2,7 @@
 //! path, applies the rules whose selectors match, and records `_meta` remarks.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use smallvec::SmallVec;
@@ -106,6 +107,16 @@ impl<'a> std::ops::DerefMut for FrameStack<'a> {
     fn deref_mut(&mut self) -> &mut [Frame<'a>] {
         &mut self.slots[..self.len]
     }
+}
+
+/// One level of an incoming `_meta` path, with the event's value there (if any).
+struct MetaStep<'e, 'a> {
+    /// The `_meta` key.
+    seg: String,
+    /// The index, when the event has an array here and the key is one.
+    index: Option<usize>,
+    /// The event's value at this level.
+    at: Option<&'e Value<'a>>,
 }
 
 /// The `_meta` path of the value `frames` lead to.
@@ -334,29 +345,67 @@ impl<'r, 'a> Walker<'r, 'a> {
         };
         let mut meta = std::mem::replace(&mut entries[pos].1, Value::Null);
         let mut path = Vec::new();
-        self.meta_originals(&mut meta, root, &mut path);
+        self.meta_originals(&mut meta, Some(root), &mut path);
         if let Some(entries) = root.as_object_mut() {
             entries[pos].1 = meta;
         }
     }
 
-    fn meta_originals(&mut self, meta: &mut Value<'a>, root: &Value<'a>, path: &mut Vec<String>) {
+    /// Visits the `_meta` object `meta`, whose path is `path`, where `at` is the event's
+    /// value at that path (if any).
+    fn meta_originals<'e>(
+        &mut self,
+        meta: &mut Value<'a>,
+        at: Option<&'e Value<'a>>,
+        path: &mut Vec<MetaStep<'e, 'a>>,
+    ) {
         let Value::Object(entries) = meta else {
             return;
+        };
+        // Large objects are matched to the event's through an index: a lookup by
+        // position per key would make an incoming `_meta` as wide as its object quadratic.
+        let index: Option<HashMap<Cow<'a, str>, &'e Value<'a>>> = match at {
+            Some(Value::Object(fields)) if entries.len() > 8 => {
+                let mut index = HashMap::with_capacity(fields.len());
+                for (k, v) in fields.iter() {
+                    index.entry(k.decoded_cow()).or_insert(v);
+                }
+                Some(index)
+            }
+            _ => None,
         };
         for (k, child) in entries.iter_mut() {
             let key = k.decoded().into_owned();
             if key.is_empty() {
-                self.scrub_original(child, root, path);
-            } else {
-                path.push(key);
-                self.meta_originals(child, root, path);
-                path.pop();
+                self.scrub_original(child, path);
+                continue;
             }
+            let step = match at {
+                Some(Value::Array(items)) if key.parse::<usize>().is_ok() => {
+                    let i = key.parse::<usize>().unwrap_or(0);
+                    MetaStep {
+                        at: items.get(i),
+                        index: Some(i),
+                        seg: key,
+                    }
+                }
+                _ => MetaStep {
+                    at: match &index {
+                        Some(index) => index.get(key.as_str()).copied(),
+                        None => at.and_then(|v| v.get(&key)),
+                    },
+                    index: None,
+                    seg: key,
+                },
+            };
+            let next = step.at;
+            path.push(step);
+            self.meta_originals(child, next, path);
+            path.pop();
         }
     }
 
-    fn scrub_original(&mut self, inner: &mut Value<'a>, root: &Value<'a>, path: &[String]) {
+    fn scrub_original(&mut self, inner: &mut Value<'a>, path: &[MetaStep<'_, 'a>]) {
         let Some(fields) = inner.as_object_mut() else {
             return;
         };
@@ -369,36 +418,28 @@ impl<'r, 'a> Walker<'r, 'a> {
         // Rebuild the field's frames from the schema, following the event for indices.
         self.frames.clear();
         let mut node = schema::ROOT;
-        let mut at: Option<&Value<'a>> = Some(root);
-        for (depth, seg) in path.iter().enumerate() {
-            let is_index = matches!(at, Some(Value::Array(_))) && seg.parse::<usize>().is_ok();
-            let (key, index, next_node, next_at) = if is_index {
-                let i: usize = seg.parse().unwrap_or(0);
-                let next = match at {
-                    Some(Value::Array(items)) => items.get(i),
-                    _ => None,
-                };
-                (None, Some(i), self.schema.elem_child(node), next)
-            } else {
-                let canonical = if depth == 0 {
-                    schema::canonical_top_level_key(seg)
-                } else {
-                    seg.as_str()
-                };
-                (
-                    Some(&*self.bump.alloc_str(canonical)),
-                    None,
-                    self.schema.key_child(node, canonical),
-                    at.and_then(|v| v.get(seg)),
-                )
+        for (depth, step) in path.iter().enumerate() {
+            let (key, next_node) = match step.index {
+                Some(_) => (None, self.schema.elem_child(node)),
+                None => {
+                    let canonical = if depth == 0 {
+                        schema::canonical_top_level_key(&step.seg)
+                    } else {
+                        step.seg.as_str()
+                    };
+                    (
+                        Some(&*self.bump.alloc_str(canonical)),
+                        self.schema.key_child(node, canonical),
+                    )
+                }
             };
-            let types = match next_at {
+            let types = match step.at {
                 Some(v) if depth + 1 < path.len() => self.types_for(next_node, v),
                 _ => Types::of(ValueType::String),
             };
             self.push_frame(Frame {
                 key,
-                index,
+                index: step.index,
                 types,
                 node: next_node,
                 meta: None,
@@ -406,7 +447,6 @@ impl<'r, 'a> Walker<'r, 'a> {
                 hidden: false,
             });
             node = next_node;
-            at = next_at;
         }
         let pii = self.schema.node(node).pii;
         if pii == Pii::False {
