@@ -466,6 +466,30 @@ fn cookie_header_scrubbed_like_request_cookies() {
 }
 
 #[test]
+fn every_filtered_cookie_of_a_header_gets_its_remark() {
+    let out = scrub_with(
+        defaults(),
+        json!({"request": {"headers": [["Cookie", "sessionid=abc; theme=dark; csrf=xyz1; sudo=1; lang=en"]]}}),
+    );
+    let header = out["request"]["headers"][0][1].as_str().unwrap();
+    assert_eq!(
+        header,
+        "sessionid=[Filtered]; theme=dark; csrf=[Filtered]; sudo=[Filtered]; lang=en"
+    );
+    let starts: Vec<usize> = header.match_indices("[Filtered]").map(|(i, _)| i).collect();
+    let rem = out["_meta"]["request"]["headers"]["0"]["1"][""]["rem"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rem.len(), 3, "{rem:?}");
+    for (r, start) in rem.iter().zip(starts) {
+        assert_eq!(r[0], "@anything:filter");
+        assert_eq!(r[2], start);
+        assert_eq!(r[3], start + "[Filtered]".len());
+    }
+}
+
+#[test]
 fn original_values_in_meta_are_scrubbed_too() {
     let out = scrub_with(
         defaults(),

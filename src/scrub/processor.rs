@@ -735,6 +735,19 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
         // Rebuild the header and move the cookies' remarks onto it.
         let moved = self.meta.split_off(before);
+        // The cookies' entries by pair index (recorded in walk order; the sort is stable),
+        // consumed as the header is rebuilt: one pass, however many cookies changed.
+        let mut by_pair: Vec<(usize, &MetaEntry)> = moved
+            .iter()
+            .filter_map(
+                |(path, e)| match path.len().checked_sub(2).map(|at| &path[at]) {
+                    Some(MetaSeg::Index(i)) => Some((*i, e)),
+                    _ => None,
+                },
+            )
+            .collect();
+        by_pair.sort_by_key(|&(i, _)| i);
+        let mut by_pair = by_pair.into_iter().peekable();
         let mut header = String::new();
         let mut entry = MetaEntry::default();
         for (i, pair) in pairs.iter().enumerate() {
@@ -753,13 +766,14 @@ impl<'r, 'a> Walker<'r, 'a> {
             header.push('=');
             let offset = header.len();
             header.push_str(&value);
-            for (path, e) in &moved {
-                if path.len() >= 2 && path[path.len() - 2] == MetaSeg::Index(i) {
-                    for r in &e.rem {
-                        let mut r = r.clone();
-                        r.range = r.range.map(|(a, b)| (a + offset, b + offset));
-                        entry.rem.push(r);
-                    }
+            while by_pair.peek().is_some_and(|&(at, _)| at < i) {
+                by_pair.next();
+            }
+            while let Some((_, e)) = by_pair.next_if(|&(at, _)| at == i) {
+                for r in &e.rem {
+                    let mut r = r.clone();
+                    r.range = r.range.map(|(a, b)| (a + offset, b + offset));
+                    entry.rem.push(r);
                 }
             }
         }
