@@ -4,8 +4,9 @@
 //!
 //! `profile_scrub interleaved [ROUNDS]` times the floor, (a) and (b) in alternation, one
 //! corpus pass each per round, and prints each one's median throughput, the ratios of
-//! the medians to the floor's, and the median of each round's own ratio: on a VM whose speed drifts, alternating keeps the three under the same
-//! conditions, which criterion's one-after-the-other runs cannot.
+//! the medians to the floor's, and the median of each round's own ratio: on a VM whose
+//! speed drifts, alternating keeps the three under the same conditions, which
+//! criterion's one-after-the-other runs cannot.
 //!
 //! `profile_scrub MODE --repeat N` runs N passes of one workload, for a sampling profiler
 //! (`perf record -e cpu-clock`), which sees where the time goes, stalls included.

@@ -92,31 +92,21 @@ impl<'a> Str<'a> {
         }
     }
 
-    /// Decoded text; borrowed when the raw text has no escapes.
-    pub fn decoded(&self) -> Cow<'_, str> {
-        self.decoded_cow()
-    }
-
-    /// Decoded text with the input's lifetime when possible.
-    pub fn decoded_cow(&self) -> Cow<'a, str> {
+    /// Decoded text, borrowed (with the input's lifetime) unless it has escapes.
+    pub fn decoded(&self) -> Cow<'a, str> {
         match *self {
             Str::Raw { raw, escaped, .. } => decode(raw, escaped),
             Str::Decoded(s) => Cow::Borrowed(s),
         }
     }
 
-    /// Decoded text with the input's lifetime: the raw text when it has no escapes,
-    /// else decoded into `bump`.
+    /// [`Str::decoded`] as a `&str` of the input's lifetime: text with escapes is
+    /// decoded into `bump`.
     #[inline]
     pub fn text_in(&self, bump: &'a Bump) -> &'a str {
-        match *self {
-            Str::Raw {
-                raw,
-                escaped: false,
-                ..
-            } => raw,
-            Str::Raw { raw, .. } => bump.alloc_str(&unescape(raw)),
-            Str::Decoded(s) => s,
+        match self.decoded() {
+            Cow::Borrowed(s) => s,
+            Cow::Owned(s) => bump.alloc_str(&s),
         }
     }
 
@@ -171,9 +161,9 @@ impl<'a> Value<'a> {
         Value::text(bump.alloc_str(s))
     }
 
-    /// A number value holding a copy of `n`'s decimal text in `bump`.
+    /// A number value holding `n`'s decimal text in `bump`.
     pub fn number_in(bump: &'a Bump, n: usize) -> Value<'a> {
-        Value::Number(bump.alloc_str(&n.to_string()))
+        Value::Number(bumpalo::format!(in bump, "{}", n).into_bump_str())
     }
 
     /// An empty object.

@@ -426,7 +426,7 @@ impl<'a> From<Value<'a>> for Draft<'a> {
             .enumerate()
             .map(|(i, (k, v))| {
                 let k = std::mem::take(k);
-                index.entry(k.decoded_cow()).or_insert(i);
+                index.entry(k.decoded()).or_insert(i);
                 (k, Draft::from(std::mem::take(v)))
             })
             .collect();

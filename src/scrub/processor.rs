@@ -112,7 +112,7 @@ impl<'a> std::ops::DerefMut for FrameStack<'a> {
 /// One level of an incoming `_meta` path, with the event's value there (if any).
 struct MetaStep<'e, 'a> {
     /// The `_meta` key.
-    seg: String,
+    seg: &'a str,
     /// The index, when the event has an array here and the key is one.
     index: Option<usize>,
     /// The event's value at this level.
@@ -368,31 +368,28 @@ impl<'r, 'a> Walker<'r, 'a> {
             Some(Value::Object(fields)) if entries.len() > 8 => {
                 let mut index = HashMap::with_capacity(fields.len());
                 for (k, v) in fields.iter() {
-                    index.entry(k.decoded_cow()).or_insert(v);
+                    index.entry(k.decoded()).or_insert(v);
                 }
                 Some(index)
             }
             _ => None,
         };
         for (k, child) in entries.iter_mut() {
-            let key = k.decoded().into_owned();
+            let key = k.text_in(self.bump);
             if key.is_empty() {
                 self.scrub_original(child, path);
                 continue;
             }
-            let step = match at {
-                Some(Value::Array(items)) if key.parse::<usize>().is_ok() => {
-                    let i = key.parse::<usize>().unwrap_or(0);
-                    MetaStep {
-                        at: items.get(i),
-                        index: Some(i),
-                        seg: key,
-                    }
-                }
+            let step = match (at, key.parse::<usize>()) {
+                (Some(Value::Array(items)), Ok(i)) => MetaStep {
+                    at: items.get(i),
+                    index: Some(i),
+                    seg: key,
+                },
                 _ => MetaStep {
                     at: match &index {
-                        Some(index) => index.get(key.as_str()).copied(),
-                        None => at.and_then(|v| v.get(&key)),
+                        Some(index) => index.get(key).copied(),
+                        None => at.and_then(|v| v.get(key)),
                     },
                     index: None,
                     seg: key,
@@ -423,14 +420,11 @@ impl<'r, 'a> Walker<'r, 'a> {
                 Some(_) => (None, self.schema.elem_child(node)),
                 None => {
                     let canonical = if depth == 0 {
-                        schema::canonical_top_level_key(&step.seg)
+                        schema::canonical_top_level_key(step.seg)
                     } else {
-                        step.seg.as_str()
+                        step.seg
                     };
-                    (
-                        Some(&*self.bump.alloc_str(canonical)),
-                        self.schema.key_child(node, canonical),
-                    )
+                    (Some(canonical), self.schema.key_child(node, canonical))
                 }
             };
             let types = match step.at {
@@ -1165,13 +1159,8 @@ impl<'r, 'a> Walker<'r, 'a> {
             return Outcome::Keep;
         }
         if let Some(new_dir) = result {
-            let mut joined = bumpalo::collections::String::with_capacity_in(
-                new_dir.len() + base.len(),
-                self.bump,
-            );
-            joined.push_str(new_dir);
-            joined.push_str(base);
-            *s = Str::Decoded(joined.into_bump_str());
+            *s =
+                Str::Decoded(bumpalo::format!(in self.bump, "{}{}", new_dir, base).into_bump_str());
         }
         Outcome::Keep
     }
