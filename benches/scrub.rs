@@ -9,7 +9,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 /// The same allocator the `scrubgate` binary uses.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+use scrubgate::projects::ProjectConfig;
+use scrubgate::scrub::{ItemKind, ScrubOptions};
 
 fn corpus() -> Vec<Vec<u8>> {
     let text = include_str!("../tests/fixtures/corpus/events.jsonl");

@@ -12,7 +12,8 @@
 //! (`perf record -e cpu-clock`), which sees where the time goes, stalls included.
 use std::time::{Duration, Instant};
 
-use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+use scrubgate::projects::ProjectConfig;
+use scrubgate::scrub::{ItemKind, ScrubOptions};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::scrub::{ItemKind, ProjectConfig, ScrubOptions, ScrubReport};
+use crate::projects::ProjectConfig;
+use crate::scrub::{ItemKind, ScrubOptions, ScrubReport};
 
 /// Exit status when an event could not be scrubbed.
 pub const EXIT_BAD_INPUT: u8 = 1;

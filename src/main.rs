@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use scrubgate::config::{Config, ConfigError, LogFormat};
+use scrubgate::projects::ProjectConfig;
 use scrubgate::projects::{check_dir, ProjectStore};
-use scrubgate::scrub::ProjectConfig;
 use tracing_subscriber::EnvFilter;
 
 // mimalloc: the proxy allocates per request (bodies, parsed trees, headers) from many

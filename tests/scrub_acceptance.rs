@@ -1,7 +1,8 @@
 //! The acceptance examples of Relay's semantics (spec section 8), one test each, plus the
 //! places where scrubgate deliberately does better than Relay.
 
-use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+use scrubgate::projects::ProjectConfig;
+use scrubgate::scrub::{ItemKind, ScrubOptions};
 use serde_json::{json, Value};
 
 fn scrub_with(config: Value, event: Value) -> Value {

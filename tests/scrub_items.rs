@@ -1,7 +1,8 @@
 //! Envelope items beyond events get the treatment the project's rules give the matching
 //! user fields (Relay forwards them untouched).
 
-use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+use scrubgate::projects::ProjectConfig;
+use scrubgate::scrub::{ItemKind, ScrubOptions};
 use serde_json::{json, Value};
 
 fn run(config: Value, kind: ItemKind, item: Value, opts: &ScrubOptions) -> Value {

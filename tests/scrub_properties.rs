@@ -2,7 +2,8 @@
 //! idempotent, and planted emails, IPs and MACs never survive `$string` rules.
 
 use proptest::prelude::*;
-use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+use scrubgate::projects::ProjectConfig;
+use scrubgate::scrub::{ItemKind, ScrubOptions};
 use serde_json::{json, Map, Value};
 
 fn leaf() -> impl Strategy<Value = Value> {

@@ -1,7 +1,8 @@
 //! Snapshots of real SDK payloads scrubbed under the default data scrubbing and under an
 //! advanced rule set, `_meta` included. Review changes with `cargo insta review`.
 
-use scrubgate::scrub::{ItemKind, ProjectConfig, ScrubOptions};
+use scrubgate::projects::ProjectConfig;
+use scrubgate::scrub::{ItemKind, ScrubOptions};
 
 fn project(bytes: &[u8]) -> ProjectConfig {
     ProjectConfig::from_json(bytes, &|_| None).expect("fixture config compiles")

@@ -3,10 +3,11 @@
 //! A [`Forwarder`] sends one [`ForwardRequest`] (already scrubbed, headers already
 //! filtered by the caller) either to the configured upstream over a pooled HTTP client
 //! ([`client`]) or, when no upstream URL is configured, to the embedded outbox
-//! ([`outbox`]), a JSON-lines file under the data directory. Delivery is synchronous
-//! (DESIGN.md): the caller relays the [`UpstreamResponse`] to the SDK, or maps a
-//! [`ForwardError`] through [`ForwardError::status`]. The forwarder never changes an
-//! event; it only re-encodes the body per `upstream.encoding`.
+//! ([`outbox`]), a JSON-lines file under the data directory. Delivery is synchronous:
+//! the caller relays the [`UpstreamResponse`] to the SDK, or answers a [`ForwardError`]
+//! as `server::error` maps it. The forwarder never changes an event; it only re-encodes
+//! the body per `upstream.encoding` ([`client::encode`]: the one place bodies are
+//! compressed for the upstream).
 
 pub mod client;
 pub mod outbox;
@@ -53,8 +54,8 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
-/// Why a request could not be delivered. The SDK's answer comes from
-/// [`ForwardError::status`]; retry decisions from [`ForwardError::is_retryable`].
+/// Why a request could not be delivered. What the SDK is answered for each is decided
+/// with every other error's answer, in `server::error`.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     /// No connection to the upstream (refused, unresolvable, connect timeout).
@@ -105,44 +106,6 @@ pub enum ForwardError {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl ForwardError {
-    /// True when sending the same request again later may succeed (the upstream or the
-    /// disk may recover); false when the request itself is the problem.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ForwardError::Connect(_)
-            | ForwardError::Timeout(_)
-            | ForwardError::Request(_)
-            | ForwardError::Response(_)
-            | ForwardError::Outbox { .. } => true,
-            ForwardError::ResponseTooLarge { .. }
-            | ForwardError::InvalidPath
-            | ForwardError::InvalidUpstreamUrl
-            | ForwardError::NoTrustRoots
-            | ForwardError::Tls(_)
-            | ForwardError::Encode(_) => false,
-        }
-    }
-
-    /// The status to answer the SDK with. Retryable failures are 503 (the server adds
-    /// `Retry-After`), which SDKs with an offline cache retry.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ForwardError::Connect(_)
-            | ForwardError::Timeout(_)
-            | ForwardError::Request(_)
-            | ForwardError::Response(_)
-            | ForwardError::Outbox { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ForwardError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
-            ForwardError::InvalidPath
-            | ForwardError::InvalidUpstreamUrl
-            | ForwardError::NoTrustRoots
-            | ForwardError::Tls(_)
-            | ForwardError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }
 
 /// Where forwarded requests go.

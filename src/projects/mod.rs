@@ -26,7 +26,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::metrics::{Metrics, ReloadResult, RuleLabels};
-use crate::scrub::{ConfigErrors, ProjectConfig};
+use crate::scrub::ConfigErrors;
+
+mod config;
+
+pub use config::{AttachmentPolicy, ProjectConfig, PublicKey};
 
 /// How the environment is read when resolving `${NAME}` references in project configs.
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;

@@ -15,7 +15,6 @@ use std::fmt;
 
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use http::StatusCode;
 
 /// The highest `sentry_version` accepted; anything above is refused with 400.
 pub const MAX_PROTOCOL_VERSION: u16 = 7;
@@ -59,33 +58,6 @@ pub enum AuthError {
     /// A DSN (e.g. the envelope header's `dsn`) could not be parsed.
     #[error("invalid dsn")]
     BadDsn,
-}
-
-impl AuthError {
-    /// The HTTP status Relay answers with: 401 for a missing, duplicated or malformed
-    /// payload, 400 for an unsupported version, a bad key or a bad DSN.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AuthError::MultipleSources | AuthError::Missing | AuthError::Malformed => {
-                StatusCode::UNAUTHORIZED
-            }
-            AuthError::UnsupportedVersion(_) | AuthError::BadPublicKey | AuthError::BadDsn => {
-                StatusCode::BAD_REQUEST
-            }
-        }
-    }
-
-    /// A short static text for the `{"detail": ...}` answer.
-    pub fn detail(&self) -> &'static str {
-        match self {
-            AuthError::MultipleSources => "multiple authorization payloads detected",
-            AuthError::Missing => "missing authorization information",
-            AuthError::Malformed => "malformed authorization payload",
-            AuthError::UnsupportedVersion(_) => "client sdk requested unsupported protocol version",
-            AuthError::BadPublicKey => "invalid public key",
-            AuthError::BadDsn => "invalid dsn",
-        }
-    }
 }
 
 /// A project's public key (`sentry_key`): 32 hex digits, stored lowercase.
@@ -511,6 +483,7 @@ fn is_safe_auth_value(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::error::IngestError;
 
     const KEY: &str = "e12d836b15bb49d7bbf99e64295d995b";
 
@@ -709,8 +682,9 @@ mod tests {
             let pairs: Vec<(&str, &str)> = hdrs.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let got = parse(&pairs, query).unwrap_err();
             assert_eq!(got, want, "case {name}");
-            assert_eq!(got.status().as_u16(), status, "case {name}");
-            assert!(!got.detail().is_empty());
+            let error = IngestError::Auth(got);
+            assert_eq!(error.status().as_u16(), status, "case {name}");
+            assert!(!error.detail().is_empty());
         }
     }
 

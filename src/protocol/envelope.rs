@@ -9,14 +9,15 @@
 //! raw bytes\n
 //! ```
 //!
-//! Headers are kept as JSON maps in their original key order, so unknown keys survive a
-//! round trip. Payloads are zero-copy slices of the body. `Debug` prints item types and
+//! The envelope header is kept as the bytes it was sent as (the fields scrubgate reads,
+//! `event_id`, `dsn` and whether there is a `trace`, are read once); item headers are kept
+//! as JSON maps in their original key order, so unknown keys survive a round trip.
+//! Payloads are zero-copy slices of the body. `Debug` prints item types and
 //! sizes only, never payloads or header values (they can carry personal data).
 
 use std::fmt;
 
 use bytes::Bytes;
-use http::StatusCode;
 use serde_json::{Map, Value};
 
 /// An envelope or item header: a JSON object, in its original key order.
@@ -66,36 +67,6 @@ pub enum EnvelopeError {
     /// serializer needs no panic path.
     #[error("failed to serialize envelope")]
     Serialize,
-}
-
-impl EnvelopeError {
-    /// 400 for every malformed envelope, 500 for [`EnvelopeError::Serialize`].
-    pub fn status(&self) -> StatusCode {
-        match self {
-            EnvelopeError::Empty
-            | EnvelopeError::InvalidHeader
-            | EnvelopeError::InvalidItemHeader { .. }
-            | EnvelopeError::MissingItemType { .. }
-            | EnvelopeError::InvalidLength { .. }
-            | EnvelopeError::UnexpectedEof { .. }
-            | EnvelopeError::MissingNewline { .. } => StatusCode::BAD_REQUEST,
-            EnvelopeError::Serialize => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// A short static text for the `{"detail": ...}` answer.
-    pub fn detail(&self) -> &'static str {
-        match self {
-            EnvelopeError::Empty => "empty envelope",
-            EnvelopeError::InvalidHeader => "invalid envelope header",
-            EnvelopeError::InvalidItemHeader { .. } => "invalid envelope item header",
-            EnvelopeError::MissingItemType { .. } => "envelope item has no type",
-            EnvelopeError::InvalidLength { .. } => "envelope item has an invalid length",
-            EnvelopeError::UnexpectedEof { .. } => "envelope item runs past the end of the body",
-            EnvelopeError::MissingNewline { .. } => "envelope item is not followed by a newline",
-            EnvelopeError::Serialize => "failed to serialize envelope",
-        }
-    }
 }
 
 /// The item types of the Sentry protocol, for exhaustive matching; anything else is
@@ -292,17 +263,64 @@ impl fmt::Debug for Item {
 /// A parsed envelope: the header and the items, in order.
 #[derive(Clone, PartialEq)]
 pub struct Envelope {
-    headers: Headers,
+    header: EnvelopeHeader,
     items: Vec<Item>,
+}
+
+/// The envelope header: its JSON text and the fields read from it.
+#[derive(Clone, PartialEq)]
+struct EnvelopeHeader {
+    /// One JSON object, without the line's newline.
+    json: Bytes,
+    event_id: Option<String>,
+    dsn: Option<String>,
+    has_trace: bool,
+}
+
+/// The header fields scrubgate reads; every other key stays in the text untouched.
+#[derive(serde::Deserialize)]
+struct HeaderFields {
+    #[serde(default)]
+    event_id: Option<Value>,
+    #[serde(default)]
+    dsn: Option<Value>,
+    #[serde(default)]
+    trace: Option<serde::de::IgnoredAny>,
+}
+
+impl EnvelopeHeader {
+    /// Reads a header line, which must be one JSON object.
+    fn read(json: Bytes) -> Result<Self, EnvelopeError> {
+        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(EnvelopeError::InvalidHeader);
+        }
+        let fields: HeaderFields =
+            serde_json::from_slice(&json).map_err(|_| EnvelopeError::InvalidHeader)?;
+        let text = |v: Option<Value>| match v {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        Ok(EnvelopeHeader {
+            event_id: text(fields.event_id),
+            dsn: text(fields.dsn),
+            has_trace: fields.trace.is_some(),
+            json,
+        })
+    }
 }
 
 impl Envelope {
     /// An envelope with the given header and no items.
-    pub fn new(headers: Headers) -> Self {
-        Self {
-            headers,
+    ///
+    /// # Errors
+    ///
+    /// [`EnvelopeError::Serialize`], which cannot happen for a map of JSON values.
+    pub fn new(headers: &Headers) -> Result<Self, EnvelopeError> {
+        let json = serde_json::to_vec(headers).map_err(|_| EnvelopeError::Serialize)?;
+        Ok(Self {
+            header: EnvelopeHeader::read(Bytes::from(json))?,
             items: Vec::new(),
-        }
+        })
     }
 
     /// Parses an envelope body. Payloads are slices of `body` (no copy).
@@ -321,8 +339,7 @@ impl Envelope {
         if is_blank(header_line) {
             return Err(EnvelopeError::Empty);
         }
-        let headers: Headers =
-            serde_json::from_slice(header_line).map_err(|_| EnvelopeError::InvalidHeader)?;
+        let header = EnvelopeHeader::read(body.slice_ref(header_line))?;
 
         let mut items = Vec::new();
         while !is_blank(&data[pos..]) {
@@ -360,7 +377,7 @@ impl Envelope {
             });
             pos = (payload_end + 1).min(data.len());
         }
-        Ok(Self { headers, items })
+        Ok(Self { header, items })
     }
 
     /// Parses an envelope from a borrowed slice (copies it once).
@@ -372,24 +389,35 @@ impl Envelope {
         Self::parse(Bytes::copy_from_slice(body))
     }
 
-    /// The envelope header.
-    pub fn headers(&self) -> &Headers {
-        &self.headers
+    /// The envelope header's JSON text (one object, as sent unless replaced).
+    pub fn header(&self) -> &Bytes {
+        &self.header.json
     }
 
-    /// The envelope header, to change (e.g. to scrub `trace.user_id` or set `event_id`).
-    pub fn headers_mut(&mut self) -> &mut Headers {
-        &mut self.headers
+    /// Replaces the envelope header (e.g. with its scrubbed text); the fields read from it
+    /// are read again.
+    ///
+    /// # Errors
+    ///
+    /// [`EnvelopeError::InvalidHeader`] when `json` is not one JSON object.
+    pub fn set_header(&mut self, json: Bytes) -> Result<(), EnvelopeError> {
+        self.header = EnvelopeHeader::read(json)?;
+        Ok(())
     }
 
     /// The header's `event_id`, if it is a string.
     pub fn event_id(&self) -> Option<&str> {
-        self.headers.get("event_id").and_then(Value::as_str)
+        self.header.event_id.as_deref()
     }
 
     /// The header's `dsn`, if it is a string.
     pub fn dsn(&self) -> Option<&str> {
-        self.headers.get("dsn").and_then(Value::as_str)
+        self.header.dsn.as_deref()
+    }
+
+    /// True when the header has a `trace` (the dynamic sampling context).
+    pub fn has_trace(&self) -> bool {
+        self.header.has_trace
     }
 
     /// The items, in order.
@@ -409,7 +437,7 @@ impl Envelope {
     ///
     /// [`EnvelopeError::Serialize`], which cannot happen when writing to a `Vec`.
     pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
-        serde_json::to_writer(&mut *out, &self.headers).map_err(|_| EnvelopeError::Serialize)?;
+        out.extend_from_slice(self.header.json.trim_ascii());
         out.push(b'\n');
         for item in &self.items {
             item.write_to(out)?;
@@ -458,6 +486,8 @@ fn is_blank(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::error::IngestError;
+    use http::StatusCode;
 
     fn parse(s: &[u8]) -> Result<Envelope, EnvelopeError> {
         Envelope::from_slice(s)
@@ -507,7 +537,7 @@ line1\nline2\n\
         );
         // Parsing the output gives the same items, and writing it again is a fixed point.
         let again = parse(&out).unwrap();
-        assert_eq!(again.headers(), env.headers());
+        assert_eq!(again.header(), env.header());
         let payloads = |e: &Envelope| {
             e.items()
                 .iter()
@@ -572,7 +602,7 @@ line1\nline2\n\
 
     #[test]
     fn new_items_get_a_length() {
-        let mut env = Envelope::new(Headers::new());
+        let mut env = Envelope::new(&Headers::new()).unwrap();
         env.items_mut()
             .push(Item::new("event", Bytes::from_static(b"{\"a\":1}")));
         assert_eq!(
@@ -639,7 +669,11 @@ line1\nline2\n\
             assert!(names.insert(name), "duplicate case {name}");
             let got = parse(body).unwrap_err();
             assert_eq!(got, *want, "case {name}");
-            assert_eq!(got.status(), StatusCode::BAD_REQUEST, "case {name}");
+            assert_eq!(
+                IngestError::Envelope(got).status(),
+                StatusCode::BAD_REQUEST,
+                "case {name}"
+            );
         }
     }
 

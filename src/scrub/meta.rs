@@ -146,11 +146,6 @@ impl<'a> MetaLog<'a> {
         self.entries.len()
     }
 
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// A new entry for `path`. Each value is recorded once per scrub (entries for the
     /// same path are merged when written out).
     pub fn entry(&mut self, path: impl IntoIterator<Item = MetaSeg<'a>>) -> &mut MetaEntry {

@@ -2,38 +2,43 @@
 //!
 //! Rules in, event in, scrubbed event and a report out, with Relay's semantics:
 //!
-//! - `project` reads Relay's project JSON ([`ProjectConfig`]); [`rules`] reads `piiConfig` (every problem
-//!   named by its JSON path), resolves built-ins, `multiple` and `alias`, and sorts
-//!   applications the way Relay orders them; [`legacy`] turns `datascrubbingSettings`
+//! What it exposes: [`compile`] (a project's `piiConfig` and `datascrubbingSettings` into
+//! [`CompiledRules`], every problem named by its JSON path), [`CompiledRules::scrub`]
+//! (bytes in, [`Scrubbed`] bytes and a [`ScrubReport`] out) and the [`json`] tree. The
+//! submodules are private:
+//!
+//! - `rules` reads `piiConfig`, resolves built-ins, `multiple` and `alias`, and sorts
+//!   applications the way Relay orders them; `legacy` turns `datascrubbingSettings`
 //!   into a `piiConfig` as Relay converts it.
 //! - [`json`] parses into a borrowed tree: untouched strings and numbers are written
-//!   back byte for byte, and subtrees the [`schema`] marks as never scrubbable stay raw.
-//! - `processor` walks the tree once with each field's pii attribute ([`schema`], from
-//!   `pii-fields.tsv`) and path; [`selector`] matches are memoized by path shape
+//!   back byte for byte, and subtrees the `schema` marks as never scrubbable stay raw.
+//! - `processor` walks the tree once with each field's pii attribute (`schema`, from
+//!   `pii-fields.tsv`) and path; `selector` matches are memoized by path shape
 //!   (`sig`); `redact` applies the rules to a string as opaque chunks so later rules
-//!   never re-match a replacement; [`builtin`] holds the built-in patterns behind exact
-//!   byte prefilters; [`meta`] records and writes the `_meta` remarks.
+//!   never re-match a replacement; `builtin` holds the built-in patterns behind exact
+//!   byte prefilters; `meta` records and writes the `_meta` remarks.
 //! - `items` scrubs user reports, sessions and envelope headers through the rules for
 //!   the matching user fields.
 
+// Public until the module split lands; its test-only helpers are then marked.
 pub mod builtin;
 
 use std::net::IpAddr;
 
+use serde_json::Value as Json;
+
 mod items;
 pub mod json;
-pub mod legacy;
-pub mod meta;
+mod legacy;
+mod meta;
 mod pairs;
 mod processor;
-mod project;
 mod redact;
-pub mod rules;
-pub mod schema;
-pub mod selector;
+mod rules;
+mod schema;
+mod selector;
 mod sig;
 
-pub use project::ProjectConfig;
 pub use rules::HashAlgorithm;
 
 /// Default limit on JSON nesting.
@@ -183,23 +188,53 @@ impl std::fmt::Display for ConfigIssue {
 #[error("{} error(s) in project config, first: {}", .0.len(), .0.first().map(|i| i.to_string()).unwrap_or_default())]
 pub struct ConfigErrors(pub Vec<ConfigIssue>);
 
-/// What happens to envelope `attachment` items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AttachmentPolicy {
-    /// Forward attachments unchanged (default).
-    #[default]
-    Forward,
-    /// Drop attachments (counted).
-    Drop,
+/// A project's rules, compiled by [`compile`].
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The compiled rules.
+    pub rules: CompiledRules,
+    /// True when the rules remove IP addresses (`scrubIpAddresses`).
+    pub scrubs_ip_addresses: bool,
+    /// Problems that do not stop the rules from loading, e.g. a hash rule without a key.
+    pub warnings: Vec<ConfigIssue>,
 }
 
-/// A public key of a project.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey {
-    /// 32 hex characters.
-    pub public_key: String,
-    /// Disabled keys are refused with 403.
-    pub is_enabled: bool,
+/// Compiles the `piiConfig` and `datascrubbingSettings` members of `config` (a project
+/// file's `config` object, found at JSON path `path`). The `piiConfig` applications come
+/// first, then those converted from `datascrubbingSettings`, as Relay orders them. `env`
+/// resolves `${NAME}` references in hash keys. Every problem is pushed to `errors` with
+/// its full JSON path; the rules are usable only when none was pushed.
+pub fn compile(
+    config: &Json,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigIssue>,
+) -> Compiled {
+    let mut reader = rules::Reader {
+        prefix: format!("{path}.piiConfig"),
+        env,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut applications = match config.get("piiConfig") {
+        Some(pii) => rules::compile_pii_config(&mut reader, pii).applications,
+        None => Vec::new(),
+    };
+    let settings = legacy::DataScrubbingSettings::from_json(
+        config.get("datascrubbingSettings").unwrap_or(&Json::Null),
+        &format!("{path}.datascrubbingSettings"),
+        errors,
+    );
+    if let Some(converted) = settings.to_pii_config() {
+        reader.prefix = format!("{path}.datascrubbingSettings(converted)");
+        applications.extend(rules::compile_pii_config(&mut reader, &converted).applications);
+    }
+    errors.extend(reader.errors);
+    Compiled {
+        rules: CompiledRules::new(applications, settings.scrub_data),
+        scrubs_ip_addresses: settings.scrub_ip_addresses,
+        warnings: reader.warnings,
+    }
 }
 
 thread_local! {
@@ -248,9 +283,37 @@ impl CompiledRules {
         input: &[u8],
         opts: &ScrubOptions,
     ) -> Result<Scrubbed, ScrubError> {
+        self.scrub_with_arena(kind, input, opts, None)
+    }
+
+    /// [`CompiledRules::scrub`] for an event that must leave with an `event_id`, as
+    /// Relay gives one to store events that have none: when the event has no string
+    /// `event_id`, `new_id()` is added as its first field and reported in
+    /// [`Scrubbed::event_id`].
+    ///
+    /// # Errors
+    /// As [`CompiledRules::scrub`].
+    pub fn scrub_assigning_event_id(
+        &self,
+        kind: ItemKind,
+        input: &[u8],
+        opts: &ScrubOptions,
+        new_id: fn() -> String,
+    ) -> Result<Scrubbed, ScrubError> {
+        self.scrub_with_arena(kind, input, opts, Some(new_id))
+    }
+
+    /// Scrubs with the tree in this thread's arena.
+    fn scrub_with_arena(
+        &self,
+        kind: ItemKind,
+        input: &[u8],
+        opts: &ScrubOptions,
+        new_id: Option<fn() -> String>,
+    ) -> Result<Scrubbed, ScrubError> {
         TREE_ARENA.with(|arena| match arena.try_borrow_mut() {
             Ok(mut bump) => {
-                let scrubbed = self.scrub_in(&bump, kind, input, opts);
+                let scrubbed = self.scrub_in(&bump, kind, input, opts, new_id);
                 if bump.allocated_bytes() > TREE_ARENA_KEEP {
                     *bump = json::Bump::new();
                 } else {
@@ -259,7 +322,7 @@ impl CompiledRules {
                 scrubbed
             }
             // Not reached today (scrubbing never nests); correct all the same.
-            Err(_) => self.scrub_in(&json::Bump::new(), kind, input, opts),
+            Err(_) => self.scrub_in(&json::Bump::new(), kind, input, opts, new_id),
         })
     }
 
@@ -270,6 +333,7 @@ impl CompiledRules {
         kind: ItemKind,
         input: &[u8],
         opts: &ScrubOptions,
+        new_id: Option<fn() -> String>,
     ) -> Result<Scrubbed, ScrubError> {
         let text = std::str::from_utf8(input).map_err(|_| ScrubError::NotUtf8)?;
         let event_like = matches!(
@@ -294,7 +358,14 @@ impl CompiledRules {
             ItemKind::EnvelopeHeader => items::scrub_envelope_header(self, bump, &mut root),
         };
         let event_id = if event_like {
-            take_event_id(&mut root)
+            take_event_id(&mut root).or_else(|| {
+                let id = new_id?();
+                if let Some(fields) = root.as_object_mut() {
+                    let value = json::Value::string_in(bump, &id);
+                    json::insert(fields, bump, 0, (json::Str::Decoded("event_id"), value));
+                }
+                Some(id)
+            })
         } else {
             None
         };
@@ -464,6 +535,14 @@ fn resolve_auto_ip<'a>(root: &mut json::Value<'a>, bump: &'a json::Bump, ip: IpA
 mod tests {
     use super::*;
 
+    /// Compiles a project file's `config` object; panics on any error.
+    fn compiled(config: Json) -> CompiledRules {
+        let mut errors = Vec::new();
+        let compiled = compile(&config, "config", &|_| None, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        compiled.rules
+    }
+
     fn thread_arena_bytes() -> usize {
         TREE_ARENA.with(|arena| arena.borrow().allocated_bytes())
     }
@@ -474,11 +553,10 @@ mod tests {
             "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true},
             "piiConfig": {"applications": {"extra.'caf\u{e9}'": ["@anything:replace"]}}
         });
-        let project = ProjectConfig::from_config_value(config).unwrap();
+        let rules = compiled(config);
         // `pass\u0077ord` is `password`, `caf\u00e9` is `café`; the keys stay as sent.
         let event = br#"{"extra":{"pass\u0077ord":"hunter2","caf\u00e9":"x","n":"y"}}"#;
-        let out = project
-            .rules
+        let out = rules
             .scrub(ItemKind::Event, event, &ScrubOptions::default())
             .unwrap();
         let text = String::from_utf8(out.bytes).unwrap();
@@ -504,20 +582,17 @@ mod tests {
         let config = serde_json::json!({
             "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true}
         });
-        let project = ProjectConfig::from_config_value(config).unwrap();
+        let rules = compiled(config);
         let opts = ScrubOptions::default();
         let small = br#"{"extra":{"password":"hunter2","n":[1,2,3]}}"#;
-        let out = project.rules.scrub(ItemKind::Event, small, &opts).unwrap();
+        let out = rules.scrub(ItemKind::Event, small, &opts).unwrap();
         assert!(String::from_utf8(out.bytes).unwrap().contains("[Filtered]"));
         let kept = thread_arena_bytes();
         assert!(kept > 0 && kept <= TREE_ARENA_KEEP, "{kept}");
 
         // A tree far larger than the cap: 400,000 array elements of 24 bytes.
         let big = format!(r#"{{"extra":{{"n":[{}0]}}}}"#, "0,".repeat(400_000));
-        let out = project
-            .rules
-            .scrub(ItemKind::Event, big.as_bytes(), &opts)
-            .unwrap();
+        let out = rules.scrub(ItemKind::Event, big.as_bytes(), &opts).unwrap();
         assert_eq!(out.bytes, big.as_bytes());
         let after = thread_arena_bytes();
         assert!(
@@ -526,7 +601,59 @@ mod tests {
         );
 
         // The reset arena serves the next payload as before.
-        let out = project.rules.scrub(ItemKind::Event, small, &opts).unwrap();
+        let out = rules.scrub(ItemKind::Event, small, &opts).unwrap();
         assert!(String::from_utf8(out.bytes).unwrap().contains("[Filtered]"));
+    }
+
+    #[test]
+    fn an_event_without_an_id_gets_the_new_one_as_its_first_field() {
+        let rules = compiled(serde_json::json!({
+            "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true}
+        }));
+        let opts = ScrubOptions::default();
+        let new_id = || "0123456789abcdef0123456789abcdef".to_owned();
+        for (input, want) in [
+            (
+                &b"{}"[..],
+                r#"{"event_id":"0123456789abcdef0123456789abcdef"}"#,
+            ),
+            (
+                br#"{"message":"hi","extra":{"password":"x"}}"#,
+                r#"{"event_id":"0123456789abcdef0123456789abcdef","message":"hi","extra":{"password":"[Filtered]"}"#,
+            ),
+            // A non-string id is treated as absent, never duplicated.
+            (
+                br#"{"event_id":null,"message":"hi"}"#,
+                r#"{"event_id":"0123456789abcdef0123456789abcdef","message":"hi"}"#,
+            ),
+        ] {
+            let out = rules
+                .scrub_assigning_event_id(ItemKind::Event, input, &opts, new_id)
+                .unwrap();
+            let text = String::from_utf8(out.bytes).unwrap();
+            assert!(text.starts_with(want), "{text}");
+            assert_eq!(
+                out.event_id.as_deref(),
+                Some("0123456789abcdef0123456789abcdef")
+            );
+            serde_json::from_str::<Json>(&text).unwrap();
+        }
+        // An event with an id keeps it, and the generator is not asked.
+        let out = rules
+            .scrub_assigning_event_id(
+                ItemKind::Event,
+                br#"{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}"#,
+                &opts,
+                || unreachable!("the event has an id"),
+            )
+            .unwrap();
+        assert_eq!(
+            out.event_id.as_deref(),
+            Some("9ec79c33ec9942ab8353589fcb2e04dc")
+        );
+        assert_eq!(
+            out.bytes,
+            br#"{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}"#
+        );
     }
 }

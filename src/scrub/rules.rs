@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 
 use super::builtin::Pattern;
 use super::selector::Selector;
-use super::{ConfigIssue, Method};
+use super::ConfigIssue;
 
 /// Compiled size limit for custom regexes (Relay's limit).
 pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
@@ -44,18 +44,6 @@ pub enum Redaction {
         /// The key, `None` for Relay's empty key (or `vars.hashKey` when set).
         key: Option<Arc<[u8]>>,
     },
-}
-
-impl Redaction {
-    /// The method, for reports.
-    pub fn method(&self) -> Method {
-        match self {
-            Redaction::Default | Redaction::Remove => Method::Remove,
-            Redaction::Replace(_) => Method::Replace,
-            Redaction::Mask => Method::Mask,
-            Redaction::Hash { .. } => Method::Hash,
-        }
-    }
 }
 
 /// What a rule looks for.

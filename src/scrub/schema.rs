@@ -138,6 +138,7 @@ impl Types {
         Types(1 << ty as u8)
     }
 
+    #[cfg(test)]
     /// The set plus `ty`.
     pub const fn with(self, ty: ValueType) -> Types {
         Types(self.0 | (1 << ty as u8))
@@ -574,6 +575,7 @@ impl Schema {
         self.key_child(parent, "values")
     }
 
+    #[cfg(test)]
     /// Follows a path of keys from the root (array indices as `[]` steps).
     pub fn lookup(&self, path: &[&str]) -> NodeId {
         let mut node = ROOT;

@@ -10,13 +10,13 @@ use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
+use crate::body::store::StoreError;
+use crate::body::{BodyError, ACCEPT_ENCODING};
 use crate::forward::ForwardError;
 use crate::metrics::Outcome;
 use crate::protocol::auth::AuthError;
 use crate::protocol::envelope::EnvelopeError;
-use crate::protocol::store::StoreError;
 use crate::scrub::{ItemKind, ScrubError};
-use crate::server::body::{BodyError, ACCEPT_ENCODING};
 
 /// `Retry-After` (seconds) when scrubgate itself is at its in-flight bound: the SDK may
 /// try again almost at once.
@@ -90,25 +90,64 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// The HTTP status of the answer: the one place errors become statuses.
+    /// The HTTP status of the answer: the one place errors become statuses, as Relay
+    /// answers them.
+    ///
+    /// - Auth: 401 for a missing, duplicated or malformed payload; 400 for an unsupported
+    ///   version, a bad key or a bad DSN.
+    /// - Body: 413 over a limit, 408 when the body is not sent in time, 400 when it
+    ///   cannot be read or decompressed, and 415 for a content coding we do not decode
+    ///   (RFC 9110 section 15.5.16; Relay decodes unknown codings as identity and fails
+    ///   with a 400 on the garbled body, while 415 tells the SDK author why).
+    /// - Upstream: 503 when it may recover (unreachable, timed out, failed mid-exchange,
+    ///   outbox unwritable; with `Retry-After`, which SDKs with an offline cache honour),
+    ///   502 for an oversized answer, 500 for our own setup problems.
     pub fn status(&self) -> StatusCode {
         match self {
             IngestError::NotFound => StatusCode::NOT_FOUND,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::InvalidProjectId | IngestError::DsnMismatch => StatusCode::BAD_REQUEST,
-            IngestError::Auth(error) => error.status(),
+            IngestError::Auth(
+                AuthError::MultipleSources | AuthError::Missing | AuthError::Malformed,
+            ) => StatusCode::UNAUTHORIZED,
+            IngestError::Auth(
+                AuthError::UnsupportedVersion(_) | AuthError::BadPublicKey | AuthError::BadDsn,
+            ) => StatusCode::BAD_REQUEST,
             IngestError::UnknownProject
             | IngestError::ProjectDisabled
             | IngestError::UnknownKey
             | IngestError::KeyDisabled => StatusCode::FORBIDDEN,
-            IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IngestError::Body(error) => error.status(),
-            IngestError::StoreBody(error) => error.status(),
-            IngestError::Envelope(error) => error.status(),
-            IngestError::ItemTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::Scrub { .. } => StatusCode::BAD_REQUEST,
+            IngestError::UnsupportedMediaType
+            | IngestError::Body(BodyError::UnsupportedEncoding) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            IngestError::Body(BodyError::TooLarge)
+            | IngestError::StoreBody(StoreError::TooLarge)
+            | IngestError::ItemTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
+            IngestError::Body(BodyError::Read(_) | BodyError::Corrupt)
+            | IngestError::StoreBody(
+                StoreError::Empty | StoreError::InvalidBase64 | StoreError::InvalidZlib,
+            )
+            | IngestError::Scrub { .. } => StatusCode::BAD_REQUEST,
+            IngestError::Envelope(EnvelopeError::Serialize) => StatusCode::INTERNAL_SERVER_ERROR,
+            IngestError::Envelope(_) => StatusCode::BAD_REQUEST,
             IngestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            IngestError::Forward(error) => error.status(),
+            IngestError::Forward(
+                ForwardError::Connect(_)
+                | ForwardError::Timeout(_)
+                | ForwardError::Request(_)
+                | ForwardError::Response(_)
+                | ForwardError::Outbox { .. },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Forward(ForwardError::ResponseTooLarge { .. }) => StatusCode::BAD_GATEWAY,
+            IngestError::Forward(
+                ForwardError::InvalidPath
+                | ForwardError::InvalidUpstreamUrl
+                | ForwardError::NoTrustRoots
+                | ForwardError::Tls(_)
+                | ForwardError::Encode(_),
+            ) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -118,7 +157,16 @@ impl IngestError {
             IngestError::NotFound => "not found",
             IngestError::MethodNotAllowed => "method not allowed",
             IngestError::InvalidProjectId => "invalid project id",
-            IngestError::Auth(error) => error.detail(),
+            IngestError::Auth(error) => match error {
+                AuthError::MultipleSources => "multiple authorization payloads detected",
+                AuthError::Missing => "missing authorization information",
+                AuthError::Malformed => "malformed authorization payload",
+                AuthError::UnsupportedVersion(_) => {
+                    "client sdk requested unsupported protocol version"
+                }
+                AuthError::BadPublicKey => "invalid public key",
+                AuthError::BadDsn => "invalid dsn",
+            },
             IngestError::DsnMismatch => "dsn in the envelope header does not match the request",
             // Relay's text for every refused project or key; which one it was is in the
             // logs (at debug) and the outcome metric, not in the answer.
@@ -127,10 +175,43 @@ impl IngestError {
             | IngestError::UnknownKey
             | IngestError::KeyDisabled => "event submission rejected with_reason: ProjectId",
             IngestError::UnsupportedMediaType => "unsupported media type",
-            IngestError::Body(error) => error.detail(),
-            IngestError::StoreBody(error) => error.detail(),
-            IngestError::Envelope(error) => error.detail(),
+            IngestError::Body(error) => match error {
+                BodyError::TooLarge => "request body exceeds the size limit",
+                BodyError::Timeout => "timed out reading the request body",
+                BodyError::Read(_) => "failed to read the request body",
+                BodyError::UnsupportedEncoding => "unsupported content encoding",
+                BodyError::Corrupt => "failed to decompress the request body",
+            },
+            IngestError::StoreBody(error) => match error {
+                StoreError::Empty => "empty event body",
+                StoreError::InvalidBase64 => "failed to decode event body: invalid base64",
+                StoreError::InvalidZlib => "failed to decode event body: invalid zlib data",
+                StoreError::TooLarge => "event exceeds the size limit",
+            },
+            IngestError::Envelope(error) => match error {
+                EnvelopeError::Empty => "empty envelope",
+                EnvelopeError::InvalidHeader => "invalid envelope header",
+                EnvelopeError::InvalidItemHeader { .. } => "invalid envelope item header",
+                EnvelopeError::MissingItemType { .. } => "envelope item has no type",
+                EnvelopeError::InvalidLength { .. } => "envelope item has an invalid length",
+                EnvelopeError::UnexpectedEof { .. } => {
+                    "envelope item runs past the end of the body"
+                }
+                EnvelopeError::MissingNewline { .. } => {
+                    "envelope item is not followed by a newline"
+                }
+                EnvelopeError::Serialize => "failed to serialize envelope",
+            },
             IngestError::ItemTooLarge => "envelope item exceeds the size limit",
+            IngestError::Scrub {
+                kind: ItemKind::EnvelopeHeader,
+                source,
+            } => match source {
+                ScrubError::NotUtf8 | ScrubError::InvalidJson { .. } | ScrubError::NotAnObject => {
+                    "invalid envelope header"
+                }
+                ScrubError::TooDeep { .. } => "invalid envelope header: it nests too deeply",
+            },
             IngestError::Scrub { source, .. } => match source {
                 ScrubError::NotUtf8 => "invalid event: payload is not valid UTF-8",
                 ScrubError::InvalidJson { .. } => "invalid event: payload is not valid JSON",
@@ -256,6 +337,22 @@ mod tests {
             (IngestError::Auth(AuthError::Missing), 401),
             (IngestError::Auth(AuthError::MultipleSources), 401),
             (IngestError::Auth(AuthError::UnsupportedVersion(8)), 400),
+            (IngestError::Auth(AuthError::Malformed), 401),
+            (IngestError::Auth(AuthError::BadPublicKey), 400),
+            (IngestError::Auth(AuthError::BadDsn), 400),
+            (IngestError::InvalidProjectId, 400),
+            (IngestError::DsnMismatch, 400),
+            (IngestError::MethodNotAllowed, 405),
+            (IngestError::Body(BodyError::UnsupportedEncoding), 415),
+            (IngestError::Body(BodyError::Timeout), 408),
+            (IngestError::StoreBody(StoreError::TooLarge), 413),
+            (IngestError::StoreBody(StoreError::InvalidZlib), 400),
+            (IngestError::Envelope(EnvelopeError::Serialize), 500),
+            (
+                IngestError::Forward(ForwardError::ResponseTooLarge { limit: 1 }),
+                502,
+            ),
+            (IngestError::Forward(ForwardError::InvalidPath), 500),
             (IngestError::UnknownProject, 403),
             (IngestError::UnknownKey, 403),
             (IngestError::KeyDisabled, 403),
@@ -325,6 +422,28 @@ mod tests {
         assert_eq!(
             body_json(response).await["detail"],
             "missing authorization information"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_envelope_header_that_cannot_be_scrubbed_is_named_as_such() {
+        let error = IngestError::Scrub {
+            kind: ItemKind::EnvelopeHeader,
+            source: ScrubError::TooDeep { limit: 128 },
+        };
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        let body = body_json(error.to_response()).await;
+        assert_eq!(
+            body["detail"],
+            "invalid envelope header: it nests too deeply"
+        );
+        let event = IngestError::Scrub {
+            kind: ItemKind::Event,
+            source: ScrubError::NotAnObject,
+        };
+        assert_eq!(
+            body_json(event.to_response()).await["detail"],
+            "invalid event: payload is not a JSON object"
         );
     }
 }

@@ -1,19 +1,21 @@
-//! The ingest pipeline for one request: auth, project, body, scrub, forward.
+//! The life of one ingest request, as named stages; read [`handle`] top to bottom:
 //!
-//! Order matters and is part of the contract (DESIGN.md, "one event"):
-//!
-//! 1. route and method (404, 405; CORS preflights are answered here);
-//! 2. the in-flight bound (503 with `Retry-After` when full);
-//! 3. auth from the head: `X-Sentry-Auth`, `Authorization` or the query (401/400);
-//! 4. the project and its key (403): **an unknown project or key never has its body
-//!    read**. The one exception is an envelope without any other auth, whose header `dsn`
-//!    is the auth (the browser "tunnel"): its body is read only once the project is known
-//!    to exist, and its key is checked before anything is scrubbed or forwarded;
-//! 5. the body within `limits` (received bytes, then decompressed bytes; 413);
-//! 6. every event-like payload scrubbed; one that cannot be scrubbed refuses the whole
+//! 1. [`admit`]: the method, the in-flight bound (503 with `Retry-After` when full), the
+//!    project id, the auth from the head (`X-Sentry-Auth`, `Authorization` or the query;
+//!    401/400) and the project (403). **An unknown project never has its body read.**
+//! 2. [`authorize`]: the project enabled, the key one of its enabled keys (403), and a
+//!    security report's MIME type (415). The one exception to "auth before body" is an
+//!    envelope without any other auth, whose header `dsn` is the auth (the browser
+//!    "tunnel"): its key is checked in [`prepare`], before anything is scrubbed.
+//! 3. [`read_body`]: the received bytes within `limits` (413, 408).
+//! 4. [`prepare`]: decompressed within `limits`, then decoded as a store event or split
+//!    into an envelope's items (400).
+//! 5. [`scrub`]: every payload scrubbed; one that cannot be scrubbed refuses the whole
 //!    request (400): nothing unscrubbed is forwarded. Attachments and other item types
-//!    follow the project's policy, and each dropped item is counted;
-//! 7. the scrubbed request forwarded, and the upstream's answer relayed.
+//!    follow the project's policy, and each dropped item is counted.
+//! 6. [`deliver`]: the scrubbed request forwarded, and the upstream's answer relayed.
+//!
+//! CORS preflights never reach this module: the server answers them when it routes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,19 +26,20 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Method, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::body::{collect_limited, decode};
 use super::error::IngestError;
 use super::routes::IngestEndpoint;
-use super::{cors, AppState};
+use super::AppState;
+use crate::body::store::{decode_store_body, StoreError};
+use crate::body::{collect_limited, decode};
 use crate::forward::{ForwardRequest, UpstreamResponse};
-use crate::metrics::{ItemType, Outcome};
-use crate::projects::Project;
+use crate::metrics::{GaugeGuard, ItemType, Outcome};
+use crate::projects::{AttachmentPolicy, Project};
 use crate::protocol::auth::{Auth, AuthError, ProjectKey};
 use crate::protocol::client_ip::{client_ip, X_FORWARDED_FOR};
-use crate::protocol::envelope::{Envelope, Headers, Item, ItemType as WireType};
-use crate::protocol::store::decode_store_body;
-use crate::scrub::{AttachmentPolicy, ItemKind, ScrubOptions};
+use crate::protocol::envelope::{Envelope, EnvelopeError, Headers, Item, ItemType as WireType};
+use crate::scrub::{ItemKind, ScrubOptions};
 
 /// Received bodies at least this large are decoded and scrubbed with
 /// `block_in_place` (a 32 KiB gzip body is typically 100 KiB or more of JSON: about 3 ms
@@ -50,199 +53,335 @@ const ENVELOPE_CONTENT_TYPE: &str = "application/x-sentry-envelope";
 /// query, auth included, is not).
 const SECURITY_QUERY_KEYS: [&str; 2] = ["sentry_release", "sentry_environment"];
 
-/// What one ingest request did, for the request log line and metrics.
-#[derive(Debug, Default)]
-pub struct Summary {
-    /// The project id, once known to be configured.
-    pub project: Option<u64>,
+/// One request to an ingest route, as the router hands it over.
+#[derive(Debug)]
+pub struct IngestRequest<B> {
+    /// Which endpoint the path names.
+    pub endpoint: IngestEndpoint,
+    /// The `{project_id}` path segment, when it is a number.
+    pub project_id: Option<u64>,
+    /// Method, URI and headers.
+    pub parts: request::Parts,
+    /// The body, not yet read.
+    pub body: B,
+    /// The TCP peer.
+    pub peer: SocketAddr,
 }
 
-/// Handles one request to an ingest route; `Err` is answered by the caller.
-pub async fn handle<B>(
-    state: &Arc<AppState>,
-    endpoint: IngestEndpoint,
-    project_id: Result<u64, ()>,
-    parts: request::Parts,
-    body: B,
-    peer: SocketAddr,
-    summary: &mut Summary,
-) -> Result<Response<Full<Bytes>>, IngestError>
+/// What handling one request came to: the answer (an `Err` is answered by the caller)
+/// and, for the request log, the project once it is known to be configured.
+#[derive(Debug)]
+pub struct Handled {
+    /// The configured project the request was for, if it got that far.
+    pub project: Option<u64>,
+    /// The answer, or why the request was refused.
+    pub result: Result<Response<Full<Bytes>>, IngestError>,
+}
+
+/// Handles one request to an ingest route: the stages of this module, in order.
+pub async fn handle<B>(state: &Arc<AppState>, request: IngestRequest<B>) -> Handled
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if cors::is_preflight(&parts.method, &parts.headers) {
-        let mut response = Response::new(Full::new(Bytes::new()));
-        cors::preflight(response.headers_mut());
-        return Ok(response);
+    let admitted = match admit(state, &request) {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            return Handled {
+                project: None,
+                result: Err(error),
+            }
+        }
+    };
+    let result = async {
+        authorize(&admitted, &request)?;
+        let received = read_body(state, request.endpoint, request.body).await?;
+        // Decompressing, parsing and scrubbing are CPU work: for large bodies, tell the
+        // runtime, so that other connections' requests are not held behind this one.
+        let offload = received.len() >= OFFLOAD_BYTES
+            && tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread;
+        let parts = &request.parts;
+        let work = || {
+            let payload = prepare(state, &admitted, parts, request.endpoint, received)?;
+            scrub(
+                state,
+                &admitted,
+                parts,
+                request.endpoint,
+                request.peer,
+                payload,
+            )
+        };
+        let scrubbed = if offload {
+            tokio::task::block_in_place(work)
+        } else {
+            work()
+        }?;
+        deliver(state, &admitted.project, parts, request.peer, scrubbed).await
     }
+    .await;
+    Handled {
+        project: Some(admitted.project.id),
+        result,
+    }
+}
+
+/// A request let in: it holds an in-flight permit and its project is configured.
+struct Admitted {
+    project: Arc<Project>,
+    /// The auth from the request head; `None` only for an envelope, whose header `dsn`
+    /// must then carry it.
+    auth: Option<Auth>,
+    /// The body is read as an envelope (the envelope endpoint, or the store endpoint with
+    /// the envelope content type).
+    is_envelope: bool,
+    _permit: OwnedSemaphorePermit,
+    _in_flight: GaugeGuard,
+}
+
+/// Stage 1: method, in-flight permit, project id, auth from the head, the project.
+fn admit<B>(state: &Arc<AppState>, request: &IngestRequest<B>) -> Result<Admitted, IngestError> {
+    let parts = &request.parts;
     if parts.method != Method::POST {
         return Err(IngestError::MethodNotAllowed);
     }
-    let _permit = state
+    let permit = state
         .in_flight
         .clone()
         .try_acquire_owned()
         .map_err(|_| IngestError::Overloaded)?;
-    let _in_flight = state.metrics.track_request();
-    let project_id = project_id.map_err(|()| IngestError::InvalidProjectId)?;
-
-    let is_envelope = match endpoint {
+    let in_flight = state.metrics.track_request();
+    let project_id = request.project_id.ok_or(IngestError::InvalidProjectId)?;
+    let is_envelope = match request.endpoint {
         IngestEndpoint::Envelope => true,
         IngestEndpoint::Store => has_content_type(&parts.headers, ENVELOPE_CONTENT_TYPE),
         IngestEndpoint::Security | IngestEndpoint::CspReport => false,
     };
-    let request_auth = match Auth::from_parts(&parts) {
+    let auth = match Auth::from_parts(parts) {
         Ok(auth) => Some(auth),
         // Only an envelope may carry its auth in its header's `dsn`.
         Err(AuthError::Missing) if is_envelope => None,
         Err(error) => return Err(IngestError::Auth(error)),
     };
-
     let project = state
         .projects
         .get(project_id)
         .ok_or(IngestError::UnknownProject)?;
-    summary.project = Some(project_id);
-    if project.config.disabled {
+    Ok(Admitted {
+        project,
+        auth,
+        is_envelope,
+        _permit: permit,
+        _in_flight: in_flight,
+    })
+}
+
+/// Stage 2: the project enabled, the head's key one of its enabled keys, and a security
+/// report's MIME type one that Relay accepts.
+fn authorize<B>(admitted: &Admitted, request: &IngestRequest<B>) -> Result<(), IngestError> {
+    if admitted.project.config.disabled {
         return Err(IngestError::ProjectDisabled);
     }
-    if let Some(auth) = &request_auth {
-        check_key(&project, auth.public_key())?;
+    if let Some(auth) = &admitted.auth {
+        check_key(&admitted.project, auth.public_key())?;
     }
-    if endpoint.is_security() && !is_security_mime(&parts.headers) {
+    if request.endpoint.is_security() && !is_security_mime(&request.parts.headers) {
         return Err(IngestError::UnsupportedMediaType);
     }
+    Ok(())
+}
 
-    // Body: received bytes, then decompressed bytes, each within its limit.
+/// Stage 3: the body as received, within the endpoint's received-size limit and
+/// `server.body_read_timeout`.
+async fn read_body<B>(
+    state: &AppState,
+    endpoint: IngestEndpoint,
+    body: B,
+) -> Result<Bytes, IngestError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let limits = &state.config.limits;
-    let (max_received, max_decoded) = match endpoint {
-        IngestEndpoint::Envelope => (
-            limits.max_compressed_envelope_size,
-            limits.max_envelope_size,
-        ),
+    let max_received = match endpoint {
+        IngestEndpoint::Envelope => limits.max_compressed_envelope_size,
         IngestEndpoint::Store | IngestEndpoint::Security | IngestEndpoint::CspReport => {
-            (limits.max_compressed_event_size, limits.max_event_size)
+            limits.max_compressed_event_size
         }
     };
-    let label = endpoint.metric_label();
     let received = collect_limited(body, max_received, state.config.server.body_read_timeout)
         .await
         .map_err(IngestError::Body)?;
-    state.metrics.observe_received_bytes(label, received.len());
-    // Decompressing, parsing and scrubbing are CPU work: for large bodies, tell the
-    // runtime so that other connections' requests are not held behind this one.
-    let offload = received.len() >= OFFLOAD_BYTES
-        && tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
-    let prepare = || -> Result<Prepared, IngestError> {
-        let decoded = decode(
-            parts.headers.get(header::CONTENT_ENCODING),
-            received,
-            max_decoded,
-        )
-        .map_err(IngestError::Body)?;
-        state.metrics.observe_decoded_bytes(label, decoded.len());
+    state
+        .metrics
+        .observe_received_bytes(endpoint.metric_label(), received.len());
+    Ok(received)
+}
 
-        let options = ScrubOptions {
-            client_ip: Some(client_ip(peer, &parts.headers, &state.trusted_proxies)),
-            max_depth: limits.max_json_depth,
-            record_paths: false,
-        };
-        let scrubber = Scrubber {
-            state,
-            project: &project,
-            options: &options,
-        };
+/// A decoded request body, ready to scrub.
+enum Payload {
+    /// A store or security endpoint body: one event, and the request's auth.
+    Event { event: Bytes, auth: Auth },
+    /// An envelope whose auth is resolved (the request's, or its header `dsn`'s).
+    Envelope { envelope: Envelope, auth: Auth },
+}
 
-        let prepared = if is_envelope {
-            let mut envelope = Envelope::parse(decoded).map_err(IngestError::Envelope)?;
-            let auth = envelope_auth(request_auth, &mut envelope, project_id, &project)?;
-            scrubber
-                .scrub_envelope(&mut envelope)?
-                .into_prepared(auth, endpoint, project_id, &envelope)?
-        } else {
-            let auth = request_auth.ok_or(IngestError::Auth(AuthError::Missing))?;
-            let (kind, content_type) = if endpoint.is_security() {
-                let content_type = parts
-                    .headers
-                    .get(header::CONTENT_TYPE)
-                    .cloned()
-                    .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-                (ItemKind::Security, content_type)
-            } else {
-                (
-                    ItemKind::Event,
-                    HeaderValue::from_static("application/json"),
-                )
-            };
-            let event = if endpoint.is_security() {
-                if decoded.iter().all(u8::is_ascii_whitespace) {
-                    return Err(IngestError::StoreBody(
-                        crate::protocol::store::StoreError::Empty,
-                    ));
-                }
-                decoded
-            } else {
-                decode_store_body(decoded, limits.max_event_size).map_err(IngestError::StoreBody)?
-            };
-            let (mut scrubbed, event_id) = scrubber.scrub_with_id(kind, &event)?;
-            let event_id = if endpoint.is_security() {
-                None
-            } else {
-                // As Relay does for the store endpoint: an event without an id gets one,
-                // and the SDK is told which.
-                Some(event_id.unwrap_or_else(|| insert_event_id(&mut scrubbed)))
-            };
-            let scrubbed = Bytes::from(scrubbed);
-            let path_and_query = match endpoint {
-                IngestEndpoint::Security | IngestEndpoint::CspReport => {
-                    security_path(project_id, endpoint, parts.uri.query())
-                }
-                IngestEndpoint::Store | IngestEndpoint::Envelope => {
-                    format!("/api/{project_id}/{}/", endpoint.segment())
-                }
-            };
-            Prepared {
-                auth,
-                path_and_query,
-                content_type,
-                body: scrubbed,
-                event_id,
-                forwarded: vec![ItemType::from_kind(kind)],
-            }
-        };
-        Ok(prepared)
+/// Stage 4: decompressed within the endpoint's decoded-size limit, then a store body
+/// decoded (base64, zlib) or an envelope split into items and its `dsn` auth resolved.
+fn prepare(
+    state: &AppState,
+    admitted: &Admitted,
+    parts: &request::Parts,
+    endpoint: IngestEndpoint,
+    received: Bytes,
+) -> Result<Payload, IngestError> {
+    let limits = &state.config.limits;
+    let max_decoded = match endpoint {
+        IngestEndpoint::Envelope => limits.max_envelope_size,
+        IngestEndpoint::Store | IngestEndpoint::Security | IngestEndpoint::CspReport => {
+            limits.max_event_size
+        }
     };
-    let prepared = if offload {
-        tokio::task::block_in_place(prepare)
-    } else {
-        prepare()
-    }?;
+    let decoded = decode(
+        parts.headers.get(header::CONTENT_ENCODING),
+        received,
+        max_decoded,
+    )
+    .map_err(IngestError::Body)?;
+    state
+        .metrics
+        .observe_decoded_bytes(endpoint.metric_label(), decoded.len());
 
-    if prepared.forwarded.is_empty() {
-        // Every item was dropped by policy: there is nothing to deliver. Answer as Relay
-        // does for an envelope without an event.
-        let body = match &prepared.event_id {
+    if admitted.is_envelope {
+        let mut envelope = Envelope::parse(decoded).map_err(IngestError::Envelope)?;
+        let auth = envelope_auth(admitted.auth.clone(), &mut envelope, &admitted.project)?;
+        return Ok(Payload::Envelope { envelope, auth });
+    }
+    let auth = admitted
+        .auth
+        .clone()
+        .ok_or(IngestError::Auth(AuthError::Missing))?;
+    let event = if endpoint.is_security() {
+        if decoded.iter().all(u8::is_ascii_whitespace) {
+            return Err(IngestError::StoreBody(StoreError::Empty));
+        }
+        decoded
+    } else {
+        decode_store_body(decoded, limits.max_event_size).map_err(IngestError::StoreBody)?
+    };
+    Ok(Payload::Event { event, auth })
+}
+
+/// A scrubbed request ready to deliver.
+struct Scrubbed {
+    auth: Auth,
+    path_and_query: String,
+    content_type: HeaderValue,
+    body: Bytes,
+    event_id: Option<String>,
+    /// The item types forwarded (for outcome counting); empty when nothing is left.
+    forwarded: Vec<ItemType>,
+}
+
+/// Stage 5: every payload scrubbed with the project's rules. A store event without an
+/// `event_id` gets one, as Relay gives it, and the SDK is told which.
+fn scrub(
+    state: &AppState,
+    admitted: &Admitted,
+    parts: &request::Parts,
+    endpoint: IngestEndpoint,
+    peer: SocketAddr,
+    payload: Payload,
+) -> Result<Scrubbed, IngestError> {
+    let options = ScrubOptions {
+        client_ip: Some(client_ip(peer, &parts.headers, &state.trusted_proxies)),
+        max_depth: state.config.limits.max_json_depth,
+        record_paths: false,
+    };
+    let scrubber = Scrubber {
+        state,
+        project: &admitted.project,
+        options: &options,
+    };
+    let project_id = admitted.project.id;
+    match payload {
+        Payload::Envelope { mut envelope, auth } => {
+            let forwarded = scrubber.scrub_envelope(&mut envelope)?;
+            let body = if forwarded.is_empty() {
+                Bytes::new()
+            } else {
+                envelope.to_bytes().map_err(IngestError::Envelope)?
+            };
+            Ok(Scrubbed {
+                auth,
+                path_and_query: format!("/api/{project_id}/{}/", endpoint.segment()),
+                content_type: HeaderValue::from_static(ENVELOPE_CONTENT_TYPE),
+                body,
+                event_id: envelope.event_id().map(str::to_owned),
+                forwarded,
+            })
+        }
+        Payload::Event { event, auth } if endpoint.is_security() => {
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .cloned()
+                .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+            let (body, _) = scrubber.scrub(ItemKind::Security, &event, None)?;
+            Ok(Scrubbed {
+                auth,
+                path_and_query: security_path(project_id, endpoint, parts.uri.query()),
+                content_type,
+                body,
+                event_id: None,
+                forwarded: vec![ItemType::from_kind(ItemKind::Security)],
+            })
+        }
+        Payload::Event { event, auth } => {
+            let (body, event_id) = scrubber.scrub(ItemKind::Event, &event, Some(new_event_id))?;
+            Ok(Scrubbed {
+                auth,
+                path_and_query: format!("/api/{project_id}/{}/", endpoint.segment()),
+                content_type: HeaderValue::from_static("application/json"),
+                body,
+                event_id,
+                forwarded: vec![ItemType::from_kind(ItemKind::Event)],
+            })
+        }
+    }
+}
+
+/// Stage 6: the scrubbed request sent upstream with an allow-list of headers, each item's
+/// outcome counted, and the upstream's answer relayed. When policy dropped every item,
+/// nothing is sent and the SDK gets Relay's answer for an envelope without an event.
+async fn deliver(
+    state: &AppState,
+    project: &Project,
+    parts: &request::Parts,
+    peer: SocketAddr,
+    scrubbed: Scrubbed,
+) -> Result<Response<Full<Bytes>>, IngestError> {
+    if scrubbed.forwarded.is_empty() {
+        let body = match &scrubbed.event_id {
             Some(id) => serde_json::json!({ "id": id }).to_string(),
             None => "{}".to_owned(),
         };
         return Ok(json_response(StatusCode::OK, Bytes::from(body)));
     }
-
     let headers = upstream_headers(
         &parts.headers,
-        &prepared.auth,
+        &scrubbed.auth,
         peer,
         project.config.scrubs_ip_addresses,
     );
-    let forwarded = prepared.forwarded;
+    let forwarded = scrubbed.forwarded;
     let request = ForwardRequest {
-        path_and_query: prepared.path_and_query,
+        path_and_query: scrubbed.path_and_query,
         headers,
-        body: prepared.body,
-        content_type: prepared.content_type,
-        event_id: prepared.event_id,
+        body: scrubbed.body,
+        content_type: scrubbed.content_type,
+        event_id: scrubbed.event_id,
     };
     match state.forwarder.forward(request).await {
         Ok(answer) => {
@@ -261,46 +400,6 @@ where
     }
 }
 
-/// A scrubbed request ready to forward.
-struct Prepared {
-    auth: Auth,
-    path_and_query: String,
-    content_type: HeaderValue,
-    body: Bytes,
-    event_id: Option<String>,
-    /// The item types forwarded (for outcome counting); empty when nothing is left.
-    forwarded: Vec<ItemType>,
-}
-
-/// The result of scrubbing an envelope's items.
-struct ScrubbedEnvelope {
-    forwarded: Vec<ItemType>,
-}
-
-impl ScrubbedEnvelope {
-    fn into_prepared(
-        self,
-        auth: Auth,
-        endpoint: IngestEndpoint,
-        project_id: u64,
-        envelope: &Envelope,
-    ) -> Result<Prepared, IngestError> {
-        let body = if self.forwarded.is_empty() {
-            Bytes::new()
-        } else {
-            envelope.to_bytes().map_err(IngestError::Envelope)?
-        };
-        Ok(Prepared {
-            auth,
-            path_and_query: format!("/api/{project_id}/{}/", endpoint.segment()),
-            content_type: HeaderValue::from_static(ENVELOPE_CONTENT_TYPE),
-            body,
-            event_id: envelope.event_id().map(str::to_owned),
-            forwarded: self.forwarded,
-        })
-    }
-}
-
 /// Scrubs payloads of one request with one project's rules, recording timings and
 /// redactions.
 struct Scrubber<'a> {
@@ -310,20 +409,20 @@ struct Scrubber<'a> {
 }
 
 impl Scrubber<'_> {
-    /// Scrubs one payload.
-    fn scrub(&self, kind: ItemKind, payload: &[u8]) -> Result<Bytes, IngestError> {
-        self.scrub_with_id(kind, payload)
-            .map(|(bytes, _)| Bytes::from(bytes))
-    }
-
-    /// Scrubs one payload; also returns its top-level `event_id`, if any.
-    fn scrub_with_id(
+    /// Scrubs one payload; returns it with its top-level `event_id`, if it is event-like
+    /// and has one (or was given one by `new_id`).
+    fn scrub(
         &self,
         kind: ItemKind,
         payload: &[u8],
-    ) -> Result<(Vec<u8>, Option<String>), IngestError> {
+        new_id: Option<fn() -> String>,
+    ) -> Result<(Bytes, Option<String>), IngestError> {
         let started = Instant::now();
-        let result = self.project.config.rules.scrub(kind, payload, self.options);
+        let rules = &self.project.config.rules;
+        let result = match new_id {
+            Some(new_id) => rules.scrub_assigning_event_id(kind, payload, self.options, new_id),
+            None => rules.scrub(kind, payload, self.options),
+        };
         let item_type = ItemType::from_kind(kind);
         self.state
             .metrics
@@ -336,13 +435,17 @@ impl Scrubber<'_> {
                 &self.project.rule_labels,
             );
         }
-        Ok((scrubbed.bytes, scrubbed.event_id))
+        Ok((Bytes::from(scrubbed.bytes), scrubbed.event_id))
     }
 
-    /// Scrubs the envelope header and every item in place, dropping what policy drops.
-    fn scrub_envelope(&self, envelope: &mut Envelope) -> Result<ScrubbedEnvelope, IngestError> {
+    /// Scrubs the envelope header and every item in place, dropping what policy drops;
+    /// returns the types of the items left.
+    fn scrub_envelope(&self, envelope: &mut Envelope) -> Result<Vec<ItemType>, IngestError> {
         let max_event_size = self.state.config.limits.max_event_size;
-        self.scrub_envelope_header(envelope)?;
+        if envelope.has_trace() {
+            let (header, _) = self.scrub(ItemKind::EnvelopeHeader, envelope.header(), None)?;
+            envelope.set_header(header).map_err(IngestError::Envelope)?;
+        }
 
         let items = std::mem::take(envelope.items_mut());
         let mut kept: Vec<Item> = Vec::with_capacity(items.len());
@@ -355,7 +458,7 @@ impl Scrubber<'_> {
                     if item.payload().len() > max_event_size {
                         return Err(IngestError::ItemTooLarge);
                     }
-                    let scrubbed = self.scrub(kind, item.payload())?;
+                    let (scrubbed, _) = self.scrub(kind, item.payload(), None)?;
                     item.set_payload(scrubbed);
                     forwarded.push(ItemType::from_kind(kind));
                     kept.push(item);
@@ -382,27 +485,7 @@ impl Scrubber<'_> {
                 .record_item(item_type, Outcome::DroppedItem);
         }
         *envelope.items_mut() = kept;
-        Ok(ScrubbedEnvelope { forwarded })
-    }
-
-    /// Scrubs the envelope header (`trace.user_id`, ...) when it has a `trace`.
-    fn scrub_envelope_header(&self, envelope: &mut Envelope) -> Result<(), IngestError> {
-        const KIND: ItemKind = ItemKind::EnvelopeHeader;
-        if !envelope.headers().contains_key("trace") {
-            return Ok(());
-        }
-        let bytes = serde_json::to_vec(envelope.headers()).map_err(|_| IngestError::Scrub {
-            kind: KIND,
-            source: crate::scrub::ScrubError::NotAnObject,
-        })?;
-        let scrubbed = self.scrub(KIND, &bytes)?;
-        let headers: Headers =
-            serde_json::from_slice(&scrubbed).map_err(|_| IngestError::Scrub {
-                kind: KIND,
-                source: crate::scrub::ScrubError::NotAnObject,
-            })?;
-        *envelope.headers_mut() = headers;
-        Ok(())
+        Ok(forwarded)
     }
 }
 
@@ -446,9 +529,9 @@ fn scrub_kind(item_type: WireType) -> Option<ItemKind> {
 fn envelope_auth(
     request_auth: Option<Auth>,
     envelope: &mut Envelope,
-    project_id: u64,
     project: &Project,
 ) -> Result<Auth, IngestError> {
+    let project_id = project.id;
     let dsn = match envelope.dsn() {
         Some(dsn) => Some(Auth::from_dsn(dsn).map_err(IngestError::Auth)?),
         None => None,
@@ -470,30 +553,34 @@ fn envelope_auth(
         }
         (None, None) => return Err(IngestError::Auth(AuthError::Missing)),
     };
-    strip_dsn_secret(envelope.headers_mut());
+    if envelope.dsn().and_then(dsn_without_secret).is_some() {
+        let mut headers: Headers = serde_json::from_slice(envelope.header())
+            .map_err(|_| IngestError::Envelope(EnvelopeError::InvalidHeader))?;
+        if let Some(serde_json::Value::String(dsn)) = headers.get_mut("dsn") {
+            if let Some(public) = dsn_without_secret(dsn) {
+                *dsn = public;
+            }
+        }
+        let json = serde_json::to_vec(&headers)
+            .map_err(|_| IngestError::Envelope(EnvelopeError::Serialize))?;
+        envelope
+            .set_header(Bytes::from(json))
+            .map_err(IngestError::Envelope)?;
+    }
     Ok(auth)
 }
 
-/// Removes `:secret` from the header's `dsn` userinfo, if there is one.
-fn strip_dsn_secret(headers: &mut Headers) {
-    let Some(serde_json::Value::String(dsn)) = headers.get_mut("dsn") else {
-        return;
-    };
-    let Some(scheme_end) = dsn.find("://").map(|i| i + 3) else {
-        return;
-    };
+/// The DSN without the `:secret` of its userinfo; `None` when it has no secret.
+fn dsn_without_secret(dsn: &str) -> Option<String> {
+    let scheme_end = dsn.find("://")? + 3;
     let authority_end = dsn[scheme_end..]
         .find('/')
         .map_or(dsn.len(), |i| scheme_end + i);
-    let Some(at) = dsn[scheme_end..authority_end]
-        .rfind('@')
-        .map(|i| scheme_end + i)
-    else {
-        return;
-    };
-    if let Some(colon) = dsn[scheme_end..at].find(':').map(|i| scheme_end + i) {
-        dsn.replace_range(colon..at, "");
-    }
+    let at = scheme_end + dsn[scheme_end..authority_end].rfind('@')?;
+    let colon = scheme_end + dsn[scheme_end..at].find(':')?;
+    let mut public = dsn.to_owned();
+    public.replace_range(colon..at, "");
+    Some(public)
 }
 
 /// Checks that `key` is an enabled public key of `project`.
@@ -550,9 +637,8 @@ fn security_path(project_id: u64, endpoint: IngestEndpoint, query: Option<&str>)
     path
 }
 
-/// Adds a new random `event_id` (a version 4 UUID, as 32 hex digits) as the first field
-/// of the serialized event object `event`, and returns it.
-fn insert_event_id(event: &mut Vec<u8>) -> String {
+/// A new random `event_id`: a version 4 UUID as 32 lowercase hex digits.
+fn new_event_id() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::getrandom(&mut bytes).is_err() {
         // No system randomness: still unique enough per process for an id, never secret.
@@ -564,16 +650,11 @@ fn insert_event_id(event: &mut Vec<u8>) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let id: String = bytes
+    bytes
         .iter()
         .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]])
         .map(char::from)
-        .collect();
-    // The scrubber writes an object: `{` first, then `}` or the first field.
-    let empty = event.get(1) == Some(&b'}');
-    let field = format!("\"event_id\":\"{id}\"{}", if empty { "" } else { "," });
-    event.splice(1..1, field.into_bytes());
-    id
+        .collect()
 }
 
 /// Headers sent upstream: an allow-list. `X-Sentry-Auth` rebuilt without the secret,
@@ -652,40 +733,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inserted_event_ids_are_v4_uuids_and_keep_the_json_valid() {
-        for body in [&b"{}"[..], br#"{"message":"hi","level":"error"}"#] {
-            let mut event = body.to_vec();
-            let id = insert_event_id(&mut event);
-            assert_eq!(id.len(), 32);
-            assert!(id
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-            assert_eq!(&id[12..13], "4", "version 4");
-            assert!("89ab".contains(&id[16..17]), "RFC 4122 variant");
-            let parsed: serde_json::Value = serde_json::from_slice(&event).unwrap();
-            assert_eq!(parsed["event_id"], id.as_str());
-            let original: serde_json::Value = serde_json::from_slice(body).unwrap();
-            for (k, v) in original.as_object().unwrap() {
-                assert_eq!(&parsed[k], v);
-            }
-        }
-        let (mut a, mut b) = (b"{}".to_vec(), b"{}".to_vec());
-        assert_ne!(insert_event_id(&mut a), insert_event_id(&mut b));
+    fn new_event_ids_are_v4_uuids() {
+        let id = new_event_id();
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(&id[12..13], "4", "version 4");
+        assert!("89ab".contains(&id[16..17]), "RFC 4122 variant");
+        assert_ne!(new_event_id(), new_event_id());
     }
 
     #[test]
     fn dsn_secret_is_removed() {
-        let mut headers = Headers::new();
-        headers.insert(
-            "dsn".into(),
-            "https://abc:s3cret@o1.ingest.example.com/42".into(),
+        assert_eq!(
+            dsn_without_secret("https://abc:s3cret@o1.ingest.example.com/42").as_deref(),
+            Some("https://abc@o1.ingest.example.com/42")
         );
-        strip_dsn_secret(&mut headers);
-        assert_eq!(headers["dsn"], "https://abc@o1.ingest.example.com/42");
-
-        headers.insert("dsn".into(), "https://abc@host/42".into());
-        strip_dsn_secret(&mut headers);
-        assert_eq!(headers["dsn"], "https://abc@host/42");
+        assert_eq!(dsn_without_secret("https://abc@host/42"), None);
+        assert_eq!(dsn_without_secret("not a dsn"), None);
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! `server.shutdown_grace` before it cuts them.
 
 pub mod admin;
-pub mod body;
 pub mod cors;
 pub mod error;
 pub mod ingest;
@@ -98,24 +97,41 @@ where
         }
     };
 
-    let preflight = cors::is_preflight(&parts.method, &parts.headers);
-    let mut summary = ingest::Summary::default();
-    let result = ingest::handle(state, endpoint, project_id, parts, body, peer, &mut summary).await;
-    let mut response = match result {
+    if cors::is_preflight(&parts.method, &parts.headers) {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        cors::preflight(response.headers_mut());
+        state.metrics.observe_request(
+            Endpoint::Other,
+            StatusClass::from_status(response.status()),
+            started.elapsed(),
+        );
+        tracing::debug!(%method, endpoint = endpoint.segment(), "cors preflight");
+        return response;
+    }
+    let request = ingest::IngestRequest {
+        endpoint,
+        project_id,
+        parts,
+        body,
+        peer,
+    };
+    let handled = ingest::handle(state, request).await;
+    let project = handled.project;
+    let mut response = match handled.result {
         Ok(response) => response,
         Err(error) => {
             record_refusal(&state.metrics, endpoint, &error);
             if error.is_server_error() && !matches!(error, IngestError::Forward(_)) {
                 tracing::warn!(
                     endpoint = endpoint.segment(),
-                    project = summary.project,
+                    project,
                     %error,
                     "request failed"
                 );
             } else {
                 tracing::debug!(
                     endpoint = endpoint.segment(),
-                    project = summary.project,
+                    project,
                     %error,
                     "request refused"
                 );
@@ -123,23 +139,18 @@ where
             error.to_response()
         }
     };
-    if !preflight {
-        cors::apply(response.headers_mut());
-    }
+    cors::apply(response.headers_mut());
     let status = response.status();
     let elapsed = started.elapsed();
-    let label = if preflight {
-        Endpoint::Other
-    } else {
-        endpoint.metric_label()
-    };
-    state
-        .metrics
-        .observe_request(label, StatusClass::from_status(status), elapsed);
+    state.metrics.observe_request(
+        endpoint.metric_label(),
+        StatusClass::from_status(status),
+        elapsed,
+    );
     tracing::debug!(
         %method,
         endpoint = endpoint.segment(),
-        project = summary.project,
+        project,
         status = status.as_u16(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"

@@ -50,13 +50,13 @@ impl IngestEndpoint {
 /// Where a path leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// An ingest endpoint; the project id is `Err(())` when the segment is not a number
+    /// An ingest endpoint; the project id is `None` when the segment is not a number
     /// (answered 400, as in Relay).
     Ingest {
         /// Which endpoint.
         endpoint: IngestEndpoint,
         /// The `{project_id}` segment, parsed.
-        project_id: Result<u64, ()>,
+        project_id: Option<u64>,
     },
     /// Anything else (404).
     NotFound,
@@ -88,9 +88,9 @@ pub fn route(path: &str) -> Route {
         return Route::NotFound;
     }
     let project_id = if id.bytes().all(|b| b.is_ascii_digit()) {
-        id.parse::<u64>().map_err(|_| ())
+        id.parse::<u64>().ok()
     } else {
-        Err(())
+        None
     };
     Route::Ingest {
         endpoint,
@@ -122,7 +122,7 @@ mod tests {
     fn ingest(endpoint: IngestEndpoint, id: u64) -> Route {
         Route::Ingest {
             endpoint,
-            project_id: Ok(id),
+            project_id: Some(id),
         }
     }
 
@@ -153,14 +153,14 @@ mod tests {
             route("/api/abc/store/"),
             Route::Ingest {
                 endpoint: IngestEndpoint::Store,
-                project_id: Err(())
+                project_id: None
             }
         );
         assert_eq!(
             route("/api/99999999999999999999999/envelope/"),
             Route::Ingest {
                 endpoint: IngestEndpoint::Envelope,
-                project_id: Err(())
+                project_id: None
             }
         );
     }

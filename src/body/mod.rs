@@ -1,19 +1,24 @@
-//! Request bodies: collected within a byte cap and a deadline, decompressed within a cap
-//! (a decompression bomb stops at the cap without the buffer growing past it), and the
-//! upstream body re-encoded.
+//! Request bodies, and every decoder for them: collected within a byte cap and a
+//! deadline ([`collect_limited`]), decompressed per `Content-Encoding` within a cap
+//! ([`decode`]; a decompression bomb stops at the cap without the buffer growing past it),
+//! and legacy store bodies (base64, zlib) decoded ([`store`]).
 //!
-//! This is the only module that reads the raw body stream or builds decoders for request
-//! bodies.
+//! This is the only module that reads the raw body stream or builds decoders; the bounded
+//! decompression loops live in `inflate`. Bodies sent upstream are compressed in
+//! `forward::client`, not here.
+
+mod inflate;
+pub mod store;
 
 use std::error::Error as StdError;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
-use crate::protocol::store::{gunzip, inflate, read_capped, CappedReadError};
+use inflate::{gunzip, inflate, read_capped, CappedReadError};
 
 /// Why a request body could not be read or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -33,37 +38,6 @@ pub enum BodyError {
     /// The compressed body is corrupt or truncated.
     #[error("corrupt compressed body")]
     Corrupt,
-}
-
-impl BodyError {
-    /// The HTTP status to answer with.
-    ///
-    /// - `TooLarge`: 413.
-    /// - `Timeout`: 408 (the client did not send the body in time).
-    /// - `Read`, `Corrupt`: 400.
-    /// - `UnsupportedEncoding`: 415, as RFC 9110 section 15.5.16 prescribes for a content
-    ///   coding the server does not support (Relay decodes unknown codings as identity and
-    ///   then fails with a 400 on the garbled body; 415 tells the SDK author why). The
-    ///   response may list what we accept in `Accept-Encoding`, see [`ACCEPT_ENCODING`].
-    pub fn status(&self) -> StatusCode {
-        match self {
-            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            BodyError::Read(_) | BodyError::Corrupt => StatusCode::BAD_REQUEST,
-            BodyError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        }
-    }
-
-    /// A short static text for the `{"detail": ...}` answer.
-    pub fn detail(&self) -> &'static str {
-        match self {
-            BodyError::TooLarge => "request body exceeds the size limit",
-            BodyError::Timeout => "timed out reading the request body",
-            BodyError::Read(_) => "failed to read the request body",
-            BodyError::UnsupportedEncoding => "unsupported content encoding",
-            BodyError::Corrupt => "failed to decompress the request body",
-        }
-    }
 }
 
 /// The `Accept-Encoding` value listing the content codings [`decode`] supports.
@@ -303,6 +277,8 @@ fn zstd_window_log_max(max_decoded: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::error::IngestError;
+    use http::StatusCode;
     use std::collections::VecDeque;
     use std::io::{self, Read, Write};
     use std::pin::Pin;
@@ -392,7 +368,10 @@ mod tests {
         for coding in ["compress", "gzip, br", "xz", "utf8"] {
             let err = decode(Some(&header(coding)), Bytes::from_static(EVENT), MIB).unwrap_err();
             assert!(matches!(err, BodyError::UnsupportedEncoding), "{coding}");
-            assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            assert_eq!(
+                IngestError::Body(err).status(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            );
         }
         let latin1 = HeaderValue::from_bytes(b"gz\xe9p").unwrap();
         assert!(matches!(
@@ -428,7 +407,11 @@ mod tests {
         for (name, coding, body) in cases {
             let err = decode(Some(&header(coding)), Bytes::from(body), MIB).unwrap_err();
             assert!(matches!(err, BodyError::Corrupt), "{name}: {err:?}");
-            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{name}");
+            assert_eq!(
+                IngestError::Body(err).status(),
+                StatusCode::BAD_REQUEST,
+                "{name}"
+            );
         }
     }
 
@@ -460,7 +443,10 @@ mod tests {
         let started = std::time::Instant::now();
         let err = decode(Some(&header("gzip")), Bytes::from(bomb.clone()), MIB).unwrap_err();
         assert!(matches!(err, BodyError::TooLarge), "{err:?}");
-        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            IngestError::Body(err).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         assert!(started.elapsed() < Duration::from_secs(5));
 
         // The decoder stopped after a prefix of the input: the cap is 1/50 of the output,
@@ -581,7 +567,10 @@ mod tests {
         let body = Full::new(Bytes::from(vec![b'x'; 2048]));
         let err = collect_limited(body, 1024, TIMEOUT).await.unwrap_err();
         assert!(matches!(err, BodyError::TooLarge));
-        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            IngestError::Body(err).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[tokio::test]
@@ -601,7 +590,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, BodyError::Timeout));
-        assert_eq!(err.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(IngestError::Body(err).status(), StatusCode::REQUEST_TIMEOUT);
     }
 
     #[tokio::test]
@@ -615,6 +604,6 @@ mod tests {
         };
         let err = collect_limited(body, 1024, TIMEOUT).await.unwrap_err();
         assert!(matches!(err, BodyError::Read(_)));
-        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(IngestError::Body(err).status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -1,11 +1,31 @@
-//! Relay's project-config JSON (`projectId`, `publicKeys`, `config.piiConfig`,
-//! `config.datascrubbingSettings`, ...) read, validated and compiled.
+//! One project file: Relay's project-config JSON (`projectId`, `disabled`, `publicKeys`,
+//! `config.piiConfig`, `config.datascrubbingSettings`) plus scrubgate's own per-project
+//! options (`config.scrubgate`), read and validated. The rules themselves are compiled by
+//! [`crate::scrub::compile`]; everything else here (keys, `disabled`, policies) is the
+//! proxy's business, not the engine's.
 
 use serde_json::Value as Json;
 
-use super::legacy::DataScrubbingSettings;
-use super::rules::{compile_pii_config, Reader};
-use super::{AttachmentPolicy, CompiledRules, ConfigErrors, ConfigIssue, PublicKey};
+use crate::scrub::{CompiledRules, ConfigErrors, ConfigIssue};
+
+/// What happens to envelope `attachment` items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttachmentPolicy {
+    /// Forward attachments unchanged (default).
+    #[default]
+    Forward,
+    /// Drop attachments (counted).
+    Drop,
+}
+
+/// A public key of a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// 32 hex characters.
+    pub public_key: String,
+    /// Disabled keys are refused with 403.
+    pub is_enabled: bool,
+}
 
 /// A loaded, validated and compiled project config.
 #[derive(Debug, Clone)]
@@ -116,26 +136,7 @@ impl ProjectConfig {
                 );
             }
         }
-        let mut reader = Reader {
-            prefix: "config.piiConfig".into(),
-            env,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        };
-        let mut applications = match config.get("piiConfig") {
-            Some(pii) => compile_pii_config(&mut reader, pii).applications,
-            None => Vec::new(),
-        };
-        let settings = DataScrubbingSettings::from_json(
-            config.get("datascrubbingSettings").unwrap_or(&Json::Null),
-            "config.datascrubbingSettings",
-            &mut errors,
-        );
-        if let Some(legacy) = settings.to_pii_config() {
-            reader.prefix = "config.datascrubbingSettings(converted)".into();
-            applications.extend(compile_pii_config(&mut reader, &legacy).applications);
-        }
-        errors.extend(reader.errors);
+        let compiled = crate::scrub::compile(config, "config", env, &mut errors);
         let mut attachments = AttachmentPolicy::Forward;
         let mut forward_unknown_items = false;
         if let Some(ours) = config.get("scrubgate") {
@@ -165,11 +166,11 @@ impl ProjectConfig {
             project_id,
             disabled,
             public_keys,
-            scrubs_ip_addresses: settings.scrub_ip_addresses,
+            scrubs_ip_addresses: compiled.scrubs_ip_addresses,
             attachments,
             forward_unknown_items,
-            warnings: reader.warnings,
-            rules: CompiledRules::new(applications, settings.scrub_data),
+            warnings: compiled.warnings,
+            rules: compiled.rules,
         })
     }
 
