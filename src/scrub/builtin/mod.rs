@@ -15,8 +15,8 @@
 //!
 //! # Relationship to Relay
 //!
-//! The regexes mean the same as those in Relay's `relay-pii/src/regexes.rs` and
-//! `builtin.rs`, with these deliberate differences:
+//! The regexes mean the same as Relay's built-in PII regexes and rules (its `relay-pii`
+//! crate), with these deliberate differences:
 //!
 //! - **IPv6** is found by a scanner validated with [`Ipv6Addr`](std::net::Ipv6Addr) parsing instead of Relay's
 //!   alternation. Relay's alternation replaces only part of some addresses (for
