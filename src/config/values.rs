@@ -1,6 +1,7 @@
 //! Humane config values: durations (`"5s"`), byte sizes (`"1MiB"`) and IP blocks.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::de::{self, Visitor};
@@ -75,6 +76,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(multiplier)
         .ok_or_else(|| "size out of range".to_owned())
+}
+
+/// Parses an `IP:PORT` listen address.
+pub(super) fn to_addr(v: &str) -> Result<SocketAddr, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{v:?} is not an IP:PORT address (e.g. \"127.0.0.1:3000\")"))
 }
 
 /// A byte size as written in the config: an integer or a string with a unit.

@@ -1,0 +1,280 @@
+//! The raw layer: the config file as serde reads it, every key optional, with every
+//! default in one place.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::ByteSize;
+
+/// The config file as written (`config/scrubgate.toml`). Every key is optional; missing
+/// keys take the defaults of `impl Default for RawConfig`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory for local state: the embedded outbox (`<data_dir>/outbox.jsonl`) when no
+    /// upstream is configured. Created when needed. Default `"data"`.
+    pub data_dir: PathBuf,
+    /// The ingest listener (SDK traffic).
+    pub server: RawServerConfig,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: RawAdminConfig,
+    /// Where scrubbed events go.
+    pub upstream: RawUpstreamConfig,
+    /// Per-project rule files.
+    pub projects: RawProjectsConfig,
+    /// Size and nesting limits for request bodies.
+    pub limits: RawLimitsConfig,
+    /// Logging.
+    pub log: RawLogConfig,
+}
+
+/// `[server]`: the ingest listener.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawServerConfig {
+    /// Address the ingest listener binds, `IP:PORT`. Default `"127.0.0.1:3000"`.
+    pub listen: String,
+    /// Most connections open at once; further connections wait in the kernel's accept
+    /// backlog. Default 1024.
+    pub max_connections: usize,
+    /// Most requests being processed at once; above it requests get 503 with
+    /// `Retry-After`. Default 512.
+    pub max_in_flight: usize,
+    /// Time allowed for a client to send the request head. Default `"10s"`.
+    pub header_read_timeout: String,
+    /// Time allowed for a client to send the whole body. Default `"30s"`.
+    pub body_read_timeout: String,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the
+    /// process exits anyway. `"0s"` exits at once. Default `"10s"`.
+    pub shutdown_grace: String,
+    /// Peers (IPs or CIDR blocks, e.g. `"10.0.0.0/8"`) whose `X-Forwarded-For` is
+    /// believed when resolving the client IP. Default empty: the peer address is the
+    /// client IP.
+    pub trusted_proxies: Vec<String>,
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAdminConfig {
+    /// Address the admin listener binds, `IP:PORT`. Default `"127.0.0.1:3001"`.
+    pub listen: String,
+}
+
+/// `[upstream]`: where scrubbed events are forwarded.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUpstreamConfig {
+    /// Base URL of the event store, e.g. `"https://o1.ingest.sentry.io"` or
+    /// `"http://sentry.internal:9000"`; the request path (`/api/42/envelope/`) is
+    /// appended. Over `https://` the certificate is verified against the system's roots
+    /// (plus `ca_file`) and HTTP/2 is used when the upstream offers it (ALPN). Unset (the
+    /// default) or empty: requests go to the embedded outbox `<data_dir>/outbox.jsonl`
+    /// and are answered 200.
+    pub url: Option<String>,
+    /// PEM file of CA certificates trusted for an `https://` upstream in addition to the
+    /// system's roots (a self-hosted Sentry behind an internal CA). Default: none.
+    pub ca_file: Option<PathBuf>,
+    /// Content-Encoding of forwarded bodies: `"identity"`, `"gzip"` or `"zstd"`.
+    /// Default `"gzip"`.
+    pub encoding: UpstreamEncoding,
+    /// Whole upstream exchange (waiting for a connection slot, connecting, sending,
+    /// reading the answer). Over it the SDK gets 503 with `Retry-After`. Default `"5s"`.
+    pub timeout: String,
+    /// TCP connect timeout. Default `"3s"`.
+    pub connect_timeout: String,
+    /// Most concurrent requests (hence connections) to the upstream; further requests
+    /// wait, within `timeout`. Also the idle keep-alive pool size. Default 256.
+    pub max_connections_per_host: usize,
+}
+
+/// `[projects]`: project rule files.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawProjectsConfig {
+    /// Directory holding `<project_id>.json` files in Relay's project-config format.
+    /// Default `"config/projects"`.
+    pub dir: PathBuf,
+    /// How often the directory is checked for changed, new and deleted files.
+    /// Default `"2s"`.
+    pub poll_interval: String,
+}
+
+/// `[limits]`: body limits. Sizes are a number of bytes or a string with a unit
+/// (`"1MiB"`, `"512 KiB"`, `"200MB"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLimitsConfig {
+    /// Largest event (store body, or one event item) after decompression; over it the
+    /// answer is 413. Default `"1MiB"` (as Relay).
+    pub max_event_size: ByteSize,
+    /// Largest envelope after decompression. Default `"200MiB"` (as Relay).
+    pub max_envelope_size: ByteSize,
+    /// Most bytes received for a store request, before decompression.
+    /// Default `"1MiB"`.
+    pub max_compressed_event_size: ByteSize,
+    /// Most bytes received for an envelope request, before decompression.
+    /// Default `"200MiB"`.
+    pub max_compressed_envelope_size: ByteSize,
+    /// Deepest JSON nesting accepted in an event. Default 128.
+    pub max_json_depth: usize,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLogConfig {
+    /// `"pretty"` (human-readable) or `"json"` (one object per line). Default `"pretty"`.
+    pub format: LogFormat,
+    /// A `tracing` filter: a level (`"info"`) or directives (`"info,scrubgate=debug"`).
+    /// Default `"info"`.
+    pub level: String,
+}
+
+/// Content-Encoding of forwarded bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamEncoding {
+    /// No compression.
+    Identity,
+    /// gzip at the fast level.
+    Gzip,
+    /// zstd at a low level.
+    Zstd,
+}
+
+impl UpstreamEncoding {
+    /// The `Content-Encoding` token, `None` for identity.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            UpstreamEncoding::Identity => None,
+            UpstreamEncoding::Gzip => Some("gzip"),
+            UpstreamEncoding::Zstd => Some("zstd"),
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "identity" => Ok(UpstreamEncoding::Identity),
+            "gzip" => Ok(UpstreamEncoding::Gzip),
+            "zstd" => Ok(UpstreamEncoding::Zstd),
+            _ => Err("expected one of identity, gzip, zstd".to_owned()),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected one of pretty, json".to_owned()),
+        }
+    }
+}
+
+/// One mebibyte.
+const MIB: u64 = 1024 * 1024;
+
+// Every default of the configuration, in one place. The per-section `Default` impls
+// below only pick their section out of this one.
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            data_dir: PathBuf::from("data"),
+            server: RawServerConfig {
+                listen: "127.0.0.1:3000".to_owned(),
+                max_connections: 1024,
+                max_in_flight: 512,
+                header_read_timeout: "10s".to_owned(),
+                body_read_timeout: "30s".to_owned(),
+                shutdown_grace: "10s".to_owned(),
+                trusted_proxies: Vec::new(),
+            },
+            admin: RawAdminConfig {
+                listen: "127.0.0.1:3001".to_owned(),
+            },
+            upstream: RawUpstreamConfig {
+                url: None,
+                encoding: UpstreamEncoding::Gzip,
+                timeout: "5s".to_owned(),
+                connect_timeout: "3s".to_owned(),
+                max_connections_per_host: 256,
+                ca_file: None,
+            },
+            projects: RawProjectsConfig {
+                dir: PathBuf::from("config/projects"),
+                poll_interval: "2s".to_owned(),
+            },
+            limits: RawLimitsConfig {
+                max_event_size: ByteSize::Bytes(MIB),
+                max_envelope_size: ByteSize::Bytes(200 * MIB),
+                max_compressed_event_size: ByteSize::Bytes(MIB),
+                max_compressed_envelope_size: ByteSize::Bytes(200 * MIB),
+                max_json_depth: 128,
+            },
+            log: RawLogConfig {
+                format: LogFormat::Pretty,
+                level: "info".to_owned(),
+            },
+        }
+    }
+}
+
+impl Default for RawServerConfig {
+    fn default() -> Self {
+        RawConfig::default().server
+    }
+}
+
+impl Default for RawAdminConfig {
+    fn default() -> Self {
+        RawConfig::default().admin
+    }
+}
+
+impl Default for RawUpstreamConfig {
+    fn default() -> Self {
+        RawConfig::default().upstream
+    }
+}
+
+impl Default for RawProjectsConfig {
+    fn default() -> Self {
+        RawConfig::default().projects
+    }
+}
+
+impl Default for RawLimitsConfig {
+    fn default() -> Self {
+        RawConfig::default().limits
+    }
+}
+
+impl Default for RawLogConfig {
+    fn default() -> Self {
+        RawConfig::default().log
+    }
+}
+
+impl RawConfig {
+    /// Parses TOML text. Unknown keys and wrong types are errors.
+    ///
+    /// # Errors
+    ///
+    /// The TOML parser's error, naming the line and key.
+    pub fn from_toml(text: &str) -> Result<RawConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+}

@@ -1,0 +1,156 @@
+//! The recording API: typed methods on [`Metrics`], gauge guards and rendering.
+
+use std::time::Duration;
+
+use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
+
+use super::{
+    Endpoint, ItemType, Metrics, Outcome, ReloadResult, RuleLabels, StatusClass, UpstreamResult,
+};
+use crate::scrub::{Method, ScrubReport};
+
+impl Metrics {
+    /// Records one answered ingest request.
+    pub fn observe_request(&self, endpoint: Endpoint, status: StatusClass, elapsed: Duration) {
+        let index = endpoint.index() * StatusClass::ALL.len() + status.index();
+        self.families
+            .request_duration
+            .get(index, &[endpoint.as_str(), status.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records the size of a request body as received, before decompression.
+    pub fn observe_received_bytes(&self, endpoint: Endpoint, bytes: usize) {
+        self.families
+            .request_received_bytes
+            .get(endpoint.index(), &[endpoint.as_str()])
+            .observe(bytes as f64);
+    }
+
+    /// Records the size of a request body after decompression.
+    pub fn observe_decoded_bytes(&self, endpoint: Endpoint, bytes: usize) {
+        self.families
+            .request_decoded_bytes
+            .get(endpoint.index(), &[endpoint.as_str()])
+            .observe(bytes as f64);
+    }
+
+    /// Counts `count` items of `item_type` with `outcome`.
+    pub fn record_items(&self, item_type: ItemType, outcome: Outcome, count: u64) {
+        let index = item_type.index() * Outcome::ALL.len() + outcome.index();
+        self.families
+            .items
+            .get(index, &[item_type.as_str(), outcome.as_str()])
+            .inc_by(count);
+    }
+
+    /// Counts one item of `item_type` with `outcome`.
+    pub fn record_item(&self, item_type: ItemType, outcome: Outcome) {
+        self.record_items(item_type, outcome, 1);
+    }
+
+    /// Records the engine's time for one payload.
+    pub fn observe_scrub(&self, item_type: ItemType, elapsed: Duration) {
+        self.families
+            .scrub_duration
+            .get(item_type.index(), &[item_type.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts the changes in `report` for `project` (its id as configured), by rule and
+    /// method. Rules not in `known_rules` are counted as `unknown`.
+    pub fn record_redactions(&self, project: &str, report: &ScrubReport, known_rules: &RuleLabels) {
+        // Most reports have a handful of changes from one or two rules: fold them in a
+        // small list so that each label set is looked up once per report.
+        let mut counts: Vec<(&str, Method, u64)> = Vec::new();
+        for change in &report.changes {
+            let rule = known_rules.label(&change.rule);
+            match counts
+                .iter_mut()
+                .find(|(r, m, _)| *r == rule && *m == change.method)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((rule, change.method, 1)),
+            }
+        }
+        for (rule, method, n) in counts {
+            self.families
+                .redactions
+                .with_label_values(&[project, rule, method.as_str()])
+                .inc_by(n);
+        }
+    }
+
+    /// Records one upstream exchange.
+    pub fn observe_upstream(&self, result: UpstreamResult, elapsed: Duration) {
+        self.families
+            .upstream_duration
+            .get(result.index(), &[result.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one project config file load.
+    pub fn record_config_reload(&self, result: ReloadResult) {
+        self.families
+            .config_reloads
+            .get(result.index(), &[result.as_str()])
+            .inc();
+    }
+
+    /// Sets the number of projects with a config in force.
+    pub fn set_project_configs_loaded(&self, count: usize) {
+        self.families
+            .project_configs_loaded
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts an open ingest connection until the guard drops.
+    pub fn track_connection(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.families.connections_open)
+    }
+
+    /// Counts an ingest request in flight until the guard drops.
+    pub fn track_request(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.families.requests_in_flight)
+    }
+
+    /// Counts an upstream request in flight until the guard drops.
+    pub fn track_upstream(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.families.upstream_in_flight)
+    }
+
+    /// The registry's metrics in Prometheus text format (serve with [`CONTENT_TYPE`]).
+    pub fn render(registry: &Registry) -> String {
+        let mut buf = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// Increments a gauge when made and decrements it when dropped, so that an early return
+/// or a cancelled future cannot leave the gauge high.
+#[derive(Debug)]
+#[must_use = "the gauge drops back as soon as the guard is dropped"]
+pub struct GaugeGuard {
+    gauge: IntGauge,
+}
+
+impl GaugeGuard {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        GaugeGuard {
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
