@@ -3,6 +3,10 @@
 # --- build stage: release binary -------------------------------------------------
 FROM rust:1-bookworm AS builder
 WORKDIR /src
+# The release profile keeps line tables (debug = 1) for profiling; the image does not
+# need them: no debug info and stripped of it, a smaller binary and a shorter build.
+ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
+    CARGO_PROFILE_RELEASE_STRIP=debuginfo
 # Dependencies first, against stub targets, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches tests/it \
@@ -21,7 +25,8 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin scrubga
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && groupadd --system --gid 10001 scrubgate \
     && useradd --system --uid 10001 --gid scrubgate --home-dir /var/lib/scrubgate scrubgate \
     && mkdir -p /var/lib/scrubgate /etc/scrubgate \
