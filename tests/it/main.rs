@@ -10,6 +10,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod reload;
+mod sdk;
 mod server;
 mod store;
 mod support;

@@ -1,0 +1,906 @@
+//! Real SDKs end to end: the pinned Python `sentry-sdk` and `@sentry/node` send every kind
+//! of item they send today, with planted personal data, through a real scrubgate to a
+//! recording upstream (`tests/sdk/send_python.py`, `tests/sdk/send_node.mjs`).
+//!
+//! The project is strict: Relay's default data scrubbing, `"$string": ["@email", "@ip",
+//! "@creditcard"]`, the user's identifiers hashed, and `"scrubgate": {"coverage": "all"}`
+//! (rules also reach free text Relay leaves alone: source context, transaction names).
+//! Each test asserts that
+//! - the script exited 0: every SDK request was answered 2xx;
+//! - every item the SDK sent reached the upstream (counted per item type, and the kinds
+//!   each SDK is expected to send were really sent);
+//! - no planted value (`tests/sdk/canaries.json`) is anywhere in what the upstream
+//!   received, and each was really in what the SDK sent;
+//! - identifiers are unchanged: event, trace, span and check-in ids, monitor slugs and
+//!   statuses, timestamps, session ids.
+//!
+//! The SDKs come from `scripts/install-sdks.sh` (`.ci/run` runs it). When they are
+//! missing these tests fail, naming that script: they never skip.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::upstream::Recorded;
+use crate::support::*;
+
+/// How long a script may take (both take about a second).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Where a leaking canary is reported at most this many times.
+const MAX_PATHS: usize = 6;
+
+/// One SDK under test.
+struct Sdk {
+    /// Key in `tests/sdk/canaries.json`.
+    key: &'static str,
+    /// The version `scripts/install-sdks.sh` pins.
+    version: &'static str,
+    /// The interpreter, relative to the crate root (`None`: `node` from `PATH`).
+    program: Option<&'static str>,
+    /// A file that exists once the SDK is installed, relative to the crate root.
+    installed: &'static str,
+    /// The script, relative to the crate root.
+    script: &'static str,
+    /// Every item type the script makes the SDK send.
+    expected: &'static [&'static str],
+}
+
+const PYTHON: Sdk = Sdk {
+    key: "python",
+    version: "2.76.0",
+    program: Some(".sdk/venv/bin/python"),
+    installed: ".sdk/venv/bin/python",
+    script: "tests/sdk/send_python.py",
+    expected: &[
+        "attachment",
+        "check_in",
+        "client_report",
+        "event",
+        "feedback",
+        "log",
+        "profile",
+        "profile_chunk",
+        "session",
+        "sessions",
+        "span",
+        "trace_metric",
+        "transaction",
+        "user_report",
+    ],
+};
+
+const NODE: Sdk = Sdk {
+    key: "node",
+    version: "11.12.0",
+    program: None,
+    installed: "tests/sdk/node/node_modules/@sentry/node/package.json",
+    script: "tests/sdk/send_node.mjs",
+    expected: &[
+        "attachment",
+        "check_in",
+        "client_report",
+        "event",
+        "feedback",
+        "log",
+        "session",
+        "span",
+        "trace_metric",
+    ],
+};
+
+/// The fields of each item type that no scrubbing may change, as JSON pointers into a
+/// record: the payload itself, or each element of its `items` for containers.
+const IDENTIFIERS: &[(&str, bool, &[&str])] = &[
+    (
+        "event",
+        false,
+        &[
+            "/event_id",
+            "/timestamp",
+            "/level",
+            "/release",
+            "/environment",
+            "/platform",
+            "/contexts/trace/trace_id",
+            "/contexts/trace/span_id",
+        ],
+    ),
+    (
+        "transaction",
+        false,
+        &[
+            "/event_id",
+            "/start_timestamp",
+            "/timestamp",
+            "/release",
+            "/environment",
+            "/contexts/trace/trace_id",
+            "/contexts/trace/span_id",
+            "/contexts/trace/op",
+            "/contexts/trace/status",
+            "/contexts/profile/profile_id",
+        ],
+    ),
+    (
+        "feedback",
+        false,
+        &[
+            "/event_id",
+            "/timestamp",
+            "/contexts/feedback/associated_event_id",
+            "/contexts/trace/trace_id",
+        ],
+    ),
+    ("user_report", false, &["/event_id"]),
+    (
+        "check_in",
+        false,
+        &[
+            "/check_in_id",
+            "/monitor_slug",
+            "/status",
+            "/duration",
+            "/environment",
+            "/release",
+            "/timestamp",
+            "/monitor_config",
+            "/contexts/trace/trace_id",
+        ],
+    ),
+    (
+        "span",
+        true,
+        &[
+            "/span_id",
+            "/trace_id",
+            "/parent_span_id",
+            "/start_timestamp",
+            "/end_timestamp",
+            "/is_segment",
+            "/status",
+            "/attributes/sentry.op/value",
+            "/attributes/sentry.segment.id/value",
+            "/attributes/sentry.release/value",
+            "/attributes/sentry.environment/value",
+        ],
+    ),
+    (
+        "log",
+        true,
+        &[
+            "/trace_id",
+            "/timestamp",
+            "/level",
+            "/severity_number",
+            "/attributes/sentry.release/value",
+            "/attributes/sentry.environment/value",
+        ],
+    ),
+    (
+        "trace_metric",
+        true,
+        &[
+            "/trace_id",
+            "/timestamp",
+            "/name",
+            "/type",
+            "/value",
+            "/unit",
+            "/attributes/sentry.release/value",
+        ],
+    ),
+    (
+        "session",
+        false,
+        &[
+            "/sid",
+            "/init",
+            "/started",
+            "/timestamp",
+            "/status",
+            "/errors",
+            "/duration",
+            "/attrs/release",
+            "/attrs/environment",
+        ],
+    ),
+    ("sessions", false, &["/aggregates", "/attrs"]),
+    (
+        "profile",
+        false,
+        &[
+            "/event_id",
+            "/timestamp",
+            "/release",
+            "/transactions/0/id",
+            "/transactions/0/trace_id",
+        ],
+    ),
+    (
+        "profile_chunk",
+        false,
+        &["/chunk_id", "/profiler_id", "/release", "/environment"],
+    ),
+    ("client_report", false, &["/timestamp", "/discarded_events"]),
+];
+
+/// Envelope header fields that must arrive unchanged.
+const HEADER_IDENTIFIERS: &[&str] = &[
+    "/event_id",
+    "/sdk",
+    "/trace/trace_id",
+    "/trace/public_key",
+    "/trace/release",
+    "/trace/environment",
+    "/trace/sample_rate",
+    "/trace/sample_rand",
+    "/trace/sampled",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_items_arrive_scrubbed() {
+    run_sdk(&PYTHON).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdk_items_arrive_scrubbed() {
+    run_sdk(&NODE).await;
+}
+
+/// The envelopes captured on the wire from these SDKs and sentry-cli 3.8.2
+/// (`tests/fixtures/sdk-envelopes/`, copied from the shared corpus), replayed through
+/// the same strict project: every item arrives, identifiers unchanged, and none of the
+/// values the capture planted (found by [`planted_in`]) is left. Needs no SDK install.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_sdk_envelopes_arrive_scrubbed() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, strict_project())
+        .spawn()
+        .await;
+    let dir = root().join("tests/fixtures/sdk-envelopes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "envelope"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 19, "fixtures missing in {}", dir.display());
+
+    let mut report = String::new();
+    let mut failing = 0;
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let body = std::fs::read(file).unwrap();
+        let before = upstream.requests().len();
+        let response = proxy.envelope(body.clone()).await;
+        let received: Vec<Recorded> = upstream.requests()[before..].to_vec();
+        let mut failures = Vec::new();
+        if !response.status.is_success() {
+            failures.push(format!(
+                "scrubgate answered {}: {}",
+                response.status,
+                response.text()
+            ));
+        }
+        let sent = vec![Envelope::parse(&body, "sent".into())];
+        let arrived: Vec<Envelope> = received
+            .iter()
+            .enumerate()
+            .map(|(i, request)| Envelope::parse(&request.body, format!("upstream #{}", i + 1)))
+            .collect();
+        check_item_types(&[], &sent, &arrived, &mut failures);
+        let planted = planted_in(&body);
+        check_canaries(
+            &planted,
+            std::slice::from_ref(&body),
+            &received,
+            &arrived,
+            true,
+            &mut failures,
+        );
+        check_identifiers(&sent, &arrived, &mut failures);
+        if !failures.is_empty() {
+            failing += 1;
+            let _ = writeln!(report, "{name}:");
+            for failure in failures {
+                let _ = writeln!(report, "  - {failure}");
+            }
+        }
+    }
+    proxy.shutdown().await;
+    assert!(
+        failing == 0,
+        "{failing} of {} captured SDK envelopes did not arrive scrubbed:\n{report}",
+        files.len()
+    );
+}
+
+/// The values the corpus capture planted in an envelope: e-mails `…plant@example.com`,
+/// IPs of the documentation ranges, user ids `…-PLANT…`, usernames `…_username_plant`,
+/// passwords `Hunter2-…` and the test card numbers.
+fn planted_in(body: &[u8]) -> Vec<Canary> {
+    let patterns = [
+        ("e-mail", r"[A-Za-z0-9._-]*plant@example\.com"),
+        ("IP", r"\b(?:198\.51\.100|203\.0\.113|192\.0\.2)\.\d{1,3}\b"),
+        ("user id", r"[A-Za-z]+-PLANT(?:-[0-9A-Za-z]+)?"),
+        ("username", r"[a-z]+_username_plant"),
+        ("password", r"Hunter2-[A-Za-z]+"),
+        (
+            "card number",
+            r"4111 1111 1111 1111|4111111111111111|5500-0000-0000-0004|4242 4242 4242 4242",
+        ),
+    ];
+    let text = String::from_utf8_lossy(body);
+    let mut found = BTreeMap::new();
+    for (kind, pattern) in patterns {
+        let regex = regex::Regex::new(pattern).unwrap();
+        for m in regex.find_iter(&text) {
+            found.insert(m.as_str().to_owned(), kind);
+        }
+    }
+    found
+        .into_iter()
+        .map(|(value, kind)| Canary {
+            value,
+            place: format!("planted {kind}"),
+        })
+        .collect()
+}
+
+/// The strict project of these tests.
+fn strict_project() -> String {
+    project_json(
+        PROJECT,
+        true,
+        json!({
+            "applications": {
+                "$string": ["@email", "@ip", "@creditcard"],
+                "$user.email || $user.username || $user.ip_address || $user.id": ["@anything:hash"]
+            }
+        }),
+        json!({"coverage": "all"}),
+    )
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A planted value and where the script puts it.
+struct Canary {
+    value: String,
+    place: String,
+}
+
+fn canaries(sdk: &Sdk) -> Vec<Canary> {
+    let path = root().join("tests/sdk/canaries.json");
+    let all: Value = serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .expect("canaries.json is JSON");
+    all[sdk.key]
+        .as_object()
+        .unwrap_or_else(|| panic!("canaries.json has no {:?}", sdk.key))
+        .iter()
+        .map(|(key, canary)| Canary {
+            value: canary["value"].as_str().unwrap().to_owned(),
+            place: format!("{key} ({})", canary["where"].as_str().unwrap_or("")),
+        })
+        .collect()
+}
+
+/// What the script printed and left behind.
+struct ScriptRun {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+    /// The envelopes as the SDK sent them, in order.
+    sent: Vec<Vec<u8>>,
+}
+
+/// Runs the SDK's script against `dsn`; panics (naming the install script) when the SDK
+/// is not installed or the script cannot start or finish.
+async fn run_script(sdk: &Sdk, dsn: &str) -> ScriptRun {
+    let install_hint = "run scripts/install-sdks.sh (CI runs it in .ci/run)";
+    let installed = root().join(sdk.installed);
+    assert!(
+        installed.exists(),
+        "the {} SDK is not installed ({} is missing): {install_hint}",
+        sdk.key,
+        installed.display()
+    );
+    let program = match sdk.program {
+        Some(rel) => root().join(rel).into_os_string(),
+        None => "node".into(),
+    };
+    let capture = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(&program);
+    command
+        .arg(root().join(sdk.script))
+        .arg(dsn)
+        .arg(capture.path())
+        .current_dir(root().join("tests/sdk"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // Nothing from the environment may send the SDKs elsewhere or change what they send.
+    for name in [
+        "SENTRY_DSN",
+        "SENTRY_RELEASE",
+        "SENTRY_ENVIRONMENT",
+        "SENTRY_DEBUG",
+        "SENTRY_TRACES_SAMPLE_RATE",
+        "SENTRY_SPOTLIGHT",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "NODE_OPTIONS",
+        "PYTHONPATH",
+    ] {
+        command.env_remove(name);
+    }
+    let child = command.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot start {} for the {} SDK ({e}): {install_hint}",
+            Path::new(&program).display(),
+            sdk.key
+        )
+    });
+    let output = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{} did not finish within {SCRIPT_TIMEOUT:?}", sdk.script))
+        .unwrap_or_else(|e| panic!("{}: {e}", sdk.script));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(capture.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "envelope"))
+        .collect();
+    files.sort();
+    ScriptRun {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        sent: files.iter().map(|f| std::fs::read(f).unwrap()).collect(),
+    }
+}
+
+async fn run_sdk(sdk: &Sdk) {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, strict_project())
+        .spawn()
+        .await;
+    let dsn = format!("http://{KEY}@{}/{PROJECT}", proxy.addr);
+    let run = run_script(sdk, &dsn).await;
+    let received = upstream.requests();
+    let canaries = canaries(sdk);
+
+    let mut failures = Vec::new();
+    let Some(summary) = run
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Value>(line).ok())
+    else {
+        panic!(
+            "{} printed no JSON summary ({}): is the {} SDK installed? run \
+             scripts/install-sdks.sh\nstdout: {}\nstderr (last 2000 bytes): {}",
+            sdk.script,
+            run.status,
+            sdk.key,
+            run.stdout.trim(),
+            tail(&run.stderr, 2000)
+        );
+    };
+    check_script(sdk, &run, &summary, &mut failures);
+    let sent: Vec<Envelope> = run
+        .sent
+        .iter()
+        .enumerate()
+        .map(|(i, body)| Envelope::parse(body, format!("sent #{}", i + 1)))
+        .collect();
+    let arrived: Vec<Envelope> = received
+        .iter()
+        .enumerate()
+        .map(|(i, request)| Envelope::parse(&request.body, format!("upstream #{}", i + 1)))
+        .collect();
+    check_item_types(sdk.expected, &sent, &arrived, &mut failures);
+    check_canaries(
+        &canaries,
+        &run.sent,
+        &received,
+        &arrived,
+        false,
+        &mut failures,
+    );
+    check_identifiers(&sent, &arrived, &mut failures);
+    check_reported_ids(&summary, &arrived, &mut failures);
+    proxy.shutdown().await;
+
+    if !failures.is_empty() {
+        let mut report = format!(
+            "{} SDK {} through scrubgate: {} failure(s)\n",
+            sdk.key,
+            sdk.version,
+            failures.len()
+        );
+        for failure in &failures {
+            let _ = writeln!(report, "- {failure}");
+        }
+        let _ = writeln!(
+            report,
+            "script stdout: {}\nscript stderr (last 2000 bytes): {}",
+            run.stdout.trim(),
+            tail(&run.stderr, 2000)
+        );
+        panic!("{report}");
+    }
+}
+
+fn tail(text: &str, n: usize) -> &str {
+    let mut start = text.len().saturating_sub(n);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].trim()
+}
+
+/// The script exited 0 (every SDK request got 2xx) and ran the pinned SDK.
+fn check_script(sdk: &Sdk, run: &ScriptRun, summary: &Value, failures: &mut Vec<String>) {
+    if summary["version"] != sdk.version {
+        failures.push(format!(
+            "the script ran SDK version {}, not the pinned {}: run scripts/install-sdks.sh",
+            summary["version"], sdk.version
+        ));
+    }
+    let bad: Vec<String> = summary["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            !r["status"]
+                .as_u64()
+                .is_some_and(|s| (200..300).contains(&s))
+        })
+        .map(|r| {
+            format!(
+                "request #{} {} got {}{}",
+                r["n"],
+                r["items"],
+                r["status"],
+                r.get("error")
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    if !bad.is_empty() {
+        failures.push(format!("SDK requests not answered 2xx: {}", bad.join("; ")));
+    }
+    if !run.status.success() {
+        failures.push(format!("{} exited with {}", sdk.script, run.status));
+    }
+}
+
+/// An envelope read back (sent by the SDK or received by the upstream).
+struct Envelope {
+    name: String,
+    header: Value,
+    items: Vec<ParsedItem>,
+}
+
+impl Envelope {
+    fn parse(body: &[u8], name: String) -> Envelope {
+        let (header, items) = parse_envelope(body);
+        Envelope {
+            name,
+            header,
+            items,
+        }
+    }
+}
+
+fn count_types(envelopes: &[Envelope]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for envelope in envelopes {
+        for item in &envelope.items {
+            *counts.entry(item.ty().to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Every kind the SDK is expected to send was sent, and every item sent arrived.
+fn check_item_types(
+    expected: &[&str],
+    sent: &[Envelope],
+    arrived: &[Envelope],
+    failures: &mut Vec<String>,
+) {
+    let sent_counts = count_types(sent);
+    let arrived_counts = count_types(arrived);
+    let not_sent: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|ty| !sent_counts.contains_key(*ty))
+        .collect();
+    if !not_sent.is_empty() {
+        failures.push(format!(
+            "the SDK did not send {not_sent:?} (the script or the SDK changed); sent {sent_counts:?}"
+        ));
+    }
+    let types: BTreeSet<&String> = sent_counts.keys().chain(arrived_counts.keys()).collect();
+    let mut missing = Vec::new();
+    for ty in types {
+        let sent = sent_counts.get(ty).copied().unwrap_or(0);
+        let arrived = arrived_counts.get(ty).copied().unwrap_or(0);
+        if sent != arrived {
+            missing.push(format!("{ty} (sent {sent}, arrived {arrived})"));
+        }
+    }
+    if !missing.is_empty() {
+        failures.push(format!(
+            "items did not reach the upstream as sent: {}",
+            missing.join(", ")
+        ));
+    }
+}
+
+/// Each canary was sent, and none reached the upstream (anywhere: headers, path, body).
+///
+/// With `skip_attachments`, the payloads of plain attachments are not searched: scrubgate
+/// forwards them unchanged by design, as Relay does without `$attachments` rules.
+fn check_canaries(
+    canaries: &[Canary],
+    sent: &[Vec<u8>],
+    received: &[Recorded],
+    arrived: &[Envelope],
+    skip_attachments: bool,
+    failures: &mut Vec<String>,
+) {
+    for canary in canaries {
+        let needle = canary.value.as_bytes();
+        if !sent.iter().any(|body| contains(body, needle)) {
+            failures.push(format!(
+                "planted {:?} [{}] was not in what the SDK sent (the script or the SDK changed)",
+                canary.value, canary.place
+            ));
+            continue;
+        }
+        let mut paths = Vec::new();
+        for (request, envelope) in received.iter().zip(arrived) {
+            for (name, value) in &request.headers {
+                if contains(value.as_bytes(), needle) {
+                    paths.push(format!("{}: request header {name}", envelope.name));
+                }
+            }
+            if request.path_and_query.contains(&canary.value) {
+                paths.push(format!("{}: request path", envelope.name));
+            }
+            if contains(&request.body, needle) {
+                find_in_envelope(envelope, &canary.value, skip_attachments, &mut paths);
+            }
+        }
+        if !paths.is_empty() {
+            let total = paths.len();
+            paths.truncate(MAX_PATHS);
+            let more = if total > MAX_PATHS {
+                format!(" … and {} more", total - MAX_PATHS)
+            } else {
+                String::new()
+            };
+            failures.push(format!(
+                "planted {:?} [{}] reached the upstream at {}{more}",
+                canary.value,
+                canary.place,
+                paths.join(", ")
+            ));
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Where `needle` is in an envelope, as `<envelope>: <item type>[i] <json path>`.
+fn find_in_envelope(
+    envelope: &Envelope,
+    needle: &str,
+    skip_attachments: bool,
+    out: &mut Vec<String>,
+) {
+    let before = out.len();
+    let mut skipped = false;
+    find_in_json(&envelope.header, &mut String::new(), needle, &mut |path| {
+        out.push(format!("{}: envelope header{path}", envelope.name))
+    });
+    for (i, item) in envelope.items.iter().enumerate() {
+        let ty = item.ty();
+        find_in_json(&item.header, &mut String::new(), needle, &mut |path| {
+            out.push(format!("{}: {ty}[{i}] item header{path}", envelope.name))
+        });
+        if skip_attachments && is_plain_attachment(item) {
+            skipped |= contains(&item.payload, needle.as_bytes());
+            continue;
+        }
+        match serde_json::from_slice::<Value>(&item.payload) {
+            Ok(payload) => find_in_json(&payload, &mut String::new(), needle, &mut |path| {
+                out.push(format!(
+                    "{}: {ty}[{i}] {}",
+                    envelope.name,
+                    path_or_root(&path)
+                ))
+            }),
+            Err(_) => {
+                if contains(&item.payload, needle.as_bytes()) {
+                    out.push(format!("{}: {ty}[{i}] payload (not JSON)", envelope.name));
+                }
+            }
+        }
+    }
+    if out.len() == before && !skipped {
+        out.push(format!("{}: body (raw text)", envelope.name));
+    }
+}
+
+/// An attachment that is not event data (`event.payload`, `event.breadcrumbs`, ...).
+fn is_plain_attachment(item: &ParsedItem) -> bool {
+    item.ty() == "attachment"
+        && item.header["attachment_type"]
+            .as_str()
+            .is_none_or(|t| t == "event.attachment")
+}
+
+fn path_or_root(path: &str) -> &str {
+    if path.is_empty() {
+        "payload"
+    } else {
+        path.trim_start_matches('.')
+    }
+}
+
+fn find_in_json(value: &Value, path: &mut String, needle: &str, found: &mut dyn FnMut(String)) {
+    match value {
+        Value::String(s) if s.contains(needle) => found(path.clone()),
+        Value::Array(values) => {
+            for (i, v) in values.iter().enumerate() {
+                let len = path.len();
+                let _ = write!(path, ".{i}");
+                find_in_json(v, path, needle, found);
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                let len = path.len();
+                let _ = write!(path, ".{k}");
+                if k.contains(needle) {
+                    found(format!("{path} (key)"));
+                }
+                find_in_json(v, path, needle, found);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The identifier facts of envelopes: `<where> <pointer> = <value>`.
+fn identifier_facts(envelopes: &[Envelope], types: Option<&BTreeSet<String>>) -> BTreeSet<String> {
+    let mut facts = BTreeSet::new();
+    for envelope in envelopes {
+        // An envelope none of whose items arrived is reported by check_item_types.
+        let any_arrived = envelope
+            .items
+            .iter()
+            .any(|item| types.is_none_or(|types| types.contains(item.ty())));
+        for pointer in HEADER_IDENTIFIERS.iter().filter(|_| any_arrived) {
+            if let Some(v) = envelope.header.pointer(pointer) {
+                facts.insert(format!("envelope header {pointer} = {v}"));
+            }
+        }
+        for item in &envelope.items {
+            let ty = item.ty();
+            if types.is_some_and(|types| !types.contains(ty)) {
+                continue;
+            }
+            for key in ["type", "content_type", "item_count", "attachment_type"] {
+                if let Some(v) = item.header.get(key) {
+                    facts.insert(format!("{ty} item header {key} = {v}"));
+                }
+            }
+            if ty == "attachment" {
+                facts.insert(format!(
+                    "attachment payload = {:?}",
+                    String::from_utf8_lossy(&item.payload)
+                ));
+            }
+            let Some((_, container, pointers)) = IDENTIFIERS.iter().find(|(t, ..)| *t == ty) else {
+                continue;
+            };
+            let Ok(payload) = serde_json::from_slice::<Value>(&item.payload) else {
+                continue;
+            };
+            let records: Vec<&Value> = if *container {
+                payload["items"].as_array().into_iter().flatten().collect()
+            } else {
+                vec![&payload]
+            };
+            for record in records {
+                for pointer in *pointers {
+                    if let Some(v) = record.pointer(pointer) {
+                        facts.insert(format!("{ty} {pointer} = {v}"));
+                    }
+                }
+            }
+        }
+    }
+    facts
+}
+
+/// Identifiers of the items that arrived are as the SDK sent them.
+fn check_identifiers(sent: &[Envelope], arrived: &[Envelope], failures: &mut Vec<String>) {
+    // Only the types that arrived: a missing type is reported by check_item_types.
+    let arrived_types: BTreeSet<String> = count_types(arrived).into_keys().collect();
+    let sent_facts = identifier_facts(sent, Some(&arrived_types));
+    let arrived_facts = identifier_facts(arrived, None);
+    let changed: Vec<&String> = sent_facts.difference(&arrived_facts).collect();
+    if !changed.is_empty() {
+        failures.push(format!(
+            "identifiers sent but not found unchanged upstream: {}",
+            changed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+}
+
+/// The event and trace ids the SDK's API returned are upstream.
+fn check_reported_ids(summary: &Value, arrived: &[Envelope], failures: &mut Vec<String>) {
+    let mut event_ids = BTreeSet::new();
+    let mut trace_ids = BTreeSet::new();
+    for envelope in arrived {
+        if let Some(id) = envelope.header["event_id"].as_str() {
+            event_ids.insert(id.to_owned());
+        }
+        if let Some(id) = envelope
+            .header
+            .pointer("/trace/trace_id")
+            .and_then(Value::as_str)
+        {
+            trace_ids.insert(id.to_owned());
+        }
+        for item in &envelope.items {
+            if let Ok(payload) = serde_json::from_slice::<Value>(&item.payload) {
+                if let Some(id) = payload["event_id"].as_str() {
+                    event_ids.insert(id.to_owned());
+                }
+            }
+        }
+    }
+    for (kind, ids, found) in [
+        ("event", &summary["ids"]["events"], &event_ids),
+        ("trace", &summary["ids"]["traces"], &trace_ids),
+    ] {
+        for id in ids.as_array().into_iter().flatten() {
+            match id.as_str() {
+                Some(id) if found.contains(id) => {}
+                _ => failures.push(format!(
+                    "the SDK's {kind} id {id} did not arrive upstream as an {kind} id"
+                )),
+            }
+        }
+    }
+}
