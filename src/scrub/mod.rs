@@ -20,8 +20,7 @@
 //! - `items` scrubs user reports, sessions and envelope headers through the rules for
 //!   the matching user fields.
 
-// Public until the module split lands; its test-only helpers are then marked.
-pub mod builtin;
+mod builtin;
 
 use std::net::IpAddr;
 

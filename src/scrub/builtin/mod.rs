@@ -62,7 +62,9 @@ mod prefilter;
 
 use ip::ip_ranges;
 use password::{may_hold_password_keyword, password_value_ranges};
-pub use password::{password_key_matches, password_value_matches};
+pub use password::password_key_matches;
+#[cfg(test)]
+pub use password::password_value_matches;
 use patterns::{
     push_group, push_matches, BEARER, CREDITCARD, EMAIL, IBAN, IMEI, MAC, PEMKEY, URL_AUTH,
     URL_AUTH_LEGACY, USERPATH, US_SSN, UUID,
@@ -111,6 +113,7 @@ pub type Ranges = SmallVec<[Range<usize>; 4]>;
 
 impl Pattern {
     /// Every pattern, in declaration order.
+    #[cfg(test)]
     pub const ALL: [Pattern; 14] = [
         Pattern::Imei,
         Pattern::Mac,
@@ -129,6 +132,7 @@ impl Pattern {
     ];
 
     /// Lowercase name (Relay's rule type name where there is one).
+    #[cfg(test)]
     pub fn as_str(self) -> &'static str {
         match self {
             Pattern::Imei => "imei",

@@ -125,6 +125,7 @@ pub(super) fn may_hold_password_keyword(text: &str) -> bool {
 /// The engine redacts the whole value when this is true. Relay does so for a keyword hit;
 /// for a bearer-only hit Relay redacts just `Bearer <token>`, which is what
 /// [`Pattern::PasswordValue`](super::Pattern::PasswordValue) reports.
+#[cfg(test)]
 pub fn password_value_matches(value: &str) -> bool {
     PASSWORD_VALUE.is_match(value) || BEARER.is_match(value)
 }
