@@ -104,6 +104,7 @@ impl Scrubgate {
             metrics,
             trusted_proxies,
             in_flight,
+            drops: Default::default(),
         });
         Ok(Scrubgate {
             state,

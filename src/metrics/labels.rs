@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::scrub::ItemKind;
+use crate::protocol::envelope::ItemType as WireType;
 
 /// The label value for rules and projects not in the loaded config.
 pub const UNKNOWN: &str = "unknown";
@@ -115,13 +115,14 @@ impl UpstreamResult {
 }
 
 label_enum! {
-    /// `item_type` label: the kind of payload an outcome or timing is about.
+    /// `item_type` label: the kind of payload an outcome or timing is about; every item
+    /// type of the Sentry protocol has its own value.
     ItemType {
         /// Error event (store body or `event` item).
         Event => "event",
         /// `transaction` item.
         Transaction => "transaction",
-        /// Security report (`security` item or security/CSP endpoint).
+        /// Security report (`security`/`raw_security` item or security/CSP endpoint).
         Security => "security",
         /// `feedback` item.
         Feedback => "feedback",
@@ -133,41 +134,77 @@ label_enum! {
         Sessions => "sessions",
         /// `attachment` item.
         Attachment => "attachment",
+        /// `client_report` item.
+        ClientReport => "client_report",
+        /// `check_in` item.
+        CheckIn => "check_in",
+        /// `span` item (v2 container or legacy JSON span).
+        Span => "span",
+        /// `otel_span` item.
+        OtelSpan => "otel_span",
+        /// `log` container.
+        Log => "log",
+        /// `otel_log` item.
+        OtelLog => "otel_log",
+        /// `trace_metric` container.
+        TraceMetric => "trace_metric",
+        /// `profile` item.
+        Profile => "profile",
+        /// `profile_chunk` item.
+        ProfileChunk => "profile_chunk",
+        /// `replay_event` item.
+        ReplayEvent => "replay_event",
+        /// `replay_recording` item.
+        ReplayRecording => "replay_recording",
+        /// `replay_video` item.
+        ReplayVideo => "replay_video",
+        /// `statsd` item.
+        Statsd => "statsd",
+        /// `metric_buckets` item.
+        MetricBuckets => "metric_buckets",
+        /// `nel` item.
+        Nel => "nel",
+        /// `form_data` item.
+        FormData => "form_data",
+        /// `unreal_report` item.
+        UnrealReport => "unreal_report",
         /// A whole envelope (header, or a request refused before its items were read).
         Envelope => "envelope",
-        /// Any other item type.
+        /// An item type the Sentry protocol does not define.
         Other => "other",
     }
 }
 
 impl ItemType {
-    /// The label for a payload the engine scrubs.
-    pub fn from_kind(kind: ItemKind) -> ItemType {
-        match kind {
-            ItemKind::Event => ItemType::Event,
-            ItemKind::Transaction => ItemType::Transaction,
-            ItemKind::Security => ItemType::Security,
-            ItemKind::Feedback => ItemType::Feedback,
-            ItemKind::UserReport => ItemType::UserReport,
-            ItemKind::Session => ItemType::Session,
-            ItemKind::Sessions => ItemType::Sessions,
-            ItemKind::EnvelopeHeader => ItemType::Envelope,
-        }
-    }
-
-    /// The label for an envelope item's `type` as written on the wire; unknown types are
-    /// `other`.
-    pub fn from_wire(item_type: &str) -> ItemType {
+    /// The label for an envelope item's type.
+    pub fn from_wire(item_type: WireType) -> ItemType {
         match item_type {
-            "event" => ItemType::Event,
-            "transaction" => ItemType::Transaction,
-            "security" => ItemType::Security,
-            "feedback" => ItemType::Feedback,
-            "user_report" => ItemType::UserReport,
-            "session" => ItemType::Session,
-            "sessions" => ItemType::Sessions,
-            "attachment" => ItemType::Attachment,
-            _ => ItemType::Other,
+            WireType::Event => ItemType::Event,
+            WireType::Transaction => ItemType::Transaction,
+            WireType::Security | WireType::RawSecurity => ItemType::Security,
+            WireType::Feedback => ItemType::Feedback,
+            WireType::UserReport => ItemType::UserReport,
+            WireType::Session => ItemType::Session,
+            WireType::Sessions => ItemType::Sessions,
+            WireType::Attachment => ItemType::Attachment,
+            WireType::ClientReport => ItemType::ClientReport,
+            WireType::CheckIn => ItemType::CheckIn,
+            WireType::Span => ItemType::Span,
+            WireType::OtelSpan => ItemType::OtelSpan,
+            WireType::Log => ItemType::Log,
+            WireType::OtelLog => ItemType::OtelLog,
+            WireType::TraceMetric => ItemType::TraceMetric,
+            WireType::Profile => ItemType::Profile,
+            WireType::ProfileChunk => ItemType::ProfileChunk,
+            WireType::ReplayEvent => ItemType::ReplayEvent,
+            WireType::ReplayRecording => ItemType::ReplayRecording,
+            WireType::ReplayVideo => ItemType::ReplayVideo,
+            WireType::Statsd => ItemType::Statsd,
+            WireType::MetricBuckets => ItemType::MetricBuckets,
+            WireType::Nel => ItemType::Nel,
+            WireType::FormData => ItemType::FormData,
+            WireType::UnrealReport => ItemType::UnrealReport,
+            WireType::Unknown => ItemType::Other,
         }
     }
 }

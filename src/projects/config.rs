@@ -6,7 +6,7 @@
 
 use serde_json::Value as Json;
 
-use crate::scrub::{CompiledRules, ConfigErrors, ConfigIssue};
+use crate::scrub::{CompiledRules, ConfigErrors, ConfigIssue, Coverage};
 
 /// What happens to envelope `attachment` items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,7 +136,23 @@ impl ProjectConfig {
                 );
             }
         }
-        let compiled = crate::scrub::compile(config, "config", env, &mut errors);
+        let coverage = match config
+            .get("scrubgate")
+            .and_then(|ours| ours.get("coverage"))
+        {
+            None => Coverage::Relay,
+            Some(Json::String(s)) if s == "relay" => Coverage::Relay,
+            Some(Json::String(s)) if s == "all" => Coverage::All,
+            Some(_) => {
+                issue(
+                    &mut errors,
+                    "config.scrubgate.coverage",
+                    "must be \"relay\" or \"all\"",
+                );
+                Coverage::Relay
+            }
+        };
+        let compiled = crate::scrub::compile(config, "config", coverage, env, &mut errors);
         let mut attachments = AttachmentPolicy::Forward;
         let mut forward_unknown_items = false;
         if let Some(ours) = config.get("scrubgate") {

@@ -1,7 +1,16 @@
-//! Envelope items other than events: their personal fields get the treatment the project's
-//! rules give the matching user fields, by scrubbing a small synthetic event.
+//! Envelope items other than events.
+//!
+//! - User reports, sessions and the envelope header: their personal fields get the
+//!   treatment the project's rules give the matching event fields, by scrubbing a small
+//!   synthetic event.
+//! - Spans, logs and trace metrics: each record is walked with its own schema (`$span`,
+//!   `$log`, `$trace_metric`; attribute values by Sentry's semantic conventions) and gets
+//!   its own `_meta`. The user fields the SDKs copy into attributes (`user.email`, ...)
+//!   are first given the treatment of the matching `$user` fields.
+//! - Profiles and OTLP items: walked with their own schemas.
 
 use super::json::{self, Bump, Str, Value};
+use super::schema::{self, Schema};
 use super::{CompiledRules, ScrubOptions, ScrubReport};
 
 fn take<'a>(obj: &mut Value<'a>, key: &str) -> Option<Value<'a>> {
@@ -147,7 +156,9 @@ fn scrub_attrs_ip<'a>(
     }
 }
 
-/// Envelope header: `trace.user_id` (and `trace.user.id`) as `user.id`.
+/// Envelope header: `trace.user_id` (and `trace.user.id`) as `user.id`,
+/// `trace.user_segment` as `user.segment` and `trace.transaction` as the event's
+/// `transaction`.
 pub fn scrub_envelope_header<'a>(
     rules: &CompiledRules,
     bump: &'a Bump,
@@ -155,7 +166,14 @@ pub fn scrub_envelope_header<'a>(
 ) -> ScrubReport {
     let mut report = ScrubReport::default();
     if let Some(trace) = header.get_mut("trace") {
-        let r = scrub_as_user(rules, bump, trace, &[("user_id", "id")], None, None);
+        let r = scrub_as_user(
+            rules,
+            bump,
+            trace,
+            &[("user_id", "id"), ("user_segment", "segment")],
+            Some(("transaction", "transaction")),
+            None,
+        );
         report.changes.extend(r.changes);
         if let Some(user) = trace.get_mut("user") {
             let r = scrub_as_user(rules, bump, user, &[("id", "id")], None, None);
@@ -215,4 +233,141 @@ fn filter_keys(v: &mut Value<'_>, keys: &[String]) {
             }
         }
     }
+}
+
+/// An attachment's item header: its `filename` as a free-text string.
+pub fn scrub_attachment_header<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    header: &mut Value<'a>,
+) -> ScrubReport {
+    scrub_as_user(rules, bump, header, &[], Some(("filename", "extra")), None)
+}
+
+/// The attributes SDKs fill from the scope's user, and the `$user` field each one is.
+const USER_ATTRIBUTES: [(&str, &str); 10] = [
+    ("user.id", "id"),
+    ("sentry.user.id", "id"),
+    ("user.email", "email"),
+    ("sentry.user.email", "email"),
+    ("user.name", "username"),
+    ("user.username", "username"),
+    ("sentry.user.username", "username"),
+    ("user.full_name", "name"),
+    ("user.ip_address", "ip_address"),
+    ("sentry.user.ip", "ip_address"),
+];
+
+/// A span item: a v2 container (`{"items": [...]}`), whose spans are walked as `$span`
+/// records, or one legacy JSON span, walked as an event's `spans[]` element.
+pub fn scrub_spans<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    root: &mut Value<'a>,
+    opts: &ScrubOptions,
+) -> ScrubReport {
+    let schemas = rules.schemas();
+    if root.get("items").is_some() {
+        return scrub_records(rules, bump, root, &schemas.span, opts);
+    }
+    let mut report = scrub_user_attributes(rules, bump, root, "data", opts);
+    let mut walker = rules.record_walker(bump, &schemas.event, opts);
+    walker.walk_record(root, schemas.span_in_event);
+    let super::processor::Walker {
+        meta, report: r, ..
+    } = walker;
+    meta.merge_into(root, bump);
+    report.changes.extend(r.changes);
+    report
+}
+
+/// A container (`{"items": [...]}`): every record scrubbed with `schema`. The container's
+/// other keys (`version`, ...) are left as they are.
+pub fn scrub_records<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    root: &mut Value<'a>,
+    schema: &'static Schema,
+    opts: &ScrubOptions,
+) -> ScrubReport {
+    let mut report = ScrubReport::default();
+    if let Some(Value::Array(records)) = root.get_mut("items") {
+        for record in records.iter_mut() {
+            let r = scrub_record(rules, bump, record, schema, opts);
+            report.changes.extend(r.changes);
+        }
+    }
+    report
+}
+
+/// One record walked with `schema`; its `_meta` is written into it.
+pub fn scrub_record<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    record: &mut Value<'a>,
+    schema: &'static Schema,
+    opts: &ScrubOptions,
+) -> ScrubReport {
+    if !matches!(record, Value::Object(_)) || rules.is_empty() {
+        return ScrubReport::default();
+    }
+    let mut report = scrub_user_attributes(rules, bump, record, "attributes", opts);
+    let mut walker = rules.record_walker(bump, schema, opts);
+    walker.walk_record(record, schema::ROOT);
+    let super::processor::Walker {
+        meta, report: r, ..
+    } = walker;
+    meta.merge_into(record, bump);
+    report.changes.extend(r.changes);
+    report
+}
+
+/// The user fields SDKs copy into a record's attributes (`{"user.email": {"value": ..}}`,
+/// or plain values in a legacy span's `data`) scrubbed as the matching `$user` fields.
+fn scrub_user_attributes<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    record: &mut Value<'a>,
+    map: &str,
+    opts: &ScrubOptions,
+) -> ScrubReport {
+    let mut report = ScrubReport::default();
+    let Some(attributes) = record.get_mut(map) else {
+        return report;
+    };
+    let Some(entries) = attributes.as_object_mut() else {
+        return report;
+    };
+    for (key, attribute) in entries.iter_mut() {
+        let Some(&(_, user_key)) = USER_ATTRIBUTES.iter().find(|(name, _)| key.eq_str(name)) else {
+            continue;
+        };
+        let r = if matches!(attribute, Value::Object(_)) {
+            scrub_as_user(
+                rules,
+                bump,
+                attribute,
+                &[("value", user_key)],
+                None,
+                Some(opts),
+            )
+        } else {
+            let mut holder = obj(
+                bump,
+                vec![("value", std::mem::replace(attribute, Value::Null))],
+            );
+            let r = scrub_as_user(
+                rules,
+                bump,
+                &mut holder,
+                &[("value", user_key)],
+                None,
+                Some(opts),
+            );
+            *attribute = take(&mut holder, "value").unwrap_or(Value::Null);
+            r
+        };
+        report.changes.extend(r.changes);
+    }
+    report
 }

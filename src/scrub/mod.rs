@@ -30,6 +30,7 @@ mod items;
 pub mod json;
 mod legacy;
 mod meta;
+mod normalize;
 mod pairs;
 mod processor;
 mod redact;
@@ -39,6 +40,7 @@ mod selector;
 mod sig;
 
 pub use rules::HashAlgorithm;
+pub use schema::Coverage;
 
 /// Default limit on JSON nesting.
 pub const DEFAULT_MAX_DEPTH: usize = 128;
@@ -60,8 +62,41 @@ pub enum ItemKind {
     Session,
     /// A `sessions` aggregate item.
     Sessions,
-    /// An envelope header (`trace.user_id`).
+    /// An envelope header (`trace.user_id`, `trace.user_segment`, `trace.transaction`).
     EnvelopeHeader,
+    /// A `span` item: a v2 container (`{"items": [...]}`) or one legacy JSON span.
+    Span,
+    /// A `log` container.
+    Log,
+    /// A `trace_metric` container.
+    TraceMetric,
+    /// An `otel_span` or `otel_log` item (OTLP JSON): every string is reachable.
+    Otel,
+    /// A `profile` or `profile_chunk`: transaction names, frame and image paths, device
+    /// and os fields.
+    Profile,
+    /// A `replay_event` (scrubbed as an event).
+    ReplayEvent,
+    /// A `check_in`: validated, never changed.
+    CheckIn,
+    /// A `client_report`: validated, never changed (counts only).
+    ClientReport,
+    /// An attachment's item header under `coverage = "all"`: its `filename`.
+    AttachmentHeader,
+}
+
+impl ItemKind {
+    /// Scrubbed as an event, with the event schema and normalization.
+    pub fn is_event_like(self) -> bool {
+        matches!(
+            self,
+            ItemKind::Event
+                | ItemKind::Transaction
+                | ItemKind::Security
+                | ItemKind::Feedback
+                | ItemKind::ReplayEvent
+        )
+    }
 }
 
 /// Per-call inputs that are not part of the rules.
@@ -206,6 +241,7 @@ pub struct Compiled {
 pub fn compile(
     config: &Json,
     path: &str,
+    coverage: Coverage,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigIssue>,
 ) -> Compiled {
@@ -230,7 +266,7 @@ pub fn compile(
     }
     errors.extend(reader.errors);
     Compiled {
-        rules: CompiledRules::new(applications, settings.scrub_data),
+        rules: CompiledRules::new(applications, settings.scrub_data, coverage),
         scrubs_ip_addresses: settings.scrub_ip_addresses,
         warnings: reader.warnings,
     }
@@ -257,18 +293,35 @@ pub struct CompiledRules {
     id: u64,
     /// `scrubData` is on: GraphQL variables are filtered.
     scrub_graphql: bool,
+    /// Which fields the rules reach.
+    coverage: Coverage,
 }
 
 impl CompiledRules {
     /// Rules from compiled applications.
-    pub(crate) fn new(applications: Vec<rules::Application>, scrub_graphql: bool) -> Self {
+    pub(crate) fn new(
+        applications: Vec<rules::Application>,
+        scrub_graphql: bool,
+        coverage: Coverage,
+    ) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         CompiledRules {
             applications,
             memo: Default::default(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             scrub_graphql,
+            coverage,
         }
+    }
+
+    /// The schemas of these rules' coverage.
+    fn schemas(&self) -> &'static schema::Schemas {
+        schema::schemas(self.coverage)
+    }
+
+    /// Which fields these rules reach.
+    pub fn coverage(&self) -> Coverage {
+        self.coverage
     }
 
     /// Scrubs one payload of the given kind.
@@ -335,26 +388,36 @@ impl CompiledRules {
         new_id: Option<fn() -> String>,
     ) -> Result<Scrubbed, ScrubError> {
         let text = std::str::from_utf8(input).map_err(|_| ScrubError::NotUtf8)?;
-        let event_like = matches!(
-            kind,
-            ItemKind::Event | ItemKind::Transaction | ItemKind::Security | ItemKind::Feedback
-        );
+        let event_like = kind.is_event_like();
         let mut root = if event_like && !self.applications.is_empty() {
-            json::parse_event(text, bump, opts.max_depth)?
+            json::parse_event_in(text, bump, opts.max_depth, &self.schemas().event)?
         } else {
             json::parse(text, bump, opts.max_depth)?
         };
         if !matches!(root, json::Value::Object(_)) {
             return Err(ScrubError::NotAnObject);
         }
+        let schemas = self.schemas();
         let report = match kind {
-            ItemKind::Event | ItemKind::Transaction | ItemKind::Security | ItemKind::Feedback => {
-                self.scrub_event_tree(bump, &mut root, opts)
-            }
+            ItemKind::Event
+            | ItemKind::Transaction
+            | ItemKind::Security
+            | ItemKind::Feedback
+            | ItemKind::ReplayEvent => self.scrub_event_tree(bump, &mut root, opts),
             ItemKind::UserReport => items::scrub_user_report(self, bump, &mut root),
             ItemKind::Session => items::scrub_session(self, bump, &mut root, opts),
             ItemKind::Sessions => items::scrub_sessions(self, bump, &mut root, opts),
             ItemKind::EnvelopeHeader => items::scrub_envelope_header(self, bump, &mut root),
+            ItemKind::Span => items::scrub_spans(self, bump, &mut root, opts),
+            ItemKind::Log => items::scrub_records(self, bump, &mut root, &schemas.log, opts),
+            ItemKind::TraceMetric => {
+                items::scrub_records(self, bump, &mut root, &schemas.trace_metric, opts)
+            }
+            ItemKind::Otel => items::scrub_record(self, bump, &mut root, &schemas.otel, opts),
+            ItemKind::Profile => items::scrub_record(self, bump, &mut root, &schemas.profile, opts),
+            // Validated as JSON objects and forwarded as they are: identifiers and counts.
+            ItemKind::CheckIn | ItemKind::ClientReport => ScrubReport::default(),
+            ItemKind::AttachmentHeader => items::scrub_attachment_header(self, bump, &mut root),
         };
         let event_id = if event_like {
             take_event_id(&mut root).or_else(|| {
@@ -391,7 +454,8 @@ impl CompiledRules {
         if self.applications.is_empty() {
             return ScrubReport::default();
         }
-        split_url_query(root, bump);
+        normalize::split_url_query(root, bump);
+        normalize::format_logentry(root, bump);
         let mut walker = processor::Walker::new(
             &self.applications,
             bump,
@@ -400,6 +464,7 @@ impl CompiledRules {
                 record_paths: opts.record_paths,
             },
             Some(&self.memo),
+            &self.schemas().event,
         );
         walker.adopt_thread_memo(self.id);
         walker.walk_root(root);
@@ -423,9 +488,30 @@ impl CompiledRules {
                 record_paths: true,
             },
             None,
+            &self.schemas().event,
         );
         walker.walk_root(root);
         walker.report
+    }
+
+    /// A walker over `schema` for one non-event record (no memo shared across events:
+    /// the path shapes of records are not those of events).
+    fn record_walker<'r, 'a>(
+        &'r self,
+        bump: &'a json::Bump,
+        schema: &'static schema::Schema,
+        opts: &ScrubOptions,
+    ) -> processor::Walker<'r, 'a> {
+        processor::Walker::new(
+            &self.applications,
+            bump,
+            processor::WalkOptions {
+                move_ip_to_user_id: false,
+                record_paths: opts.record_paths,
+            },
+            None,
+            schema,
+        )
     }
 
     /// Every rule id that can appear in a report (bounded metric label values).
@@ -454,70 +540,6 @@ fn take_event_id(root: &mut json::Value<'_>) -> Option<String> {
     }
 }
 
-/// Moves the query and fragment of `request.url` into `request.query_string` and
-/// `request.fragment` when those are absent, as Relay's normalization does before it
-/// scrubs: the parameters are then scrubbed one by one instead of leaving with the URL
-/// (which is pii `maybe`, so `$string` rules never reach it).
-fn split_url_query<'a>(root: &mut json::Value<'a>, bump: &'a json::Bump) {
-    for key in ["request", "sentry.interfaces.Http"] {
-        let Some(request) = root.get_mut(key) else {
-            continue;
-        };
-        // Per-event path: copy the URL only when it has something to move.
-        let Some(url) = request
-            .get("url")
-            .and_then(|u| u.as_str())
-            .filter(|u| u.contains(['?', '#']))
-            .map(|u| u.into_owned())
-        else {
-            continue;
-        };
-        let (rest, fragment) = match url.split_once('#') {
-            Some((rest, fragment)) => (rest, Some(fragment)),
-            None => (url.as_str(), None),
-        };
-        let (base, query) = match rest.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (rest, None),
-        };
-        let absent = |request: &json::Value<'_>, field: &str| match request.get(field) {
-            None | Some(json::Value::Null) => true,
-            Some(v) => v.as_str().is_some_and(|s| s.is_empty()),
-        };
-        let move_query = query.is_some_and(|q| !q.is_empty()) && absent(request, "query_string");
-        let move_fragment = fragment.is_some_and(|f| !f.is_empty()) && absent(request, "fragment");
-        if !move_query && !move_fragment {
-            continue;
-        }
-        let mut new_url = base.to_string();
-        if let (Some(q), false) = (query, move_query) {
-            new_url.push('?');
-            new_url.push_str(q);
-        }
-        if let (Some(f), false) = (fragment, move_fragment) {
-            new_url.push('#');
-            new_url.push_str(f);
-        }
-        let Some(fields) = request.as_object_mut() else {
-            continue;
-        };
-        let mut set = |name: &'static str, value: &str| {
-            let value = json::Value::string_in(bump, value);
-            match fields.iter_mut().find(|(k, _)| k.eq_str(name)) {
-                Some((_, v)) => *v = value,
-                None => json::push(fields, bump, (json::Str::Decoded(name), value)),
-            }
-        };
-        if move_query {
-            set("query_string", query.unwrap_or_default());
-        }
-        if move_fragment {
-            set("fragment", fragment.unwrap_or_default());
-        }
-        set("url", &new_url);
-    }
-}
-
 fn resolve_auto_ip<'a>(root: &mut json::Value<'a>, bump: &'a json::Bump, ip: IpAddr) {
     for key in ["user", "sentry.interfaces.User"] {
         if let Some(user) = root.get_mut(key) {
@@ -537,7 +559,7 @@ mod tests {
     /// Compiles a project file's `config` object; panics on any error.
     fn compiled(config: Json) -> CompiledRules {
         let mut errors = Vec::new();
-        let compiled = compile(&config, "config", &|_| None, &mut errors);
+        let compiled = compile(&config, "config", Coverage::Relay, &|_| None, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         compiled.rules
     }

@@ -320,12 +320,137 @@ const INHERIT_FALSE: NodeId = 1;
 const INHERIT_MAYBE: NodeId = 2;
 const INHERIT_TRUE: NodeId = 3;
 
-static EVENT_SCHEMA: LazyLock<Schema> =
-    LazyLock::new(|| Schema::from_tsv(include_str!("pii-fields.tsv")));
+/// The event table (derived from Relay's event schema).
+const EVENT_TSV: &str = include_str!("pii-fields.tsv");
 
-/// The event schema.
+/// The tables of the other item types (first column: the item), derived from Relay's
+/// schemas for them plus scrubgate's own for the items Relay does not scrub (profiles).
+const ITEMS_TSV: &str = include_str!("pii-items.tsv");
+
+/// Sentry's semantic conventions for span, log and metric attributes: per key, whether
+/// its value is scrubbed (columns: key, pii, apply_scrubbing, type, aliases, ...).
+const CONVENTIONS: &str = include_str!("pii-conventions-attributes.tsv");
+
+/// Which fields rules reach: exactly Relay's pii attributes, or also the free-text fields
+/// Relay leaves alone (`config.scrubgate.coverage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Coverage {
+    /// Relay's pii table, unchanged.
+    #[default]
+    Relay,
+    /// Relay's table, plus the free-text fields it marks `false` or `maybe` (source
+    /// context lines, transaction and span names, log bodies, tag values, URLs, ...).
+    All,
+}
+
+/// The free-text fields [`Coverage::All`] adds, by item root type and TSV path. Protocol
+/// identifiers (ids, timestamps, release, environment, platform, sdk, type and op enums)
+/// are never among them.
+fn covers_all(root: ValueType, path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let last = last.strip_suffix("[]").unwrap_or(last);
+    match root {
+        ValueType::Event => {
+            matches!(last, "pre_context" | "post_context" | "context_line")
+                || matches!(
+                    path,
+                    "transaction"
+                        | "culprit"
+                        | "logentry.message"
+                        | "request.url"
+                        | "tags"
+                        | "tags.*"
+                        | "spans[].description"
+                        | "spans[].tags"
+                        | "spans[].tags.*"
+                        | "contexts.trace.description"
+                        | "contexts.feedback.message"
+                        | "contexts.feedback.contact_email"
+                        | "contexts.feedback.<other>"
+                )
+        }
+        ValueType::Span => matches!(path, "name" | "links[].attributes"),
+        ValueType::Log => matches!(path, "body" | "<other>"),
+        _ => false,
+    }
+}
+
+/// The rows of `item` in [`ITEMS_TSV`], without the item column.
+fn item_rows(item: &'static str) -> impl Iterator<Item = &'static str> {
+    ITEMS_TSV.lines().skip(1).filter_map(move |line| {
+        let (name, rest) = line.split_once('\t')?;
+        (name == item).then_some(rest)
+    })
+}
+
+/// The schemas of one coverage.
+#[derive(Debug)]
+pub struct Schemas {
+    /// An event (also transactions, security reports, feedback, replay events).
+    pub event: Schema,
+    /// One span (a v2 container's element).
+    pub span: Schema,
+    /// One log record.
+    pub log: Schema,
+    /// One trace metric.
+    pub trace_metric: Schema,
+    /// A profile or profile chunk.
+    pub profile: Schema,
+    /// An OTLP JSON item: every field pii `true`.
+    pub otel: Schema,
+    /// The event's `spans[]` element, where a legacy JSON span item is walked from.
+    pub span_in_event: NodeId,
+}
+
+impl Schemas {
+    fn build(coverage: Coverage) -> Schemas {
+        Schemas {
+            event: Schema::build(
+                EVENT_TSV.lines().skip(1),
+                ValueType::Event,
+                Pii::True,
+                coverage,
+            ),
+            span: Schema::build(item_rows("span"), ValueType::Span, Pii::Maybe, coverage),
+            log: Schema::build(item_rows("log"), ValueType::Log, Pii::Maybe, coverage),
+            trace_metric: Schema::build(
+                item_rows("trace_metric"),
+                ValueType::TraceMetric,
+                Pii::False,
+                coverage,
+            ),
+            profile: Schema::build(
+                item_rows("profile"),
+                ValueType::Object,
+                Pii::False,
+                coverage,
+            ),
+            otel: Schema::build(std::iter::empty(), ValueType::Object, Pii::True, coverage),
+            span_in_event: 0,
+        }
+        .with_span_in_event()
+    }
+
+    fn with_span_in_event(mut self) -> Schemas {
+        self.span_in_event = self.event.lookup(&["spans", "[]"]);
+        self
+    }
+}
+
+static RELAY_SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas::build(Coverage::Relay));
+static ALL_SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas::build(Coverage::All));
+
+/// The schemas of `coverage`.
+pub fn schemas(coverage: Coverage) -> &'static Schemas {
+    match coverage {
+        Coverage::Relay => &RELAY_SCHEMAS,
+        Coverage::All => &ALL_SCHEMAS,
+    }
+}
+
+/// The event schema (Relay's coverage).
 pub fn event_schema() -> &'static Schema {
-    &EVENT_SCHEMA
+    &RELAY_SCHEMAS.event
 }
 
 /// Legacy interface aliases of top-level keys.
@@ -393,8 +518,15 @@ fn push_segment(out: &mut Vec<String>, seg: String) {
 }
 
 impl Schema {
-    /// Builds the tree from the TSV table (columns: path, pii, kind, inherits, note).
-    pub fn from_tsv(tsv: &str) -> Schema {
+    /// Builds a tree rooted at one record of type `root_type` from `rows` (path, pii,
+    /// kind, inherits, note); unknown top-level keys get `root_other`. Under
+    /// [`Coverage::All`] the free-text fields [`covers_all`] names become pii `true`.
+    fn build<'t>(
+        rows: impl Iterator<Item = &'t str>,
+        root_type: ValueType,
+        root_other: Pii,
+        coverage: Coverage,
+    ) -> Schema {
         let mut schema = Schema {
             nodes: vec![
                 Node::new(Pii::False, false),
@@ -404,25 +536,28 @@ impl Schema {
             ],
             contexts: ROOT,
         };
-        schema.nodes[ROOT as usize].schema_type = Some(ValueType::Event);
-        // Unknown top-level keys are kept by Relay in the event's catch-all; scrubgate
-        // treats them as pii `true` (stricter than Relay, never less private).
-        let other = schema.push(Node::new(Pii::True, true));
+        schema.nodes[ROOT as usize].schema_type = Some(root_type);
+        // Unknown top-level keys of an event are kept by Relay in the event's catch-all;
+        // scrubgate treats them as pii `true` (stricter than Relay, never less private).
+        let other = schema.push(Node::new(root_other, true));
         schema.nodes[ROOT as usize].other = Some(other);
 
-        for line in tsv.lines().skip(1) {
+        for line in rows {
             let mut cols = line.split('\t');
             let (Some(path), Some(pii), Some(kind), Some(inherits)) =
                 (cols.next(), cols.next(), cols.next(), cols.next())
             else {
                 continue;
             };
-            let pii = match pii {
+            let mut pii = match pii {
                 "true" => Pii::True,
                 "maybe" => Pii::Maybe,
                 "false" => Pii::False,
                 _ => continue,
             };
+            if coverage == Coverage::All && covers_all(root_type, path) {
+                pii = Pii::True;
+            }
             let inherits = matches!(inherits, "yes" | "dynamic");
             let mut node = ROOT;
             for seg in split_path(path) {
@@ -433,14 +568,63 @@ impl Schema {
             n.inherits = inherits;
             n.pairlist = kind == "pairlist";
             n.values_wrapper = kind == "object|array";
-            n.schema_type = schema_type_for(path);
+            n.schema_type = if path.is_empty() {
+                Some(root_type)
+            } else {
+                schema_type_for(path)
+            };
             n.lenient_string = kind == "string" && line.contains("lenient string");
             n.native_path = kind == "string"
                 && (path.ends_with("images[].code_file") || path.ends_with("images[].debug_file"));
+            if kind == "attributes" {
+                schema.add_conventions(node, coverage);
+            }
         }
         schema.mark_dead();
         schema.contexts = schema.key_child(ROOT, "contexts");
         schema
+    }
+
+    /// Gives the attribute map `map` (`{key: {type, value}}`) a child per attribute key
+    /// that Sentry's semantic conventions know, whose `value` has the convention's pii
+    /// (`auto`: true, `manual`: maybe, `never`: false). Unknown keys keep the map's
+    /// `*` row (pii `true`, as Relay defaults them). Under [`Coverage::All`], `manual`
+    /// keys and the transaction names are `true` too; the identifiers (`never`: release,
+    /// environment, ids, sdk, op, ...) stay `false`.
+    fn add_conventions(&mut self, map: NodeId, coverage: Coverage) {
+        let map_pii = self.nodes[map as usize].pii;
+        for line in CONVENTIONS.lines().skip(1) {
+            let mut cols = line.split('\t');
+            let (Some(key), Some(pii)) = (cols.next(), cols.next()) else {
+                continue;
+            };
+            let mut pii = match pii {
+                "true" => Pii::True,
+                "maybe" => Pii::Maybe,
+                "false" => Pii::False,
+                _ => continue,
+            };
+            if coverage == Coverage::All
+                && (pii == Pii::Maybe
+                    || matches!(key, "sentry.transaction" | "sentry.dsc.transaction"))
+            {
+                pii = Pii::True;
+            }
+            if key.contains('<') {
+                // `http.request.header.<key>` and the like: all pii `true`, the default.
+                continue;
+            }
+            let attribute = self.child_or_insert(map, key);
+            self.nodes[attribute as usize].pii = map_pii;
+            let ty = self.child_or_insert(attribute, "type");
+            self.nodes[ty as usize].pii = Pii::False;
+            let other = self.child_or_insert(attribute, "<other>");
+            self.nodes[other as usize].inherits = true;
+            let value = self.child_or_insert(attribute, "value");
+            let v = &mut self.nodes[value as usize];
+            v.pii = pii;
+            v.inherits = true;
+        }
     }
 
     /// Marks the subtrees that are pii `false` all the way down. Children are created
@@ -575,7 +759,6 @@ impl Schema {
         self.key_child(parent, "values")
     }
 
-    #[cfg(test)]
     /// Follows a path of keys from the root (array indices as `[]` steps).
     pub fn lookup(&self, path: &[&str]) -> NodeId {
         let mut node = ROOT;

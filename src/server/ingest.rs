@@ -35,11 +35,11 @@ use crate::body::store::{decode_store_body, StoreError};
 use crate::body::{collect_limited, decode};
 use crate::forward::{ForwardRequest, UpstreamResponse};
 use crate::metrics::{GaugeGuard, ItemType, Outcome};
-use crate::projects::{AttachmentPolicy, Project};
+use crate::projects::{AttachmentPolicy, Project, ProjectConfig};
 use crate::protocol::auth::{Auth, AuthError, ProjectKey};
 use crate::protocol::client_ip::{client_ip, X_FORWARDED_FOR};
 use crate::protocol::envelope::{Envelope, EnvelopeError, Headers, Item, ItemType as WireType};
-use crate::scrub::{ItemKind, ScrubOptions};
+use crate::scrub::{Coverage, ItemKind, ScrubOptions};
 
 /// Received bodies at least this large are decoded and scrubbed with
 /// `block_in_place` (a 32 KiB gzip body is typically 100 KiB or more of JSON: about 3 ms
@@ -328,25 +328,26 @@ fn scrub(
                 .get(header::CONTENT_TYPE)
                 .cloned()
                 .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-            let (body, _) = scrubber.scrub(ItemKind::Security, &event, None)?;
+            let (body, _) = scrubber.scrub(ItemKind::Security, ItemType::Security, &event, None)?;
             Ok(Scrubbed {
                 auth,
                 path_and_query: security_path(project_id, endpoint, parts.uri.query()),
                 content_type,
                 body,
                 event_id: None,
-                forwarded: vec![ItemType::from_kind(ItemKind::Security)],
+                forwarded: vec![ItemType::Security],
             })
         }
         Payload::Event { event, auth } => {
-            let (body, event_id) = scrubber.scrub(ItemKind::Event, &event, Some(new_event_id))?;
+            let (body, event_id) =
+                scrubber.scrub(ItemKind::Event, ItemType::Event, &event, Some(new_event_id))?;
             Ok(Scrubbed {
                 auth,
                 path_and_query: format!("/api/{project_id}/{}/", endpoint.segment()),
                 content_type: HeaderValue::from_static("application/json"),
                 body,
                 event_id,
-                forwarded: vec![ItemType::from_kind(ItemKind::Event)],
+                forwarded: vec![ItemType::Event],
             })
         }
     }
@@ -410,10 +411,11 @@ struct Scrubber<'a> {
 
 impl Scrubber<'_> {
     /// Scrubs one payload; returns it with its top-level `event_id`, if it is event-like
-    /// and has one (or was given one by `new_id`).
+    /// and has one (or was given one by `new_id`). Timings are labelled `label`.
     fn scrub(
         &self,
         kind: ItemKind,
+        label: ItemType,
         payload: &[u8],
         new_id: Option<fn() -> String>,
     ) -> Result<(Bytes, Option<String>), IngestError> {
@@ -423,10 +425,7 @@ impl Scrubber<'_> {
             Some(new_id) => rules.scrub_assigning_event_id(kind, payload, self.options, new_id),
             None => rules.scrub(kind, payload, self.options),
         };
-        let item_type = ItemType::from_kind(kind);
-        self.state
-            .metrics
-            .observe_scrub(item_type, started.elapsed());
+        self.state.metrics.observe_scrub(label, started.elapsed());
         let scrubbed = result.map_err(|source| IngestError::Scrub { kind, source })?;
         if !scrubbed.report.changes.is_empty() {
             self.state.metrics.record_redactions(
@@ -443,83 +442,154 @@ impl Scrubber<'_> {
     fn scrub_envelope(&self, envelope: &mut Envelope) -> Result<Vec<ItemType>, IngestError> {
         let max_event_size = self.state.config.limits.max_event_size;
         if envelope.has_trace() {
-            let (header, _) = self.scrub(ItemKind::EnvelopeHeader, envelope.header(), None)?;
+            let (header, _) = self.scrub(
+                ItemKind::EnvelopeHeader,
+                ItemType::Envelope,
+                envelope.header(),
+                None,
+            )?;
             envelope.set_header(header).map_err(IngestError::Envelope)?;
         }
 
         let items = std::mem::take(envelope.items_mut());
         let mut kept: Vec<Item> = Vec::with_capacity(items.len());
         let mut forwarded = Vec::with_capacity(items.len());
-        let mut dropped: Vec<ItemType> = Vec::new();
+        let mut dropped: Vec<(ItemType, &'static str)> = Vec::new();
         for mut item in items {
             let wire = item.item_type();
-            match scrub_kind(wire) {
-                Some(kind) => {
+            let label = ItemType::from_wire(wire);
+            match item_policy(wire, &item, &self.project.config) {
+                ItemPolicy::Scrub(kind) => {
                     if item.payload().len() > max_event_size {
                         return Err(IngestError::ItemTooLarge);
                     }
-                    let (scrubbed, _) = self.scrub(kind, item.payload(), None)?;
+                    let (scrubbed, _) = self.scrub(kind, label, item.payload(), None)?;
                     item.set_payload(scrubbed);
-                    forwarded.push(ItemType::from_kind(kind));
+                    forwarded.push(label);
                     kept.push(item);
                 }
-                None if wire == WireType::Attachment => match self.project.config.attachments {
-                    AttachmentPolicy::Forward => {
-                        forwarded.push(ItemType::Attachment);
-                        kept.push(item);
+                ItemPolicy::Forward => {
+                    if wire == WireType::Attachment {
+                        self.scrub_attachment_header(&mut item)?;
                     }
-                    AttachmentPolicy::Drop => dropped.push(ItemType::Attachment),
-                },
-                None if self.project.config.forward_unknown_items => {
-                    forwarded.push(ItemType::from_wire(item.ty()));
+                    forwarded.push(label);
                     kept.push(item);
                 }
-                None => dropped.push(ItemType::from_wire(item.ty())),
+                ItemPolicy::Drop(reason) => dropped.push((label, reason)),
             }
         }
         // Counted only once the whole envelope is accepted: a refused envelope counts as
         // one invalid envelope, not as some dropped items.
-        for item_type in dropped {
+        for (item_type, reason) in dropped {
             self.state
                 .metrics
                 .record_item(item_type, Outcome::DroppedItem);
+            self.state.drops.dropped(self.project.id, item_type, reason);
         }
         *envelope.items_mut() = kept;
         Ok(forwarded)
     }
+
+    /// Under `coverage = "all"`, an attachment's `filename` (free text an SDK takes from
+    /// the user's file) gets the project's `$string` rules.
+    fn scrub_attachment_header(&self, item: &mut Item) -> Result<(), IngestError> {
+        if self.project.config.rules.coverage() != Coverage::All {
+            return Ok(());
+        }
+        let Some(filename) = item.header_str("filename") else {
+            return Ok(());
+        };
+        let json = serde_json::json!({ "filename": filename }).to_string();
+        let (scrubbed, _) = self.scrub(
+            ItemKind::AttachmentHeader,
+            ItemType::Attachment,
+            json.as_bytes(),
+            None,
+        )?;
+        let scrubbed: serde_json::Value = serde_json::from_slice(&scrubbed)
+            .map_err(|_| IngestError::Envelope(EnvelopeError::Serialize))?;
+        let headers = item.headers_mut();
+        match scrubbed.get("filename") {
+            Some(name @ serde_json::Value::String(_)) => {
+                headers.insert("filename".to_owned(), name.clone());
+            }
+            _ => {
+                headers.remove("filename");
+            }
+        }
+        Ok(())
+    }
 }
 
-/// The engine's kind for an item type it scrubs; `None` for attachments and types it
-/// cannot scrub.
-fn scrub_kind(item_type: WireType) -> Option<ItemKind> {
-    match item_type {
-        WireType::Event => Some(ItemKind::Event),
-        WireType::Transaction => Some(ItemKind::Transaction),
+/// The reason for dropping an attachment by project policy (not an item scrubgate cannot
+/// scrub, so `forwardUnknownItems` does not forward it).
+const ATTACHMENTS_DROPPED: &str = "the project drops attachments";
+
+/// What happens to one envelope item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemPolicy {
+    /// Scrubbed by the engine as this kind.
+    Scrub(ItemKind),
+    /// Forwarded as it is (attachments by policy, unknown types when configured).
+    Forward,
+    /// Dropped and counted, for this reason (logged, rate-limited).
+    Drop(&'static str),
+}
+
+/// The policy for an item of type `wire`: what the README's item table says. An item
+/// scrubgate does not scrub is dropped, unless the project forwards such items
+/// unscrubbed (`forwardUnknownItems`).
+fn item_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
+    match unscrubbed_policy(wire, item, project) {
+        ItemPolicy::Drop(reason)
+            if project.forward_unknown_items && reason != ATTACHMENTS_DROPPED =>
+        {
+            ItemPolicy::Forward
+        }
+        policy => policy,
+    }
+}
+
+/// [`item_policy`] before `forwardUnknownItems`.
+fn unscrubbed_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
+    match wire {
+        WireType::Event => ItemPolicy::Scrub(ItemKind::Event),
+        WireType::Transaction => ItemPolicy::Scrub(ItemKind::Transaction),
         // A raw report is what the security endpoint receives; scrubbed the same way.
-        WireType::Security | WireType::RawSecurity => Some(ItemKind::Security),
-        WireType::Feedback => Some(ItemKind::Feedback),
-        WireType::UserReport => Some(ItemKind::UserReport),
-        WireType::Session => Some(ItemKind::Session),
-        WireType::Sessions => Some(ItemKind::Sessions),
-        WireType::Nel
-        | WireType::FormData
-        | WireType::Attachment
-        | WireType::UnrealReport
-        | WireType::ClientReport
-        | WireType::CheckIn
-        | WireType::Statsd
-        | WireType::MetricBuckets
-        | WireType::ReplayEvent
-        | WireType::ReplayRecording
-        | WireType::ReplayVideo
-        | WireType::Profile
-        | WireType::ProfileChunk
-        | WireType::Span
-        | WireType::OtelSpan
-        | WireType::Log
-        | WireType::OtelLog
-        | WireType::TraceMetric
-        | WireType::Unknown => None,
+        WireType::Security | WireType::RawSecurity => ItemPolicy::Scrub(ItemKind::Security),
+        WireType::Feedback => ItemPolicy::Scrub(ItemKind::Feedback),
+        WireType::UserReport => ItemPolicy::Scrub(ItemKind::UserReport),
+        WireType::Session => ItemPolicy::Scrub(ItemKind::Session),
+        WireType::Sessions => ItemPolicy::Scrub(ItemKind::Sessions),
+        WireType::Span => ItemPolicy::Scrub(ItemKind::Span),
+        WireType::Log => ItemPolicy::Scrub(ItemKind::Log),
+        WireType::TraceMetric => ItemPolicy::Scrub(ItemKind::TraceMetric),
+        WireType::OtelSpan | WireType::OtelLog => ItemPolicy::Scrub(ItemKind::Otel),
+        WireType::Profile | WireType::ProfileChunk => ItemPolicy::Scrub(ItemKind::Profile),
+        WireType::ReplayEvent => ItemPolicy::Scrub(ItemKind::ReplayEvent),
+        WireType::CheckIn => ItemPolicy::Scrub(ItemKind::CheckIn),
+        WireType::ClientReport => ItemPolicy::Scrub(ItemKind::ClientReport),
+        WireType::Attachment => match item.header_str("attachment_type") {
+            // sentry-native and crashpad send the event itself this way (msgpack), and
+            // Relay builds the event from it: not scrubbed here, so never forwarded.
+            Some("event.payload" | "event.breadcrumbs") => {
+                ItemPolicy::Drop("event data in an attachment (msgpack) is not scrubbed")
+            }
+            _ => match project.attachments {
+                AttachmentPolicy::Forward => ItemPolicy::Forward,
+                AttachmentPolicy::Drop => ItemPolicy::Drop(ATTACHMENTS_DROPPED),
+            },
+        },
+        WireType::ReplayRecording | WireType::ReplayVideo => {
+            ItemPolicy::Drop("replay recordings are not scrubbed")
+        }
+        WireType::Statsd | WireType::MetricBuckets => ItemPolicy::Drop(
+            "legacy metrics (names and tags can carry personal data) are not scrubbed",
+        ),
+        WireType::Nel | WireType::FormData | WireType::UnrealReport => {
+            ItemPolicy::Drop("this item type is not scrubbed")
+        }
+        WireType::Unknown => ItemPolicy::Drop("unknown item type"),
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cors;
+pub mod drops;
 pub mod error;
 pub mod ingest;
 pub mod routes;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub trusted_proxies: TrustedProxies,
     /// Permits for requests in flight (`server.max_in_flight`).
     pub in_flight: Arc<Semaphore>,
+    /// Rate-limited warnings for dropped items.
+    pub drops: drops::DropLog,
 }
 
 /// Answers one request on the ingest listener: routes it, runs the ingest pipeline,

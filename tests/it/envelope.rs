@@ -89,7 +89,8 @@ async fn items_are_scrubbed_kept_or_dropped_and_lengths_are_exact() {
         "4c79f60c11214eb38604f4ae0781bfb2"
     );
     let types: Vec<&str> = items.iter().map(ParsedItem::ty).collect();
-    // client_report and replay_recording cannot be scrubbed: dropped by default.
+    // A client report is counts only: forwarded as it is. A replay recording is not
+    // scrubbed: dropped by default.
     assert_eq!(
         types,
         [
@@ -97,7 +98,8 @@ async fn items_are_scrubbed_kept_or_dropped_and_lengths_are_exact() {
             "transaction",
             "attachment",
             "session",
-            "user_report"
+            "user_report",
+            "client_report"
         ]
     );
     for item in &items {
@@ -119,9 +121,9 @@ async fn items_are_scrubbed_kept_or_dropped_and_lengths_are_exact() {
     assert_eq!(
         metric_value(
             &metrics,
-            "scrubgate_items_total{item_type=\"other\",outcome=\"dropped_item\"}"
+            "scrubgate_items_total{item_type=\"replay_recording\",outcome=\"dropped_item\"}"
         ),
-        Some(2.0),
+        Some(1.0),
         "{metrics}"
     );
     for item_type in [
@@ -130,6 +132,7 @@ async fn items_are_scrubbed_kept_or_dropped_and_lengths_are_exact() {
         "attachment",
         "session",
         "user_report",
+        "client_report",
     ] {
         assert_eq!(
             metric_value(
@@ -210,7 +213,7 @@ async fn nothing_left_to_forward_is_answered_without_the_upstream() {
     let proxy = TestProxy::spawn(&upstream).await;
     let body = build_envelope(
         &json!({"event_id": EVENT_ID}),
-        &[(json!({"type": "client_report"}), b"{}".to_vec())],
+        &[(json!({"type": "replay_recording"}), b"opaque".to_vec())],
     );
     let response = proxy.envelope(body).await;
     assert_eq!(response.status, 200);

@@ -61,10 +61,10 @@ mod patterns;
 mod prefilter;
 
 use ip::ip_ranges;
-use password::{may_hold_password_keyword, password_value_ranges};
 pub use password::password_key_matches;
 #[cfg(test)]
 pub use password::password_value_matches;
+use password::{may_hold_password_keyword, password_value_ranges};
 use patterns::{
     push_group, push_matches, BEARER, CREDITCARD, EMAIL, IBAN, IMEI, MAC, PEMKEY, URL_AUTH,
     URL_AUTH_LEGACY, USERPATH, US_SSN, UUID,

@@ -25,6 +25,7 @@ mod write;
 
 use escape::decode;
 pub use escape::{unescape, write_escaped};
+pub(crate) use parse::parse_event_in;
 pub use parse::{parse, parse_event};
 pub use write::{write, write_from, write_str};
 

@@ -32,6 +32,16 @@ pub fn parse_event<'a>(
     parse_inner(input, bump, max_depth, Some(schema::event_schema()))
 }
 
+/// Like [`parse_event`], with the event schema of another coverage.
+pub(crate) fn parse_event_in<'a>(
+    input: &'a str,
+    bump: &'a Bump,
+    max_depth: usize,
+    schema: &'static Schema,
+) -> Result<Value<'a>, ScrubError> {
+    parse_inner(input, bump, max_depth, Some(schema))
+}
+
 fn parse_inner<'a>(
     input: &'a str,
     bump: &'a Bump,

@@ -9,7 +9,7 @@
 use super::json::{Bump, Value};
 use super::meta::MetaLog;
 use super::rules::{Application, RuleKind};
-use super::schema::{self, NodeId, Schema, Types, ValueType};
+use super::schema::{NodeId, Schema, Types, ValueType};
 use super::sig::{BuildSigHasher, SharedMemo};
 use super::ScrubReport;
 
@@ -79,17 +79,18 @@ fn json_types(v: &Value<'_>) -> Types {
 }
 
 impl<'r, 'a> Walker<'r, 'a> {
-    /// A walker over the event schema.
+    /// A walker over `schema` (an event's, or another item's).
     pub fn new(
         apps: &'r [Application],
         bump: &'a Bump,
         opts: WalkOptions,
         shared_memo: Option<&'r SharedMemo>,
+        schema: &'static Schema,
     ) -> Self {
         Walker {
             apps,
             bump,
-            schema: schema::event_schema(),
+            schema,
             frames: FrameStack::default(),
             meta: MetaLog::default(),
             report: ScrubReport::default(),
@@ -108,6 +109,13 @@ impl<'r, 'a> Walker<'r, 'a> {
             }),
             password_apps: app_bits(apps, |k| matches!(k, RuleKind::Password)),
         }
+    }
+
+    /// Walks one record (a span, a log, a profile, ...) from the schema's root `node`:
+    /// the record itself is typed (`$span`, `$log`, ...), and `_meta` paths start inside
+    /// it.
+    pub fn walk_record(&mut self, record: &mut Value<'a>, node: NodeId) {
+        self.enter(None, None, node, None, record);
     }
 
     fn types_for(&self, node: NodeId, v: &Value<'_>) -> Types {
