@@ -1,5 +1,23 @@
 //! scrubgate: a PII-scrubbing ingest proxy for Sentry-compatible error-tracking events.
 //!
+//! The modules, one concern each, from the ground floor up:
+//!
+//! - `scrub`: the engine, pure (no I/O, no tokio, no metrics): rules compiled from
+//!   Relay's `piiConfig` and `datascrubbingSettings`, applied to one payload of a given
+//!   item kind; bytes in, scrubbed bytes and a report out.
+//! - `protocol`: Sentry's wire formats: auth payloads, envelope framing, the client IP.
+//! - `body`: reading request bodies within limits and every decoder for them
+//!   (`Content-Encoding`, legacy base64/zlib store bodies).
+//! - `projects`: project files (keys, `disabled`, scrubgate's per-project options, the
+//!   compiled rules), loaded into a lock-free map and hot-reloaded.
+//! - `forward`: delivery upstream (pooled client, body encoding) or to the outbox.
+//! - `metrics`, `config`: Prometheus families; the TOML config and its environment
+//!   overrides.
+//! - `server`: the listeners and the life of one request (`server::ingest`: admit,
+//!   authorize, read body, prepare, scrub, deliver), and the one mapping of errors to
+//!   HTTP answers (`server::error`).
+//! - `cli`: `check` and `scrub` commands.
+//!
 //! Data flow for one request:
 //!
 //! 1. `server` accepts the connection (bounded), routes `/api/{id}/store/` or
@@ -8,7 +26,8 @@
 //!    load); an unknown project or key is refused before the body is read.
 //! 3. `body` reads the body within the limits and decompresses it within the limits (a
 //!    bomb stops at the cap); `protocol` splits it into items.
-//! 4. `scrub` walks each event-like item once and returns the new bytes plus a report.
+//! 4. `scrub` walks each item once with the schema of its type and returns the new bytes
+//!    plus a report.
 //! 5. `forward` sends the scrubbed request upstream and relays the answer; the report
 //!    feeds `metrics`.
 #![forbid(unsafe_code)]
