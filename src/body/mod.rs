@@ -253,6 +253,33 @@ pub fn decode_as(
     }
 }
 
+/// Inflates a zlib stream (a compressed replay recording) into at most `max_decoded`
+/// bytes.
+///
+/// # Errors
+///
+/// [`BodyError::TooLarge`] past the cap, [`BodyError::Corrupt`] for corrupt or truncated
+/// data.
+pub fn inflate_zlib(data: &[u8], max_decoded: usize) -> Result<Vec<u8>, BodyError> {
+    inflate(data, true, max_decoded).map_err(|error| match error {
+        CappedReadError::TooLarge => BodyError::TooLarge,
+        CappedReadError::Io(_) => BodyError::Corrupt,
+    })
+}
+
+/// Compresses `data` as a zlib stream (a scrubbed replay recording goes back the way it
+/// came).
+pub fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(data);
+    encoder.finish().unwrap_or_default()
+}
+
 /// True when `data` starts with a valid zlib header (RFC 1950: method 8, window at most
 /// 32 KiB, header checksum divisible by 31).
 fn has_zlib_header(data: &[u8]) -> bool {

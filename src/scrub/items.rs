@@ -371,3 +371,89 @@ fn scrub_user_attributes<'a>(
     }
     report
 }
+
+/// A replay recording's rrweb events, as Relay's recording scrubber treats them: the text
+/// of DOM text nodes (`textContent`, mutation `texts[].value`), attribute values (DOM
+/// nodes' `attributes`, mutation `attributes[].attributes`), and the `payload` of Sentry's
+/// custom events (type 5: breadcrumbs and spans) are scrubbed as pii `true` strings.
+/// Structure, ids, timestamps and tags are left as they are. No `_meta` is written
+/// (rrweb has no place for it); changes are reported.
+pub fn scrub_recording<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    root: &mut Value<'a>,
+    opts: &ScrubOptions,
+) -> ScrubReport {
+    if rules.is_empty() {
+        return ScrubReport::default();
+    }
+    let mut walker = rules.record_walker(bump, &rules.schemas().otel, opts);
+    if let Value::Array(events) = root {
+        for event in events.iter_mut() {
+            let custom = matches!(event.get("type"), Some(Value::Number(n)) if *n == "5");
+            if custom {
+                if let Some(payload) = event.get_mut("data").and_then(|d| d.get_mut("payload")) {
+                    walk_texts_of(&mut walker, "payload", payload);
+                }
+            } else {
+                scrub_dom(&mut walker, event, 0);
+            }
+        }
+    }
+    walker.report
+}
+
+/// Deepest DOM nesting followed (the parser's depth limit holds anyway).
+const MAX_DOM_DEPTH: usize = 256;
+
+/// Finds the text and attribute values in an rrweb snapshot or mutation, at any depth.
+fn scrub_dom<'a>(
+    walker: &mut super::processor::Walker<'_, 'a>,
+    value: &mut Value<'a>,
+    depth: usize,
+) {
+    if depth > MAX_DOM_DEPTH {
+        return;
+    }
+    match value {
+        Value::Object(entries) => {
+            for (key, child) in entries.iter_mut() {
+                // Text nodes' `textContent`, mutations' `texts[].value` and input values.
+                let text = key.eq_str("textContent") || key.eq_str("text") || key.eq_str("value");
+                if text && matches!(child, Value::Str(_)) {
+                    walker.walk_text("textContent", child);
+                } else if key.eq_str("attributes") {
+                    match child {
+                        // A DOM node's attributes: name -> value.
+                        Value::Object(attributes) => {
+                            for (_, attribute) in attributes.iter_mut() {
+                                if matches!(attribute, Value::Str(_)) {
+                                    walker.walk_text("attributes", attribute);
+                                }
+                            }
+                        }
+                        // A mutation's list of attribute changes.
+                        _ => scrub_dom(walker, child, depth + 1),
+                    }
+                } else {
+                    scrub_dom(walker, child, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                scrub_dom(walker, item, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every string in `value` (a custom event's payload) scrubbed as a pii `true` field.
+fn walk_texts_of<'a>(
+    walker: &mut super::processor::Walker<'_, 'a>,
+    key: &'a str,
+    value: &mut Value<'a>,
+) {
+    walker.walk_text(key, value);
+}

@@ -83,6 +83,10 @@ pub enum ItemKind {
     ClientReport,
     /// An attachment's item header under `coverage = "all"`: its `filename`.
     AttachmentHeader,
+    /// The rrweb events of a `replay_recording` (a JSON array, after its header line and
+    /// decompression): text and attribute values, and the payloads of Sentry's custom
+    /// events.
+    ReplayRecording,
 }
 
 impl ItemKind {
@@ -191,7 +195,7 @@ pub enum ScrubError {
         /// What was wrong.
         reason: &'static str,
     },
-    /// The payload is JSON but not an object.
+    /// The payload is JSON but not an object (for a replay recording: not an array).
     #[error("payload is not a JSON object")]
     NotAnObject,
     /// The payload nests deeper than the limit.
@@ -394,7 +398,12 @@ impl CompiledRules {
         } else {
             json::parse(text, bump, opts.max_depth)?
         };
-        if !matches!(root, json::Value::Object(_)) {
+        let root_ok = match root {
+            json::Value::Object(_) => kind != ItemKind::ReplayRecording,
+            json::Value::Array(_) => kind == ItemKind::ReplayRecording,
+            _ => false,
+        };
+        if !root_ok {
             return Err(ScrubError::NotAnObject);
         }
         let schemas = self.schemas();
@@ -418,6 +427,7 @@ impl CompiledRules {
             // Validated as JSON objects and forwarded as they are: identifiers and counts.
             ItemKind::CheckIn | ItemKind::ClientReport => ScrubReport::default(),
             ItemKind::AttachmentHeader => items::scrub_attachment_header(self, bump, &mut root),
+            ItemKind::ReplayRecording => items::scrub_recording(self, bump, &mut root, opts),
         };
         let event_id = if event_like {
             take_event_id(&mut root).or_else(|| {

@@ -318,7 +318,8 @@ pub struct Schema {
 pub const ROOT: NodeId = 0;
 const INHERIT_FALSE: NodeId = 1;
 const INHERIT_MAYBE: NodeId = 2;
-const INHERIT_TRUE: NodeId = 3;
+/// A field whose value and children are all pii `true` (in every schema).
+pub const INHERIT_TRUE: NodeId = 3;
 
 /// The event table (derived from Relay's event schema).
 const EVENT_TSV: &str = include_str!("pii-fields.tsv");

@@ -468,6 +468,15 @@ impl Scrubber<'_> {
                     forwarded.push(label);
                     kept.push(item);
                 }
+                ItemPolicy::ScrubRecording => {
+                    if item.payload().len() > max_event_size {
+                        return Err(IngestError::ItemTooLarge);
+                    }
+                    let scrubbed = self.scrub_recording(label, item.payload())?;
+                    item.set_payload(scrubbed);
+                    forwarded.push(label);
+                    kept.push(item);
+                }
                 ItemPolicy::Forward => {
                     if wire == WireType::Attachment {
                         self.scrub_attachment_header(&mut item)?;
@@ -488,6 +497,42 @@ impl Scrubber<'_> {
         }
         *envelope.items_mut() = kept;
         Ok(forwarded)
+    }
+
+    /// A replay recording: a JSON header line (`{"segment_id": N}`), then the rrweb events,
+    /// zlib-compressed or not. The events are scrubbed and go back the way they came.
+    fn scrub_recording(&self, label: ItemType, payload: &[u8]) -> Result<Bytes, IngestError> {
+        const KIND: ItemKind = ItemKind::ReplayRecording;
+        let invalid = || IngestError::Scrub {
+            kind: KIND,
+            source: crate::scrub::ScrubError::NotAnObject,
+        };
+        let newline = payload
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(invalid)?;
+        let (header, events) = (&payload[..newline], &payload[newline + 1..]);
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(header)
+            .map_err(|_| invalid())?;
+        let compressed = events.first() == Some(&0x78);
+        let inflated;
+        let json = if compressed {
+            inflated = crate::body::inflate_zlib(events, self.state.config.limits.max_event_size)
+                .map_err(IngestError::Body)?;
+            &inflated[..]
+        } else {
+            events
+        };
+        let (scrubbed, _) = self.scrub(KIND, label, json, None)?;
+        let mut out = Vec::with_capacity(payload.len() + 64);
+        out.extend_from_slice(header);
+        out.push(b'\n');
+        if compressed {
+            out.extend_from_slice(&crate::body::zlib(&scrubbed));
+        } else {
+            out.extend_from_slice(&scrubbed);
+        }
+        Ok(Bytes::from(out))
     }
 
     /// Under `coverage = "all"`, an attachment's `filename` (free text an SDK takes from
@@ -530,6 +575,8 @@ const ATTACHMENTS_DROPPED: &str = "the project drops attachments";
 enum ItemPolicy {
     /// Scrubbed by the engine as this kind.
     Scrub(ItemKind),
+    /// A replay recording: header line kept, rrweb events decompressed and scrubbed.
+    ScrubRecording,
     /// Forwarded as it is (attachments by policy, unknown types when configured).
     Forward,
     /// Dropped and counted, for this reason (logged, rate-limited).
@@ -580,8 +627,9 @@ fn unscrubbed_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> It
                 AttachmentPolicy::Drop => ItemPolicy::Drop(ATTACHMENTS_DROPPED),
             },
         },
-        WireType::ReplayRecording | WireType::ReplayVideo => {
-            ItemPolicy::Drop("replay recordings are not scrubbed")
+        WireType::ReplayRecording => ItemPolicy::ScrubRecording,
+        WireType::ReplayVideo => {
+            ItemPolicy::Drop("replay videos (msgpack with video frames) are not scrubbed")
         }
         WireType::Statsd | WireType::MetricBuckets => ItemPolicy::Drop(
             "legacy metrics (names and tags can carry personal data) are not scrubbed",

@@ -60,7 +60,7 @@ fn mixed_envelope() -> Vec<u8> {
                 .into_bytes(),
         ),
         (
-            json!({"type": "replay_recording"}),
+            json!({"type": "replay_video"}),
             b"opaque replay bytes".to_vec(),
         ),
     ];
@@ -89,7 +89,7 @@ async fn items_are_scrubbed_kept_or_dropped_and_lengths_are_exact() {
         "4c79f60c11214eb38604f4ae0781bfb2"
     );
     let types: Vec<&str> = items.iter().map(ParsedItem::ty).collect();
-    // A client report is counts only: forwarded as it is. A replay recording is not
+    // A client report is counts only: forwarded as it is. A replay video is not
     // scrubbed: dropped by default.
     assert_eq!(
         types,
@@ -121,7 +121,7 @@ async fn items_are_scrubbed_kept_or_dropped_and_lengths_are_exact() {
     assert_eq!(
         metric_value(
             &metrics,
-            "scrubgate_items_total{item_type=\"replay_recording\",outcome=\"dropped_item\"}"
+            "scrubgate_items_total{item_type=\"replay_video\",outcome=\"dropped_item\"}"
         ),
         Some(1.0),
         "{metrics}"
@@ -174,7 +174,7 @@ async fn project_policy_drops_attachments_and_may_forward_unknown_items() {
             "session",
             "user_report",
             "client_report",
-            "replay_recording"
+            "replay_video"
         ]
     );
     let metrics = proxy.scrape_metrics().await;
@@ -213,7 +213,7 @@ async fn nothing_left_to_forward_is_answered_without_the_upstream() {
     let proxy = TestProxy::spawn(&upstream).await;
     let body = build_envelope(
         &json!({"event_id": EVENT_ID}),
-        &[(json!({"type": "replay_recording"}), b"opaque".to_vec())],
+        &[(json!({"type": "replay_video"}), b"opaque".to_vec())],
     );
     let response = proxy.envelope(body).await;
     assert_eq!(response.status, 200);
@@ -305,4 +305,87 @@ async fn envelope_events_from_sdk_shapes_arrive_scrubbed() {
         let (_, items) = parse_envelope(&recorded.body);
         assert_eq!(items.len(), 1, "{name}");
     }
+}
+
+#[tokio::test]
+async fn replay_recordings_are_scrubbed_and_go_back_the_way_they_came() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::spawn(&upstream).await;
+    let events = json!([
+        {"type": 4, "timestamp": 1, "data": {"href": "https://shop.example/", "width": 800}},
+        {"type": 2, "timestamp": 2, "data": {"node": {"type": 0, "id": 1, "childNodes": [
+            {"type": 2, "id": 2, "tagName": "input",
+             "attributes": {"value": CANARY_EMAIL, "class": "email"}, "childNodes": []},
+            {"type": 3, "id": 3, "textContent": format!("hello {CANARY_EMAIL}")}
+        ]}}},
+        {"type": 3, "timestamp": 3, "data": {"source": 0,
+            "texts": [{"id": 3, "value": format!("mail {CANARY_EMAIL}")}],
+            "attributes": [{"id": 2, "attributes": {"title": CANARY_IP}}]}},
+        {"type": 3, "timestamp": 4, "data": {"source": 5, "id": 2, "text": CANARY_EMAIL}},
+        {"type": 5, "timestamp": 5, "data": {"tag": "breadcrumb", "payload": {
+            "category": "console", "message": format!("user {CANARY_EMAIL}"),
+            "data": {"ip": CANARY_IP}}}}
+    ]);
+    let plain = serde_json::to_vec(&events).unwrap();
+    for compressed in [false, true] {
+        let mut payload = b"{\"segment_id\":3}\n".to_vec();
+        if compressed {
+            let mut enc =
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut enc, &plain).unwrap();
+            payload.extend(enc.finish().unwrap());
+        } else {
+            payload.extend(&plain);
+        }
+        let body = build_envelope(
+            &json!({"event_id": EVENT_ID}),
+            &[(json!({"type": "replay_recording"}), payload)],
+        );
+        let response = proxy.envelope(body).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let recorded = upstream.wait_for(2).await;
+    for (i, request) in recorded.iter().enumerate() {
+        let (_, items) = parse_envelope(&request.body);
+        assert_eq!(items[0].ty(), "replay_recording");
+        let payload = &items[0].payload;
+        let newline = payload.iter().position(|&b| b == b'\n').unwrap();
+        assert_eq!(&payload[..newline], b"{\"segment_id\":3}");
+        let rest = &payload[newline + 1..];
+        let json = if i == 1 {
+            assert_eq!(rest[0], 0x78, "recompressed as zlib");
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(rest), &mut out)
+                .unwrap();
+            out
+        } else {
+            rest.to_vec()
+        };
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert_no_canary(&text, "replay recording");
+        let events: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        // Structure, ids, tags and non-text values are kept.
+        assert_eq!(events[0]["data"]["href"], "https://shop.example/");
+        assert_eq!(
+            events[1]["data"]["node"]["childNodes"][0]["tagName"],
+            "input"
+        );
+        assert_eq!(
+            events[1]["data"]["node"]["childNodes"][0]["attributes"]["class"],
+            "email"
+        );
+        assert_eq!(
+            events[1]["data"]["node"]["childNodes"][1]["textContent"],
+            "hello [email]"
+        );
+        assert_eq!(events[4]["data"]["tag"], "breadcrumb");
+        assert_eq!(events[4]["data"]["payload"]["category"], "console");
+    }
+
+    // A recording without its header line cannot be scrubbed: the envelope is refused.
+    let body = build_envelope(
+        &json!({"event_id": EVENT_ID}),
+        &[(json!({"type": "replay_recording"}), plain.clone())],
+    );
+    assert_eq!(proxy.envelope(body).await.status, 400);
 }

@@ -118,6 +118,14 @@ impl<'r, 'a> Walker<'r, 'a> {
         self.enter(None, None, node, None, record);
     }
 
+    /// Walks one free-text value under `key` as a pii `true` field of its own (a replay
+    /// recording's text and attribute values): `$string`-level rules and those naming
+    /// `key` reach it. Returns false when a rule removed it.
+    pub fn walk_text(&mut self, key: &'a str, value: &mut Value<'a>) -> bool {
+        self.enter(Some(key), None, super::schema::INHERIT_TRUE, None, value);
+        !matches!(value, Value::Null)
+    }
+
     fn types_for(&self, node: NodeId, v: &Value<'_>) -> Types {
         let n = self.schema.node(node);
         match n.schema_type {
