@@ -42,6 +42,7 @@ pub mod projects;
 pub mod protocol;
 pub mod scrub;
 pub mod server;
+pub mod spool;
 
 use std::future::Future;
 use std::sync::Arc;

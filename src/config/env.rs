@@ -61,6 +61,10 @@ env_overrides! {
     "SCRUBGATE_LIMITS_MAX_JSON_DEPTH" => limits.max_json_depth: to_usize,
     "SCRUBGATE_LOG_FORMAT" => log.format: LogFormat::parse,
     "SCRUBGATE_LOG_LEVEL" => log.level: text,
+    "SCRUBGATE_SPOOL_ENABLED" => spool.enabled: to_bool,
+    "SCRUBGATE_SPOOL_DIR" => spool.dir: optional_path,
+    "SCRUBGATE_SPOOL_MAX_BYTES" => spool.max_bytes: to_size,
+    "SCRUBGATE_SPOOL_MAX_AGE" => spool.max_age: duration,
 }
 
 // The parsers of the table: each takes the variable's value and returns the key's.
@@ -90,6 +94,14 @@ fn addr(v: &str) -> Result<String, String> {
 fn duration(v: &str) -> Result<String, String> {
     parse_duration(v)?;
     Ok(v.to_owned())
+}
+
+fn to_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
 }
 
 fn to_usize(v: &str) -> Result<usize, String> {

@@ -125,6 +125,21 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The durable spool.
+    pub spool: SpoolConfig,
+}
+
+/// `[spool]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// Spool when the upstream cannot take a request (only with an upstream).
+    pub enabled: bool,
+    /// Directory of the spool database.
+    pub dir: PathBuf,
+    /// Most bytes spooled; > 0.
+    pub max_bytes: usize,
+    /// Oldest entry kept; > 0.
+    pub max_age: Duration,
 }
 
 /// `[server]`, validated.

@@ -27,6 +27,23 @@ pub struct RawConfig {
     pub limits: RawLimitsConfig,
     /// Logging.
     pub log: RawLogConfig,
+    /// The durable spool for requests the upstream could not take.
+    pub spool: RawSpoolConfig,
+}
+
+/// `[spool]`: where scrubbed requests wait when the upstream cannot take them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSpoolConfig {
+    /// Spool requests the upstream cannot take (unreachable, timed out, 5xx) and answer
+    /// the SDK 200; replay them when it is back. Only used with an upstream. Default true.
+    pub enabled: bool,
+    /// Directory of the spool database. Default `<data_dir>/spool`.
+    pub dir: Option<PathBuf>,
+    /// Most bytes of spooled requests; when full, requests get 503. Default `"1GiB"`.
+    pub max_bytes: ByteSize,
+    /// Spooled requests older than this are dropped (and counted). Default `"24h"`.
+    pub max_age: String,
 }
 
 /// `[server]`: the ingest listener.
@@ -228,6 +245,12 @@ impl Default for RawConfig {
                 format: LogFormat::Pretty,
                 level: "info".to_owned(),
             },
+            spool: RawSpoolConfig {
+                enabled: true,
+                dir: None,
+                max_bytes: ByteSize::Bytes(1024 * MIB),
+                max_age: "24h".to_owned(),
+            },
         }
     }
 }
@@ -259,6 +282,12 @@ impl Default for RawProjectsConfig {
 impl Default for RawLimitsConfig {
     fn default() -> Self {
         RawConfig::default().limits
+    }
+}
+
+impl Default for RawSpoolConfig {
+    fn default() -> Self {
+        RawConfig::default().spool
     }
 }
 

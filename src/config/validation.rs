@@ -9,7 +9,7 @@ use super::raw::RawConfig;
 use super::values::{parse_duration, to_addr, ByteSize};
 use super::{
     AdminConfig, Config, ConfigError, ConfigProblem, IpNet, LimitsConfig, LogConfig,
-    ProjectsConfig, ServerConfig, UpstreamConfig,
+    ProjectsConfig, ServerConfig, SpoolConfig, UpstreamConfig,
 };
 
 impl RawConfig {
@@ -177,6 +177,7 @@ impl Validator {
             projects,
             limits,
             log,
+            spool,
         } = raw;
 
         if data_dir.as_os_str().is_empty() {
@@ -210,6 +211,10 @@ impl Validator {
                 self.problem("admin.listen", "must differ from server.listen");
             }
         }
+
+        let spool_max_bytes = self.size("spool.max_bytes", &spool.max_bytes);
+        let spool_max_age = self.duration("spool.max_age", &spool.max_age, false);
+        let spool_dir = spool.dir.unwrap_or_else(|| data_dir.join("spool"));
 
         let url = self.upstream_url("upstream.url", upstream.url.as_deref());
         let timeout = self.duration("upstream.timeout", &upstream.timeout, false);
@@ -289,6 +294,12 @@ impl Validator {
             log: LogConfig {
                 format: log.format,
                 level: log.level,
+            },
+            spool: SpoolConfig {
+                enabled: spool.enabled,
+                dir: spool_dir,
+                max_bytes: spool_max_bytes?,
+                max_age: spool_max_age?,
             },
         })
     }

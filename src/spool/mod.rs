@@ -1,0 +1,531 @@
+//! The durable spool: scrubbed requests the upstream could not take, kept on disk until
+//! they are delivered.
+//!
+//! - [`Spool::append`] stores one request and returns once it is on disk: a writer thread
+//!   commits every request waiting at that moment in one SQLite transaction (group
+//!   commit), with `synchronous = FULL` in WAL mode, so a 200 answered from the spool
+//!   survives a SIGKILL or a power cut. SQLite's journal detects a torn tail; a
+//!   transaction that did not commit is never read back. Only scrubbed bytes are ever
+//!   written here.
+//! - [`Breaker`] knows whether the upstream is up, down or being probed: while it is down,
+//!   requests go straight to the spool instead of each waiting for a timeout.
+//! - The drainer ([`Spool::spawn_drainer`]) replays entries oldest first, with exponential
+//!   backoff and jitter while the upstream fails, honouring `Retry-After` and
+//!   `X-Sentry-Rate-Limits` on 429. An entry the upstream refuses with another 4xx is
+//!   dropped and counted as rejected; entries older than `spool.max_age` are dropped and
+//!   counted as expired.
+//!
+//! Delivery is at least once: an entry whose delivery succeeded upstream but whose answer
+//! was lost (a timeout after the store accepted it) is sent again.
+//!
+//! SQLite (through rusqlite, as Relay's own spool uses it) gives atomic, checksummed
+//! commits and crash recovery without a format of our own.
+
+mod store;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use tokio::sync::{oneshot, watch, Notify};
+
+use crate::config::SpoolConfig;
+use crate::forward::{ForwardError, ForwardRequest, Forwarder};
+pub use store::SpoolError;
+use store::{Entry, Store};
+
+/// Longest pause between two attempts while the upstream fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// First pause after a failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// Entries read per drain round.
+const BATCH: usize = 32;
+/// How often expired entries are looked for.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The upstream's state as the breaker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamState {
+    /// Requests are delivered synchronously.
+    Up = 0,
+    /// The upstream failed: requests are spooled; the drainer probes it.
+    Down = 1,
+    /// The drainer is trying the upstream again.
+    Probing = 2,
+}
+
+impl UpstreamState {
+    fn label(self) -> &'static str {
+        match self {
+            UpstreamState::Up => "up",
+            UpstreamState::Down => "down",
+            UpstreamState::Probing => "probing",
+        }
+    }
+}
+
+/// The circuit breaker in front of the upstream.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    state: AtomicU8,
+    /// Unix milliseconds of the next probe while down.
+    next_probe_ms: AtomicU64,
+}
+
+impl Breaker {
+    /// The current state.
+    pub fn state(&self) -> UpstreamState {
+        match self.state.load(Ordering::Acquire) {
+            1 => UpstreamState::Down,
+            2 => UpstreamState::Probing,
+            _ => UpstreamState::Up,
+        }
+    }
+
+    /// True while requests should skip the upstream.
+    pub fn is_open(&self) -> bool {
+        self.state() != UpstreamState::Up
+    }
+
+    /// Seconds until the next probe (at least 1), for `Retry-After`.
+    pub fn retry_after_secs(&self) -> u64 {
+        let next = self.next_probe_ms.load(Ordering::Acquire);
+        next.saturating_sub(now_ms()).div_ceil(1000).max(1)
+    }
+
+    fn set(&self, state: UpstreamState) -> UpstreamState {
+        let previous = self.state.swap(state as u8, Ordering::AcqRel);
+        match previous {
+            1 => UpstreamState::Down,
+            2 => UpstreamState::Probing,
+            _ => UpstreamState::Up,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The spool's Prometheus families.
+#[derive(Debug, Clone)]
+struct SpoolMetrics {
+    bytes: IntGauge,
+    entries: IntGauge,
+    oldest_age: IntGauge,
+    events: IntCounterVec,
+    upstream_state: IntGaugeVec,
+}
+
+impl SpoolMetrics {
+    fn register(registry: &Registry) -> SpoolMetrics {
+        let bytes = IntGauge::new("scrubgate_spool_bytes", "Bytes of spooled requests.")
+            .expect("valid metric");
+        let entries =
+            IntGauge::new("scrubgate_spool_entries", "Spooled requests.").expect("valid metric");
+        let oldest_age = IntGauge::new(
+            "scrubgate_spool_oldest_age_seconds",
+            "Age of the oldest spooled request.",
+        )
+        .expect("valid metric");
+        let events = IntCounterVec::new(
+            Opts::new(
+                "scrubgate_spool_requests_total",
+                "Requests spooled, replayed, expired or rejected by the upstream on replay.",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
+        let upstream_state = IntGaugeVec::new(
+            Opts::new(
+                "scrubgate_upstream_state",
+                "1 for the upstream's current state (up, down, probing).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(entries.clone()),
+            Box::new(oldest_age.clone()),
+            Box::new(events.clone()),
+            Box::new(upstream_state.clone()),
+        ] {
+            // Registered once per process; a second registration is a programming error
+            // that tests would show.
+            let _ = registry.register(collector);
+        }
+        for event in ["spooled", "replayed", "expired", "rejected"] {
+            events.with_label_values(&[event]);
+        }
+        let metrics = SpoolMetrics {
+            bytes,
+            entries,
+            oldest_age,
+            events,
+            upstream_state,
+        };
+        metrics.show_state(UpstreamState::Up);
+        metrics
+    }
+
+    fn show_state(&self, state: UpstreamState) {
+        for s in [
+            UpstreamState::Up,
+            UpstreamState::Down,
+            UpstreamState::Probing,
+        ] {
+            self.upstream_state
+                .with_label_values(&[s.label()])
+                .set(i64::from(s == state));
+        }
+    }
+}
+
+/// The spool: a store on disk, the breaker, and what the drainer needs.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    breaker: Breaker,
+    wake: Notify,
+    max_age: Duration,
+    metrics: SpoolMetrics,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `config.dir`, and registers its metrics.
+    ///
+    /// # Errors
+    ///
+    /// [`SpoolError`] when the directory or database cannot be created or opened.
+    pub fn open(config: &SpoolConfig, registry: &Registry) -> Result<Spool, SpoolError> {
+        let store = Store::open(&config.dir, config.max_bytes)?;
+        let metrics = SpoolMetrics::register(registry);
+        let spool = Spool {
+            inner: Arc::new(Inner {
+                store,
+                breaker: Breaker::default(),
+                wake: Notify::new(),
+                max_age: config.max_age,
+                metrics,
+            }),
+        };
+        spool.update_gauges();
+        Ok(spool)
+    }
+
+    /// The breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.inner.breaker
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.inner.store.path()
+    }
+
+    /// Stores `request`; returns once it is on disk.
+    ///
+    /// # Errors
+    ///
+    /// [`SpoolError::Full`] when it would pass `spool.max_bytes`; [`SpoolError::Io`] when
+    /// the write failed.
+    pub async fn append(&self, request: &ForwardRequest) -> Result<(), SpoolError> {
+        let entry = Entry::from_request(request);
+        let (done, wait) = oneshot::channel();
+        self.inner.store.append(entry, done)?;
+        let result = wait.await.unwrap_or(Err(SpoolError::Closed));
+        if result.is_ok() {
+            self.inner
+                .metrics
+                .events
+                .with_label_values(&["spooled"])
+                .inc();
+            self.update_gauges();
+            self.inner.wake.notify_one();
+        }
+        result
+    }
+
+    /// Marks the upstream down after a failure (the drainer will probe it).
+    pub fn upstream_failed(&self) {
+        let breaker = &self.inner.breaker;
+        breaker
+            .next_probe_ms
+            .store(now_ms() + MIN_BACKOFF.as_millis() as u64, Ordering::Release);
+        if breaker.set(UpstreamState::Down) == UpstreamState::Up {
+            tracing::warn!("upstream down: spooling requests until it answers again");
+            self.inner.metrics.show_state(UpstreamState::Down);
+        }
+        self.inner.wake.notify_one();
+    }
+
+    fn update_gauges(&self) {
+        let stats = self.inner.store.stats();
+        let metrics = &self.inner.metrics;
+        metrics
+            .bytes
+            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
+        metrics
+            .entries
+            .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+        let age = stats
+            .oldest_ms
+            .map_or(0, |oldest| now_ms().saturating_sub(oldest) / 1000);
+        metrics
+            .oldest_age
+            .set(i64::try_from(age).unwrap_or(i64::MAX));
+    }
+
+    /// Replays the spool through `forwarder` until `shutdown` turns true.
+    pub fn spawn_drainer(
+        &self,
+        forwarder: Forwarder,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let spool = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = MIN_BACKOFF;
+            let mut last_expiry = std::time::Instant::now() - EXPIRY_INTERVAL;
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if last_expiry.elapsed() >= EXPIRY_INTERVAL {
+                    last_expiry = std::time::Instant::now();
+                    spool.expire().await;
+                }
+                let pause = match spool.drain_round(&forwarder).await {
+                    Round::Empty => Some(EXPIRY_INTERVAL),
+                    Round::Progress => {
+                        backoff = MIN_BACKOFF;
+                        None
+                    }
+                    Round::Failed => {
+                        let wait = jitter(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        spool
+                            .inner
+                            .breaker
+                            .next_probe_ms
+                            .store(now_ms() + wait.as_millis() as u64, Ordering::Release);
+                        Some(wait)
+                    }
+                    Round::RateLimited(wait) => Some(wait),
+                };
+                if let Some(pause) = pause {
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = spool.inner.wake.notified(), if !spool.inner.breaker.is_open() => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        })
+    }
+
+    /// Drops entries older than `spool.max_age`.
+    async fn expire(&self) {
+        let cutoff = now_ms().saturating_sub(self.inner.max_age.as_millis() as u64);
+        let store = self.inner.store.clone();
+        let expired = tokio::task::spawn_blocking(move || store.expire(cutoff))
+            .await
+            .unwrap_or(Ok(0));
+        match expired {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    expired = n,
+                    "spooled requests older than spool.max_age dropped"
+                );
+                self.inner
+                    .metrics
+                    .events
+                    .with_label_values(&["expired"])
+                    .inc_by(n);
+                self.update_gauges();
+            }
+            Err(error) => tracing::warn!(%error, "spool expiry failed"),
+        }
+    }
+
+    /// Sends the oldest entries, in order, until one fails.
+    async fn drain_round(&self, forwarder: &Forwarder) -> Round {
+        let store = self.inner.store.clone();
+        let batch = match tokio::task::spawn_blocking(move || store.oldest(BATCH)).await {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot read the spool");
+                return Round::Failed;
+            }
+            Err(_) => return Round::Failed,
+        };
+        if batch.is_empty() {
+            if self.inner.breaker.is_open() {
+                // Nothing to probe with: the next request tries the upstream itself.
+                self.set_up();
+            }
+            return Round::Empty;
+        }
+        let breaker = &self.inner.breaker;
+        if breaker.is_open() && breaker.set(UpstreamState::Probing) != UpstreamState::Probing {
+            self.inner.metrics.show_state(UpstreamState::Probing);
+        }
+        for (id, entry) in batch {
+            let request = entry.into_request();
+            let outcome = match forwarder.forward(request).await {
+                Ok(answer) if answer.status.is_success() => Some("replayed"),
+                Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
+                    self.set_up();
+                    return Round::RateLimited(rate_limit_wait(&answer.headers));
+                }
+                Ok(answer) if answer.status.is_client_error() => Some("rejected"),
+                Ok(_) | Err(_) => None,
+            };
+            let Some(outcome) = outcome else {
+                self.upstream_failed();
+                return Round::Failed;
+            };
+            self.set_up();
+            let store = self.inner.store.clone();
+            if let Err(error) = tokio::task::spawn_blocking(move || store.delete(id))
+                .await
+                .unwrap_or(Err(SpoolError::Closed))
+            {
+                tracing::warn!(%error, "cannot delete a delivered spool entry");
+                return Round::Failed;
+            }
+            if outcome == "rejected" {
+                tracing::warn!("the upstream refused a spooled request; dropped");
+            }
+            self.inner
+                .metrics
+                .events
+                .with_label_values(&[outcome])
+                .inc();
+            self.update_gauges();
+        }
+        Round::Progress
+    }
+
+    fn set_up(&self) {
+        if self.inner.breaker.set(UpstreamState::Up) != UpstreamState::Up {
+            tracing::info!("upstream up: delivering synchronously again");
+            self.inner.metrics.show_state(UpstreamState::Up);
+        }
+    }
+}
+
+/// What one drain round came to.
+enum Round {
+    Empty,
+    Progress,
+    Failed,
+    RateLimited(Duration),
+}
+
+/// `wait` with up to 25% random jitter either way.
+fn jitter(wait: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::getrandom(&mut byte);
+    let factor = 0.75 + f64::from(byte[0]) / 255.0 * 0.5;
+    wait.mul_f64(factor)
+}
+
+/// How long a 429 asks to wait: the longest `X-Sentry-Rate-Limits` retry time (the
+/// spool holds requests of every category, so it waits for the slowest), else
+/// `Retry-After`, else a minute.
+fn rate_limit_wait(headers: &HeaderMap) -> Duration {
+    let from_limits = headers
+        .get("x-sentry-rate-limits")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .filter_map(|limit| limit.trim().split(':').next()?.trim().parse::<u64>().ok())
+                .max()
+        });
+    let from_retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Duration::from_secs(
+        from_limits
+            .or(from_retry_after)
+            .unwrap_or(60)
+            .clamp(1, 3600),
+    )
+}
+
+/// Whether a failed delivery should be spooled: the upstream may take it later.
+pub fn is_retryable(error: &ForwardError) -> bool {
+    matches!(
+        error,
+        ForwardError::Connect(_)
+            | ForwardError::Timeout(_)
+            | ForwardError::Request(_)
+            | ForwardError::Response(_)
+    )
+}
+
+/// Headers stored with an entry: name and value pairs.
+fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn decode_headers(data: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut lines = data.split(|&b| b == b'\n');
+    while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+impl Entry {
+    fn from_request(request: &ForwardRequest) -> Entry {
+        Entry {
+            path_and_query: request.path_and_query.clone(),
+            headers: encode_headers(&request.headers),
+            content_type: request.content_type.as_bytes().to_vec(),
+            body: request.body.to_vec(),
+            event_id: request.event_id.clone(),
+            created_ms: now_ms(),
+        }
+    }
+
+    fn into_request(self) -> ForwardRequest {
+        ForwardRequest {
+            path_and_query: self.path_and_query,
+            headers: decode_headers(&self.headers),
+            body: Bytes::from(self.body),
+            content_type: HeaderValue::from_bytes(&self.content_type)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/json")),
+            event_id: self.event_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
