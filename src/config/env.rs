@@ -62,7 +62,7 @@ env_overrides! {
     "SCRUBGATE_LOG_FORMAT" => log.format: LogFormat::parse,
     "SCRUBGATE_LOG_LEVEL" => log.level: text,
     "SCRUBGATE_SPOOL_ENABLED" => spool.enabled: to_bool,
-    "SCRUBGATE_SPOOL_DIR" => spool.dir: optional_path,
+    "SCRUBGATE_SPOOL_DIR" => spool.dir: path,
     "SCRUBGATE_SPOOL_MAX_BYTES" => spool.max_bytes: to_size,
     "SCRUBGATE_SPOOL_MAX_AGE" => spool.max_age: duration,
 }

@@ -38,8 +38,8 @@ pub struct RawSpoolConfig {
     /// Spool requests the upstream cannot take (unreachable, timed out, 5xx) and answer
     /// the SDK 200; replay them when it is back. Only used with an upstream. Default true.
     pub enabled: bool,
-    /// Directory of the spool database. Default `<data_dir>/spool`.
-    pub dir: Option<PathBuf>,
+    /// Directory of the spool database. Default `""`: `<data_dir>/spool`.
+    pub dir: PathBuf,
     /// Most bytes of spooled requests; when full, requests get 503. Default `"1GiB"`.
     pub max_bytes: ByteSize,
     /// Spooled requests older than this are dropped (and counted). Default `"24h"`.
@@ -247,7 +247,7 @@ impl Default for RawConfig {
             },
             spool: RawSpoolConfig {
                 enabled: true,
-                dir: None,
+                dir: PathBuf::new(),
                 max_bytes: ByteSize::Bytes(1024 * MIB),
                 max_age: "24h".to_owned(),
             },

@@ -214,7 +214,11 @@ impl Validator {
 
         let spool_max_bytes = self.size("spool.max_bytes", &spool.max_bytes);
         let spool_max_age = self.duration("spool.max_age", &spool.max_age, false);
-        let spool_dir = spool.dir.unwrap_or_else(|| data_dir.join("spool"));
+        let spool_dir = if spool.dir.as_os_str().is_empty() {
+            data_dir.join("spool")
+        } else {
+            spool.dir
+        };
 
         let url = self.upstream_url("upstream.url", upstream.url.as_deref());
         let timeout = self.duration("upstream.timeout", &upstream.timeout, false);
