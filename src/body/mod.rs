@@ -213,9 +213,6 @@ pub fn decode_as(
     body: Bytes,
     max_decoded: usize,
 ) -> Result<Bytes, BodyError> {
-    /// Brotli's internal input buffer.
-    const BROTLI_BUFFER: usize = 4096;
-
     // Compressed JSON shrinks about 4 to 10 times; start there and let the buffer double.
     let hint = body.len().saturating_mul(4);
     // An empty body stays empty whatever its coding; the caller refuses empty bodies.
@@ -232,11 +229,7 @@ pub fn decode_as(
         }
         ContentEncoding::Gzip => gunzip(&body, max_decoded),
         ContentEncoding::Deflate => inflate(&body, has_zlib_header(&body), max_decoded),
-        ContentEncoding::Br => read_capped(
-            brotli::Decompressor::new(body.as_ref(), BROTLI_BUFFER),
-            max_decoded,
-            hint,
-        ),
+        ContentEncoding::Br => unbrotli(&body, max_decoded, hint),
         ContentEncoding::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(body.as_ref())
                 .map_err(|_| BodyError::Corrupt)?;
@@ -251,6 +244,31 @@ pub fn decode_as(
         Err(CappedReadError::TooLarge) => Err(BodyError::TooLarge),
         Err(CappedReadError::Io(_)) => Err(BodyError::Corrupt),
     }
+}
+
+/// Decodes one brotli stream into at most `cap` bytes; bytes after the end of the stream
+/// are refused (as for every other coding).
+fn unbrotli(body: &[u8], cap: usize, hint: usize) -> Result<Vec<u8>, CappedReadError> {
+    /// Brotli's internal input buffer.
+    const BROTLI_BUFFER: usize = 4096;
+    let mut decoder = brotli::Decompressor::new(body, BROTLI_BUFFER);
+    let out = read_capped(&mut decoder, cap, hint)?;
+    // The first `Ok(0)` marks the end of the stream; one more read fails when input is
+    // left in the decoder's buffer, and the rest of the slice must be empty too.
+    let trailing = || {
+        CappedReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "bytes after the end of the brotli stream",
+        ))
+    };
+    match std::io::Read::read(&mut decoder, &mut [0u8; 1]) {
+        Ok(0) => {}
+        _ => return Err(trailing()),
+    }
+    if !decoder.get_ref().is_empty() {
+        return Err(trailing());
+    }
+    Ok(out)
 }
 
 /// True when `data` starts with a valid zlib header (RFC 1950: method 8, window at most
@@ -484,6 +502,36 @@ mod tests {
         }
         let err = decode(None, Bytes::from(big), MIB).unwrap_err();
         assert!(matches!(err, BodyError::TooLarge));
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_stream_are_400_for_every_coding() {
+        let cases: [(&str, &str, Vec<u8>); 5] = [
+            ("gzip", "gzip", gzip(EVENT)),
+            ("zlib", "deflate", zlib(EVENT)),
+            ("raw deflate", "deflate", raw_deflate(EVENT)),
+            ("brotli", "br", brotli(EVENT)),
+            ("zstd", "zstd", zstd(EVENT)),
+        ];
+        for (name, coding, valid) in cases {
+            let ok = decode(Some(&header(coding)), Bytes::from(valid.clone()), MIB).unwrap();
+            assert_eq!(ok.as_ref(), EVENT, "{name}");
+            for suffix in [&b"garbage"[..], b"\n", b"\0"] {
+                let mut body = valid.clone();
+                body.extend_from_slice(suffix);
+                let err = decode(Some(&header(coding)), Bytes::from(body), MIB).unwrap_err();
+                assert!(
+                    matches!(err, BodyError::Corrupt),
+                    "{name} + {suffix:?}: {err:?}"
+                );
+                assert_eq!(IngestError::Body(err).status(), StatusCode::BAD_REQUEST);
+            }
+        }
+        // Brotli with garbage past the decoder's 4 KiB input buffer.
+        let mut long: Vec<u8> = brotli(EVENT);
+        long.extend(std::iter::repeat_n(b'x', 10_000));
+        let err = decode(Some(&header("br")), Bytes::from(long), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::Corrupt), "{err:?}");
     }
 
     #[test]
