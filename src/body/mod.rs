@@ -535,6 +535,26 @@ mod tests {
     }
 
     #[test]
+    fn small_brotli_bomb_is_413() {
+        // 100 MB of zeros, as brotli: a few hundred bytes; cut at 1 MiB decoded.
+        let mut out = Vec::new();
+        {
+            let mut enc = brotli::CompressorWriter::new(&mut out, 4096, 1, 22);
+            let zeros = vec![0u8; MIB];
+            for _ in 0..100 {
+                enc.write_all(&zeros).unwrap();
+            }
+        }
+        assert!(out.len() < 64 * 1024, "bomb is {} bytes", out.len());
+        let err = decode(Some(&header("br")), Bytes::from(out), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge), "{err:?}");
+        assert_eq!(
+            IngestError::Body(err).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[test]
     fn zstd_window_limit() {
         assert_eq!(zstd_window_log_max(0), 23);
         assert_eq!(zstd_window_log_max(MIB), 23);
