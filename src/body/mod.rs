@@ -147,7 +147,7 @@ impl ContentEncoding {
     /// # Errors
     ///
     /// [`BodyError::UnsupportedEncoding`] for any other coding, including lists such as
-    /// `gzip, br`.
+    /// `gzip, br` (read those with [`codings`]).
     pub fn from_header(value: Option<&HeaderValue>) -> Result<Self, BodyError> {
         let Some(value) = value else {
             return Ok(ContentEncoding::Identity);
@@ -184,19 +184,57 @@ impl ContentEncoding {
     }
 }
 
-/// Decodes a body per its `Content-Encoding` into at most `max_decoded` bytes.
+/// The most non-identity codings a body may carry; more are refused (415).
+pub const MAX_CODINGS: usize = 2;
+
+/// Reads every `Content-Encoding` value of a request (several header lines, each a
+/// comma-separated list), in the order they were applied (RFC 9110 8.4). `identity`
+/// entries (and empty ones, and the `UTF-8` quirk) are skipped.
 ///
 /// # Errors
 ///
-/// [`BodyError::UnsupportedEncoding`], [`BodyError::TooLarge`] when the decoded body
-/// would exceed `max_decoded` (decoding stops there), [`BodyError::Corrupt`] for corrupt
-/// or truncated data.
-pub fn decode(
-    encoding: Option<&HeaderValue>,
+/// [`BodyError::UnsupportedEncoding`] when any entry is unknown or when more than
+/// [`MAX_CODINGS`] codings remain: a list is applied whole or refused, never half-used.
+pub fn codings<'a>(
+    values: impl IntoIterator<Item = &'a HeaderValue>,
+) -> Result<Vec<ContentEncoding>, BodyError> {
+    let mut out = Vec::new();
+    for value in values {
+        for name in value.as_bytes().split(|&b| b == b',') {
+            let Ok(name) = HeaderValue::from_bytes(name) else {
+                return Err(BodyError::UnsupportedEncoding);
+            };
+            match ContentEncoding::from_header(Some(&name))? {
+                ContentEncoding::Identity => {}
+                coding if out.len() < MAX_CODINGS => out.push(coding),
+                _ => return Err(BodyError::UnsupportedEncoding),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a body per its `Content-Encoding` values (every header line: pass
+/// `headers.get_all(CONTENT_ENCODING)`, or an `Option` for one value) into at most
+/// `max_decoded` bytes. Codings are undone in reverse order of application, each step
+/// within the same cap.
+///
+/// # Errors
+///
+/// [`BodyError::UnsupportedEncoding`] (see [`codings`]), [`BodyError::TooLarge`] when
+/// a decoded body would exceed `max_decoded` (decoding stops there),
+/// [`BodyError::Corrupt`] for corrupt or truncated data.
+pub fn decode<'a>(
+    encoding: impl IntoIterator<Item = &'a HeaderValue>,
     body: Bytes,
     max_decoded: usize,
 ) -> Result<Bytes, BodyError> {
-    decode_as(ContentEncoding::from_header(encoding)?, body, max_decoded)
+    let mut body = body;
+    for coding in codings(encoding)?.into_iter().rev() {
+        body = decode_as(coding, body, max_decoded)?;
+    }
+    // Identity only: the size check of `decode_as`.
+    decode_as(ContentEncoding::Identity, body, max_decoded)
 }
 
 /// Decodes a body with a known coding into at most `max_decoded` bytes. Identity and
@@ -383,7 +421,7 @@ mod tests {
 
     #[test]
     fn unsupported_codings_are_415() {
-        for coding in ["compress", "gzip, br", "xz", "utf8"] {
+        for coding in ["compress", "gzip, br, zstd", "gzip, xz", "xz", "utf8"] {
             let err = decode(Some(&header(coding)), Bytes::from_static(EVENT), MIB).unwrap_err();
             assert!(matches!(err, BodyError::UnsupportedEncoding), "{coding}");
             assert_eq!(
@@ -532,6 +570,49 @@ mod tests {
         long.extend(std::iter::repeat_n(b'x', 10_000));
         let err = decode(Some(&header("br")), Bytes::from(long), MIB).unwrap_err();
         assert!(matches!(err, BodyError::Corrupt), "{err:?}");
+    }
+
+    #[test]
+    fn several_codings_are_undone_in_reverse_order() {
+        let gz_then_br = brotli(&gzip(EVENT));
+        for value in [
+            "gzip, br",
+            "gzip,br",
+            " gzip , identity, br ",
+            "identity,gzip,br",
+        ] {
+            let out = decode(Some(&header(value)), Bytes::from(gz_then_br.clone()), MIB);
+            assert_eq!(out.unwrap().as_ref(), EVENT, "{value:?}");
+        }
+        // Two header lines, in order.
+        let mut headers = http::HeaderMap::new();
+        headers.append(http::header::CONTENT_ENCODING, header("gzip"));
+        headers.append(http::header::CONTENT_ENCODING, header("br"));
+        let out = decode(
+            headers.get_all(http::header::CONTENT_ENCODING),
+            Bytes::from(gz_then_br.clone()),
+            MIB,
+        );
+        assert_eq!(out.unwrap().as_ref(), EVENT);
+        // The wrong order is corrupt, not half-decoded.
+        let err = decode(Some(&header("br, gzip")), Bytes::from(gz_then_br), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::Corrupt), "{err:?}");
+        // More than MAX_CODINGS, or any unknown entry: 415 before any decoding.
+        let mut three = http::HeaderMap::new();
+        for value in ["gzip", "br", "zstd"] {
+            three.append(http::header::CONTENT_ENCODING, header(value));
+        }
+        let err = decode(
+            three.get_all(http::header::CONTENT_ENCODING),
+            Bytes::from_static(EVENT),
+            MIB,
+        )
+        .unwrap_err();
+        assert!(matches!(err, BodyError::UnsupportedEncoding), "{err:?}");
+        // The cap holds for the inner decoded body too.
+        let big = brotli(&gzip(&vec![b'a'; 4 * MIB]));
+        let err = decode(Some(&header("gzip, br")), Bytes::from(big), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge), "{err:?}");
     }
 
     #[test]

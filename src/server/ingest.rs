@@ -32,7 +32,7 @@ use super::error::IngestError;
 use super::routes::IngestEndpoint;
 use super::AppState;
 use crate::body::store::{decode_store_body, StoreError};
-use crate::body::{collect_limited, decode, ContentEncoding};
+use crate::body::{codings, collect_limited, decode};
 use crate::forward::{ForwardRequest, UpstreamResponse};
 use crate::metrics::{GaugeGuard, ItemType, Outcome};
 use crate::projects::{AttachmentPolicy, Project, ProjectConfig};
@@ -134,8 +134,8 @@ where
 /// counts as compressed; it is refused at once in `prepare`.
 fn needs_offload(received: usize, parts: &request::Parts) -> bool {
     let compressed = !matches!(
-        ContentEncoding::from_header(parts.headers.get(header::CONTENT_ENCODING)),
-        Ok(ContentEncoding::Identity)
+        codings(parts.headers.get_all(header::CONTENT_ENCODING)),
+        Ok(list) if list.is_empty()
     );
     compressed || received >= OFFLOAD_BYTES
 }
@@ -257,7 +257,7 @@ fn prepare(
         }
     };
     let decoded = decode(
-        parts.headers.get(header::CONTENT_ENCODING),
+        parts.headers.get_all(header::CONTENT_ENCODING),
         received,
         max_decoded,
     )
@@ -828,6 +828,7 @@ mod tests {
         for coding in ["gzip", "deflate", "br", "zstd", "x-gzip", "compress"] {
             assert!(needs_offload(10, &parts_with(&[coding])), "{coding}");
         }
+        assert!(needs_offload(10, &parts_with(&["identity", "gzip"])));
         for identity in [&[][..], &["identity"][..], &["UTF-8"][..], &[""][..]] {
             assert!(!needs_offload(10, &parts_with(identity)), "{identity:?}");
             assert!(needs_offload(OFFLOAD_BYTES, &parts_with(identity)));
