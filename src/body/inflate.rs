@@ -60,15 +60,23 @@ thread_local! {
 /// Inflates zlib (`zlib_header`) or raw deflate data into at most `cap` bytes.
 ///
 /// Unlike `flate2`'s readers, which end quietly when a stream is cut short, this fails on
-/// truncated input. Bytes after the end of the stream are ignored. The output buffer
-/// grows by doubling up to `cap + 1` bytes, the one extra byte signalling overflow.
+/// truncated input. Bytes after the end of the stream are refused, as `gunzip` and the
+/// zstd decoder refuse them (whitespace included: no coding tolerates any trailing byte).
+/// The output buffer grows by doubling up to `cap + 1` bytes, the one extra byte
+/// signalling overflow.
 pub(super) fn inflate(
     input: &[u8],
     zlib_header: bool,
     cap: usize,
 ) -> Result<Vec<u8>, CappedReadError> {
     let mut out = Vec::with_capacity(first_allocation(input.len(), cap));
-    inflate_into(input, zlib_header, cap, &mut out)?;
+    let used = inflate_into(input, zlib_header, cap, &mut out)?;
+    if used != input.len() {
+        return Err(CappedReadError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bytes after the end of the deflate stream",
+        )));
+    }
     Ok(out)
 }
 

@@ -147,7 +147,7 @@ impl ContentEncoding {
     /// # Errors
     ///
     /// [`BodyError::UnsupportedEncoding`] for any other coding, including lists such as
-    /// `gzip, br`.
+    /// `gzip, br` (read those with [`codings`]).
     pub fn from_header(value: Option<&HeaderValue>) -> Result<Self, BodyError> {
         let Some(value) = value else {
             return Ok(ContentEncoding::Identity);
@@ -184,19 +184,57 @@ impl ContentEncoding {
     }
 }
 
-/// Decodes a body per its `Content-Encoding` into at most `max_decoded` bytes.
+/// The most non-identity codings a body may carry; more are refused (415).
+pub const MAX_CODINGS: usize = 2;
+
+/// Reads every `Content-Encoding` value of a request (several header lines, each a
+/// comma-separated list), in the order they were applied (RFC 9110 8.4). `identity`
+/// entries (and empty ones, and the `UTF-8` quirk) are skipped.
 ///
 /// # Errors
 ///
-/// [`BodyError::UnsupportedEncoding`], [`BodyError::TooLarge`] when the decoded body
-/// would exceed `max_decoded` (decoding stops there), [`BodyError::Corrupt`] for corrupt
-/// or truncated data.
-pub fn decode(
-    encoding: Option<&HeaderValue>,
+/// [`BodyError::UnsupportedEncoding`] when any entry is unknown or when more than
+/// [`MAX_CODINGS`] codings remain: a list is applied whole or refused, never half-used.
+pub fn codings<'a>(
+    values: impl IntoIterator<Item = &'a HeaderValue>,
+) -> Result<Vec<ContentEncoding>, BodyError> {
+    let mut out = Vec::new();
+    for value in values {
+        for name in value.as_bytes().split(|&b| b == b',') {
+            let Ok(name) = HeaderValue::from_bytes(name) else {
+                return Err(BodyError::UnsupportedEncoding);
+            };
+            match ContentEncoding::from_header(Some(&name))? {
+                ContentEncoding::Identity => {}
+                coding if out.len() < MAX_CODINGS => out.push(coding),
+                _ => return Err(BodyError::UnsupportedEncoding),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a body per its `Content-Encoding` values (every header line: pass
+/// `headers.get_all(CONTENT_ENCODING)`, or an `Option` for one value) into at most
+/// `max_decoded` bytes. Codings are undone in reverse order of application, each step
+/// within the same cap.
+///
+/// # Errors
+///
+/// [`BodyError::UnsupportedEncoding`] (see [`codings`]), [`BodyError::TooLarge`] when
+/// a decoded body would exceed `max_decoded` (decoding stops there),
+/// [`BodyError::Corrupt`] for corrupt or truncated data.
+pub fn decode<'a>(
+    encoding: impl IntoIterator<Item = &'a HeaderValue>,
     body: Bytes,
     max_decoded: usize,
 ) -> Result<Bytes, BodyError> {
-    decode_as(ContentEncoding::from_header(encoding)?, body, max_decoded)
+    let mut body = body;
+    for coding in codings(encoding)?.into_iter().rev() {
+        body = decode_as(coding, body, max_decoded)?;
+    }
+    // Identity only: the size check of `decode_as`.
+    decode_as(ContentEncoding::Identity, body, max_decoded)
 }
 
 /// Decodes a body with a known coding into at most `max_decoded` bytes. Identity and
@@ -213,9 +251,6 @@ pub fn decode_as(
     body: Bytes,
     max_decoded: usize,
 ) -> Result<Bytes, BodyError> {
-    /// Brotli's internal input buffer.
-    const BROTLI_BUFFER: usize = 4096;
-
     // Compressed JSON shrinks about 4 to 10 times; start there and let the buffer double.
     let hint = body.len().saturating_mul(4);
     // An empty body stays empty whatever its coding; the caller refuses empty bodies.
@@ -232,11 +267,7 @@ pub fn decode_as(
         }
         ContentEncoding::Gzip => gunzip(&body, max_decoded),
         ContentEncoding::Deflate => inflate(&body, has_zlib_header(&body), max_decoded),
-        ContentEncoding::Br => read_capped(
-            brotli::Decompressor::new(body.as_ref(), BROTLI_BUFFER),
-            max_decoded,
-            hint,
-        ),
+        ContentEncoding::Br => unbrotli(&body, max_decoded, hint),
         ContentEncoding::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(body.as_ref())
                 .map_err(|_| BodyError::Corrupt)?;
@@ -278,6 +309,31 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default()
+}
+
+/// Decodes one brotli stream into at most `cap` bytes; bytes after the end of the stream
+/// are refused (as for every other coding).
+fn unbrotli(body: &[u8], cap: usize, hint: usize) -> Result<Vec<u8>, CappedReadError> {
+    /// Brotli's internal input buffer.
+    const BROTLI_BUFFER: usize = 4096;
+    let mut decoder = brotli::Decompressor::new(body, BROTLI_BUFFER);
+    let out = read_capped(&mut decoder, cap, hint)?;
+    // The first `Ok(0)` marks the end of the stream; one more read fails when input is
+    // left in the decoder's buffer, and the rest of the slice must be empty too.
+    let trailing = || {
+        CappedReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "bytes after the end of the brotli stream",
+        ))
+    };
+    match std::io::Read::read(&mut decoder, &mut [0u8; 1]) {
+        Ok(0) => {}
+        _ => return Err(trailing()),
+    }
+    if !decoder.get_ref().is_empty() {
+        return Err(trailing());
+    }
+    Ok(out)
 }
 
 /// True when `data` starts with a valid zlib header (RFC 1950: method 8, window at most
@@ -392,7 +448,7 @@ mod tests {
 
     #[test]
     fn unsupported_codings_are_415() {
-        for coding in ["compress", "gzip, br", "xz", "utf8"] {
+        for coding in ["compress", "gzip, br, zstd", "gzip, xz", "xz", "utf8"] {
             let err = decode(Some(&header(coding)), Bytes::from_static(EVENT), MIB).unwrap_err();
             assert!(matches!(err, BodyError::UnsupportedEncoding), "{coding}");
             assert_eq!(
@@ -511,6 +567,99 @@ mod tests {
         }
         let err = decode(None, Bytes::from(big), MIB).unwrap_err();
         assert!(matches!(err, BodyError::TooLarge));
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_stream_are_400_for_every_coding() {
+        let cases: [(&str, &str, Vec<u8>); 5] = [
+            ("gzip", "gzip", gzip(EVENT)),
+            ("zlib", "deflate", zlib(EVENT)),
+            ("raw deflate", "deflate", raw_deflate(EVENT)),
+            ("brotli", "br", brotli(EVENT)),
+            ("zstd", "zstd", zstd(EVENT)),
+        ];
+        for (name, coding, valid) in cases {
+            let ok = decode(Some(&header(coding)), Bytes::from(valid.clone()), MIB).unwrap();
+            assert_eq!(ok.as_ref(), EVENT, "{name}");
+            for suffix in [&b"garbage"[..], b"\n", b"\0"] {
+                let mut body = valid.clone();
+                body.extend_from_slice(suffix);
+                let err = decode(Some(&header(coding)), Bytes::from(body), MIB).unwrap_err();
+                assert!(
+                    matches!(err, BodyError::Corrupt),
+                    "{name} + {suffix:?}: {err:?}"
+                );
+                assert_eq!(IngestError::Body(err).status(), StatusCode::BAD_REQUEST);
+            }
+        }
+        // Brotli with garbage past the decoder's 4 KiB input buffer.
+        let mut long: Vec<u8> = brotli(EVENT);
+        long.extend(std::iter::repeat_n(b'x', 10_000));
+        let err = decode(Some(&header("br")), Bytes::from(long), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::Corrupt), "{err:?}");
+    }
+
+    #[test]
+    fn several_codings_are_undone_in_reverse_order() {
+        let gz_then_br = brotli(&gzip(EVENT));
+        for value in [
+            "gzip, br",
+            "gzip,br",
+            " gzip , identity, br ",
+            "identity,gzip,br",
+        ] {
+            let out = decode(Some(&header(value)), Bytes::from(gz_then_br.clone()), MIB);
+            assert_eq!(out.unwrap().as_ref(), EVENT, "{value:?}");
+        }
+        // Two header lines, in order.
+        let mut headers = http::HeaderMap::new();
+        headers.append(http::header::CONTENT_ENCODING, header("gzip"));
+        headers.append(http::header::CONTENT_ENCODING, header("br"));
+        let out = decode(
+            headers.get_all(http::header::CONTENT_ENCODING),
+            Bytes::from(gz_then_br.clone()),
+            MIB,
+        );
+        assert_eq!(out.unwrap().as_ref(), EVENT);
+        // The wrong order is corrupt, not half-decoded.
+        let err = decode(Some(&header("br, gzip")), Bytes::from(gz_then_br), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::Corrupt), "{err:?}");
+        // More than MAX_CODINGS, or any unknown entry: 415 before any decoding.
+        let mut three = http::HeaderMap::new();
+        for value in ["gzip", "br", "zstd"] {
+            three.append(http::header::CONTENT_ENCODING, header(value));
+        }
+        let err = decode(
+            three.get_all(http::header::CONTENT_ENCODING),
+            Bytes::from_static(EVENT),
+            MIB,
+        )
+        .unwrap_err();
+        assert!(matches!(err, BodyError::UnsupportedEncoding), "{err:?}");
+        // The cap holds for the inner decoded body too.
+        let big = brotli(&gzip(&vec![b'a'; 4 * MIB]));
+        let err = decode(Some(&header("gzip, br")), Bytes::from(big), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge), "{err:?}");
+    }
+
+    #[test]
+    fn small_brotli_bomb_is_413() {
+        // 100 MB of zeros, as brotli: a few hundred bytes; cut at 1 MiB decoded.
+        let mut out = Vec::new();
+        {
+            let mut enc = brotli::CompressorWriter::new(&mut out, 4096, 1, 22);
+            let zeros = vec![0u8; MIB];
+            for _ in 0..100 {
+                enc.write_all(&zeros).unwrap();
+            }
+        }
+        assert!(out.len() < 64 * 1024, "bomb is {} bytes", out.len());
+        let err = decode(Some(&header("br")), Bytes::from(out), MIB).unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge), "{err:?}");
+        assert_eq!(
+            IngestError::Body(err).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[test]

@@ -36,6 +36,15 @@ const AUTH_QUERY_KEYS: [&str; 5] = [
     "sentry_timestamp",
 ];
 
+/// The longest `sentry_client` kept (real SDKs send well under 100 bytes). A longer one
+/// is dropped, not refused: it is informational, and the request stays valid; it is then
+/// neither logged nor forwarded upstream.
+pub const MAX_CLIENT_LEN: usize = 512;
+
+/// The longest value of every other auth field (`sentry_key`, `sentry_version`,
+/// `sentry_secret`, `sentry_timestamp`); a longer one makes the auth malformed (401).
+pub const MAX_AUTH_FIELD_LEN: usize = 256;
+
 /// Why a request's auth was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -291,11 +300,20 @@ impl Auth {
         value.push_str(", sentry_version=");
         // The version is at most MAX_PROTOCOL_VERSION (checked when parsed): one digit.
         value.push(char::from_digit(u32::from(self.version), 10).unwrap_or('7'));
-        if let Some(client) = self.client.as_deref().filter(|c| is_safe_auth_value(c)) {
+        // Only what Relay forwards: key, version, client, timestamp; each bounded.
+        if let Some(client) = self
+            .client
+            .as_deref()
+            .filter(|c| c.len() <= MAX_CLIENT_LEN && is_safe_auth_value(c))
+        {
             value.push_str(", sentry_client=");
             value.push_str(client);
         }
-        if let Some(ts) = self.timestamp.as_deref().filter(|t| is_safe_auth_value(t)) {
+        if let Some(ts) = self
+            .timestamp
+            .as_deref()
+            .filter(|t| t.len() <= MAX_AUTH_FIELD_LEN && is_safe_auth_value(t))
+        {
             value.push_str(", sentry_timestamp=");
             value.push_str(ts);
         }
@@ -365,6 +383,15 @@ impl<'a> Fields<'a> {
     }
 
     fn finish(self) -> Result<Auth, AuthError> {
+        let too_long =
+            |v: &Option<Cow<'a, str>>| v.as_ref().is_some_and(|v| v.len() > MAX_AUTH_FIELD_LEN);
+        if [&self.key, &self.version, &self.secret, &self.timestamp]
+            .into_iter()
+            .any(too_long)
+        {
+            return Err(AuthError::Malformed);
+        }
+        let client = self.client.filter(|c| c.len() <= MAX_CLIENT_LEN);
         let key = self
             .key
             .filter(|k| !k.is_empty())
@@ -386,7 +413,7 @@ impl<'a> Fields<'a> {
             public_key,
             no_cache,
             version,
-            client: non_empty(self.client),
+            client: non_empty(client),
             timestamp: non_empty(self.timestamp),
             secret: non_empty(self.secret),
         })
@@ -500,6 +527,46 @@ mod tests {
 
     fn parse(pairs: &[(&str, &str)], query: Option<&str>) -> Result<Auth, AuthError> {
         Auth::from_headers(&headers(pairs), query)
+    }
+
+    #[test]
+    fn auth_fields_are_bounded_and_a_huge_client_is_never_forwarded() {
+        let huge = "a".repeat(64 * 1024);
+        let header = format!(
+            "Sentry sentry_key={KEY}, sentry_version=7, sentry_client={huge}, sentry_timestamp=1"
+        );
+        let auth = parse(&[(X_SENTRY_AUTH, &header)], None).unwrap();
+        assert_eq!(auth.client(), None, "a 64 KiB sentry_client is dropped");
+        let upstream = auth.to_upstream_header();
+        let upstream = upstream.to_str().unwrap();
+        assert!(!upstream.contains("sentry_client"), "{upstream}");
+        assert!(upstream.len() < 200, "{} bytes upstream", upstream.len());
+        // At the limit it is kept and forwarded.
+        let at_limit = "s".repeat(MAX_CLIENT_LEN);
+        let header = format!("Sentry sentry_key={KEY}, sentry_client={at_limit}");
+        let auth = parse(&[(X_SENTRY_AUTH, &header)], None).unwrap();
+        assert!(auth
+            .to_upstream_header()
+            .to_str()
+            .unwrap()
+            .contains(&at_limit));
+        // In the query too.
+        let query = format!("sentry_key={KEY}&sentry_client={huge}");
+        assert_eq!(parse(&[], Some(&query)).unwrap().client(), None);
+        // Every other field over its bound: malformed (401).
+        let long = "1".repeat(MAX_AUTH_FIELD_LEN + 1);
+        for field in ["sentry_version", "sentry_secret", "sentry_timestamp"] {
+            let header = format!("Sentry sentry_key={KEY}, {field}={long}");
+            let err = parse(&[(X_SENTRY_AUTH, &header)], None).unwrap_err();
+            assert_eq!(err, AuthError::Malformed, "{field}");
+            assert_eq!(
+                IngestError::Auth(err).status(),
+                http::StatusCode::UNAUTHORIZED,
+                "{field}"
+            );
+        }
+        let header = format!("Sentry sentry_key={KEY}{}", "0".repeat(MAX_AUTH_FIELD_LEN));
+        assert!(parse(&[(X_SENTRY_AUTH, &header)], None).is_err());
     }
 
     #[test]

@@ -392,3 +392,39 @@ async fn large_events_take_the_offloaded_path() {
         assert_no_canary(&recorded.text(), "large event");
     }
 }
+
+#[tokio::test]
+async fn several_content_encodings_are_undone_in_order_or_refused() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::spawn(&upstream).await;
+    let event = canary_event().to_string();
+    let body = brotli(&gzip(event.as_bytes()));
+    // Two header lines, then one list: gzip was applied first, br second.
+    for lines in [&["gzip", "br"][..], &["gzip, br"][..]] {
+        let mut request = proxy
+            .post(&format!("/api/{PROJECT}/store/"))
+            .header("x-sentry-auth", &auth_header());
+        for line in lines {
+            request = request.header("content-encoding", line);
+        }
+        let response = request.body(body.clone()).send().await;
+        assert_eq!(response.status, 200, "{lines:?}: {}", response.text());
+    }
+    let received = upstream.wait_for(2).await;
+    for recorded in &received {
+        let event: Value = serde_json::from_slice(&recorded.body).unwrap();
+        assert_eq!(event["event_id"], "9ec79c33ec9942ab8353589fcb2e04dc");
+        assert_no_canary(&recorded.text(), "gzip, br");
+    }
+    // Three codings: 415, nothing forwarded.
+    let response = proxy
+        .post(&format!("/api/{PROJECT}/store/"))
+        .header("x-sentry-auth", &auth_header())
+        .header("content-encoding", "gzip")
+        .header("content-encoding", "br")
+        .header("content-encoding", "zstd")
+        .body(zstd(&body))
+        .send()
+        .await;
+    assert_eq!(response.status, 415, "{}", response.text());
+}
