@@ -271,13 +271,15 @@ pub fn scrub_spans<'a>(
         return scrub_records(rules, bump, root, &schemas.span, opts);
     }
     let mut report = scrub_user_attributes(rules, bump, root, "data", opts);
-    let mut walker = rules.record_walker(bump, &schemas.event, opts);
-    walker.walk_record(root, schemas.span_in_event);
-    let super::processor::Walker {
-        meta, report: r, ..
-    } = walker;
-    meta.merge_into(root, bump);
-    report.changes.extend(r.changes);
+    walk_with_meta(
+        rules,
+        bump,
+        root,
+        &schemas.event,
+        schemas.span_in_event,
+        opts,
+        &mut report,
+    );
     report
 }
 
@@ -312,14 +314,28 @@ pub fn scrub_record<'a>(
         return ScrubReport::default();
     }
     let mut report = scrub_user_attributes(rules, bump, record, "attributes", opts);
+    walk_with_meta(rules, bump, record, schema, schema::ROOT, opts, &mut report);
+    report
+}
+
+/// Walks `record` from `node` of `schema`, writes its `_meta` into it and adds the
+/// changes to `report`.
+fn walk_with_meta<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    record: &mut Value<'a>,
+    schema: &'static Schema,
+    node: schema::NodeId,
+    opts: &ScrubOptions,
+    report: &mut ScrubReport,
+) {
     let mut walker = rules.record_walker(bump, schema, opts);
-    walker.walk_record(record, schema::ROOT);
+    walker.walk_record(record, node);
     let super::processor::Walker {
         meta, report: r, ..
     } = walker;
     meta.merge_into(record, bump);
     report.changes.extend(r.changes);
-    report
 }
 
 /// The user fields SDKs copy into a record's attributes (`{"user.email": {"value": ..}}`,
@@ -393,7 +409,8 @@ pub fn scrub_recording<'a>(
             let custom = matches!(event.get("type"), Some(Value::Number(n)) if *n == "5");
             if custom {
                 if let Some(payload) = event.get_mut("data").and_then(|d| d.get_mut("payload")) {
-                    walk_texts_of(&mut walker, "payload", payload);
+                    // Every string of a custom event's payload is pii `true`.
+                    walker.walk_text("payload", payload);
                 }
             } else {
                 scrub_dom(&mut walker, event, 0);
@@ -447,13 +464,4 @@ fn scrub_dom<'a>(
         }
         _ => {}
     }
-}
-
-/// Every string in `value` (a custom event's payload) scrubbed as a pii `true` field.
-fn walk_texts_of<'a>(
-    walker: &mut super::processor::Walker<'_, 'a>,
-    key: &'a str,
-    value: &mut Value<'a>,
-) {
-    walker.walk_text(key, value);
 }

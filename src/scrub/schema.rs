@@ -18,6 +18,18 @@ pub enum Pii {
     True,
 }
 
+impl Pii {
+    /// Reads a table's pii column (`true`, `maybe`, `false`).
+    fn from_name(name: &str) -> Option<Pii> {
+        match name {
+            "true" => Some(Pii::True),
+            "maybe" => Some(Pii::Maybe),
+            "false" => Some(Pii::False),
+            _ => None,
+        }
+    }
+}
+
 /// A value type a `$type` selector item can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -550,11 +562,8 @@ impl Schema {
             else {
                 continue;
             };
-            let mut pii = match pii {
-                "true" => Pii::True,
-                "maybe" => Pii::Maybe,
-                "false" => Pii::False,
-                _ => continue,
+            let Some(mut pii) = Pii::from_name(pii) else {
+                continue;
             };
             if coverage == Coverage::All && covers_all(root_type, path) {
                 pii = Pii::True;
@@ -599,11 +608,8 @@ impl Schema {
             let (Some(key), Some(pii)) = (cols.next(), cols.next()) else {
                 continue;
             };
-            let mut pii = match pii {
-                "true" => Pii::True,
-                "maybe" => Pii::Maybe,
-                "false" => Pii::False,
-                _ => continue,
+            let Some(mut pii) = Pii::from_name(pii) else {
+                continue;
             };
             if coverage == Coverage::All
                 && (pii == Pii::Maybe
