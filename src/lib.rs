@@ -162,6 +162,8 @@ impl Scrubgate {
             .spawn_watcher(state.config.projects.poll_interval, ingest_stopped.clone());
         let admin_task = tokio::spawn(server::serve_admin(
             admin,
+            state.config.admin.clone(),
+            state.config.server.idle_timeout,
             registry,
             Arc::clone(&readiness),
             admin_stopped,

@@ -155,6 +155,12 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Time to receive the body; > 0.
     pub body_read_timeout: Duration,
+    /// Time from accept to the first complete request head; > 0.
+    pub first_request_timeout: Duration,
+    /// Idle time after which a connection is closed (and the HTTP/2 ping interval); > 0.
+    pub idle_timeout: Duration,
+    /// Most connections per client IP (IPv6 per /64); 0 = no limit.
+    pub max_connections_per_ip: usize,
     /// Drain time at shutdown; may be zero.
     pub shutdown_grace: Duration,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -173,6 +179,12 @@ impl ServerConfig {
 pub struct AdminConfig {
     /// Admin listener address.
     pub listen: SocketAddr,
+    /// Most open admin connections; always > 0.
+    pub max_connections: usize,
+    /// Time to receive the request head; > 0.
+    pub header_read_timeout: Duration,
+    /// Time from accept to the first complete request head; > 0.
+    pub first_request_timeout: Duration,
 }
 
 /// `[upstream]`, validated.

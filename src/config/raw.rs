@@ -62,6 +62,16 @@ pub struct RawServerConfig {
     pub header_read_timeout: String,
     /// Time allowed for a client to send the whole body. Default `"30s"`.
     pub body_read_timeout: String,
+    /// Time from accept to the first complete request head, HTTP/1 and HTTP/2 alike; a
+    /// connection that has sent no request by then is closed. Default `"10s"`.
+    pub first_request_timeout: String,
+    /// A connection with no request in progress for this long is closed; HTTP/2
+    /// connections are also pinged at this interval (and closed when a ping is not
+    /// answered within it). Default `"60s"`.
+    pub idle_timeout: String,
+    /// Most connections open at once from one client IP (an IPv6 client counts per
+    /// /64); more are closed at accept. 0 means no limit. Default 256.
+    pub max_connections_per_ip: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the
     /// process exits anyway. `"0s"` exits at once. Default `"10s"`.
     pub shutdown_grace: String,
@@ -77,6 +87,14 @@ pub struct RawServerConfig {
 pub struct RawAdminConfig {
     /// Address the admin listener binds, `IP:PORT`. Default `"127.0.0.1:3001"`.
     pub listen: String,
+    /// Most admin connections open at once; more wait in the kernel's accept backlog.
+    /// Default 64.
+    pub max_connections: usize,
+    /// Time allowed for a client to send the request head. Default `"10s"`.
+    pub header_read_timeout: String,
+    /// Time from accept to the first complete request head; a connection that has sent
+    /// no request by then is closed. Default `"10s"`.
+    pub first_request_timeout: String,
 }
 
 /// `[upstream]`: where scrubbed events are forwarded.
@@ -216,11 +234,17 @@ impl Default for RawConfig {
                 max_in_flight: 512,
                 header_read_timeout: "10s".to_owned(),
                 body_read_timeout: "30s".to_owned(),
+                first_request_timeout: "10s".to_owned(),
+                idle_timeout: "60s".to_owned(),
+                max_connections_per_ip: 256,
                 shutdown_grace: "10s".to_owned(),
                 trusted_proxies: Vec::new(),
             },
             admin: RawAdminConfig {
                 listen: "127.0.0.1:3001".to_owned(),
+                max_connections: 64,
+                header_read_timeout: "10s".to_owned(),
+                first_request_timeout: "10s".to_owned(),
             },
             upstream: RawUpstreamConfig {
                 url: None,

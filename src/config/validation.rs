@@ -195,6 +195,12 @@ impl Validator {
         let body_read_timeout =
             self.duration("server.body_read_timeout", &server.body_read_timeout, false);
         let shutdown_grace = self.duration("server.shutdown_grace", &server.shutdown_grace, true);
+        let first_request_timeout = self.duration(
+            "server.first_request_timeout",
+            &server.first_request_timeout,
+            false,
+        );
+        let idle_timeout = self.duration("server.idle_timeout", &server.idle_timeout, false);
         let mut trusted_proxies = Vec::with_capacity(server.trusted_proxies.len());
         for (i, entry) in server.trusted_proxies.iter().enumerate() {
             match entry.parse::<IpNet>() {
@@ -206,6 +212,17 @@ impl Validator {
         }
 
         let admin_listen = self.addr("admin.listen", &admin.listen);
+        let admin_max_connections = self.count("admin.max_connections", admin.max_connections);
+        let admin_header_read_timeout = self.duration(
+            "admin.header_read_timeout",
+            &admin.header_read_timeout,
+            false,
+        );
+        let admin_first_request_timeout = self.duration(
+            "admin.first_request_timeout",
+            &admin.first_request_timeout,
+            false,
+        );
         if let (Some(a), Some(b)) = (listen, admin_listen) {
             if a == b && a.port() != 0 {
                 self.problem("admin.listen", "must differ from server.listen");
@@ -270,11 +287,17 @@ impl Validator {
                 max_in_flight: max_in_flight?,
                 header_read_timeout: header_read_timeout?,
                 body_read_timeout: body_read_timeout?,
+                first_request_timeout: first_request_timeout?,
+                idle_timeout: idle_timeout?,
+                max_connections_per_ip: server.max_connections_per_ip,
                 shutdown_grace: shutdown_grace?,
                 trusted_proxies,
             },
             admin: AdminConfig {
                 listen: admin_listen?,
+                max_connections: admin_max_connections?,
+                header_read_timeout: admin_header_read_timeout?,
+                first_request_timeout: admin_first_request_timeout?,
             },
             upstream: UpstreamConfig {
                 url: url?,

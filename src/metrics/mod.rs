@@ -14,6 +14,7 @@
 //! | `request_decoded_bytes` | histogram | `endpoint` |
 //! | `requests_in_flight` | gauge | |
 //! | `connections_open` | gauge | |
+//! | `connections_refused_total` | counter | |
 //! | `items_total` | counter | `item_type`, `outcome` |
 //! | `scrub_duration_seconds` | histogram | `item_type` |
 //! | `redactions_total` | counter | `project`, `rule`, `method` |
@@ -89,6 +90,7 @@ struct Families {
     request_decoded_bytes: Resolved<HistogramVec>,
     requests_in_flight: IntGauge,
     connections_open: IntGauge,
+    connections_refused: IntCounter,
     items: Resolved<IntCounterVec>,
     scrub_duration: Resolved<HistogramVec>,
     redactions: IntCounterVec,

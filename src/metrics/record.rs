@@ -109,6 +109,11 @@ impl Metrics {
         GaugeGuard::new(&self.families.connections_open)
     }
 
+    /// Counts an ingest connection closed at accept (its client IP at the cap).
+    pub fn record_connection_refused(&self) {
+        self.families.connections_refused.inc();
+    }
+
     /// Counts an ingest request in flight until the guard drops.
     pub fn track_request(&self) -> GaugeGuard {
         GaugeGuard::new(&self.families.requests_in_flight)

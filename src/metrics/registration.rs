@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use super::{Endpoint, ItemType, Outcome, ReloadResult, StatusClass, UpstreamResult};
@@ -123,6 +123,16 @@ impl Metrics {
             "scrubgate_connections_open",
             "Open client connections on the ingest listener.",
         );
+        // scrubgate_connections_refused_total: ingest connections closed at accept
+        // because their client IP was at server.max_connections_per_ip.
+        let connections_refused = IntCounter::new(
+            "scrubgate_connections_refused_total",
+            "Ingest connections closed at accept: the client IP was at its connection cap.",
+        )
+        .expect("static counter definition is valid");
+        registry
+            .register(Box::new(connections_refused.clone()))
+            .expect("metric families are registered once per registry");
         // scrubgate_items_total{item_type, outcome}: events and envelope items by what
         // happened to them. item_type: event|transaction|security|feedback|user_report|
         // session|sessions|attachment|envelope|other; outcome: forwarded|invalid|
@@ -208,6 +218,7 @@ impl Metrics {
                 request_decoded_bytes: Resolved::new(request_decoded_bytes, Endpoint::ALL.len()),
                 requests_in_flight,
                 connections_open,
+                connections_refused,
                 items: Resolved::new(items, ItemType::ALL.len() * Outcome::ALL.len()),
                 scrub_duration: Resolved::new(scrub_duration, ItemType::ALL.len()),
                 redactions,

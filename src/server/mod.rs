@@ -5,11 +5,16 @@
 //! `server.max_connections` connections are open; more wait in the kernel's backlog),
 //! serves HTTP/1.1 and HTTP/2 on each connection (hyper-util's auto builder) with a
 //! header read timeout, and bounds requests in flight (`server.max_in_flight`, 503 with
-//! `Retry-After` above it). On shutdown it stops accepting, asks every connection to
-//! finish (hyper-util's `GracefulShutdown`) and gives in-flight requests
-//! `server.shutdown_grace` before it cuts them.
+//! `Retry-After` above it). Connections from one client IP are capped
+//! (`server.max_connections_per_ip`, closed at accept above it); every connection must
+//! send a complete request head within `server.first_request_timeout` and is closed
+//! after `server.idle_timeout` without a request in progress (HTTP/2 is also pinged);
+//! see [`conn`]. The admin listener is bounded the same way (`admin.*`). On shutdown it
+//! stops accepting, asks every connection to finish (`graceful_shutdown`) and gives
+//! in-flight requests `server.shutdown_grace` before it cuts them.
 
 pub mod admin;
+pub mod conn;
 pub mod cors;
 pub mod drops;
 pub mod error;
@@ -28,13 +33,12 @@ use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{AdminConfig, Config};
 use crate::forward::Forwarder;
 use crate::metrics::{Endpoint, ItemType, Metrics, StatusClass};
 use crate::projects::ProjectStore;
@@ -189,7 +193,9 @@ fn ingest_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(config.server.idle_timeout))
+        .keep_alive_timeout(config.server.idle_timeout);
     builder
 }
 
@@ -208,7 +214,11 @@ pub async fn serve_ingest(
 ) {
     let builder = ingest_builder(&state.config);
     let permits = Arc::new(Semaphore::new(state.config.server.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let per_ip = conn::PerIpLimit::new(state.config.server.max_connections_per_ip);
+    let deadlines = conn::Deadlines {
+        first_request: state.config.server.first_request_timeout,
+        idle: state.config.server.idle_timeout,
+    };
     let mut connections = JoinSet::new();
 
     loop {
@@ -231,39 +241,58 @@ pub async fn serve_ingest(
             },
             () = shutdown_requested(&mut shutdown) => break,
         };
+        let Some(ip_guard) = per_ip.try_acquire(peer.ip()) else {
+            state.metrics.record_connection_refused();
+            tracing::debug!(
+                peer = %peer.ip(),
+                "connection refused: server.max_connections_per_ip reached"
+            );
+            drop(stream);
+            continue;
+        };
         // Small answers should leave at once.
         let _ = stream.set_nodelay(true);
         let connection_guard = state.metrics.track_connection();
+        let activity = conn::Activity::new();
         let service_state = Arc::clone(&state);
+        let service_activity = Arc::clone(&activity);
         let service = service_fn(move |req: Request<Incoming>| {
             let state = Arc::clone(&service_state);
-            async move { Ok::<_, Infallible>(handle_ingest(&state, req, peer).await) }
+            let request_guard = service_activity.begin();
+            async move {
+                let response = handle_ingest(&state, req, peer).await;
+                drop(request_guard);
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
+        let stop = shutdown.clone();
         connections.spawn(async move {
-            if let Err(error) = connection.await {
+            let result = conn::drive(connection, activity, deadlines, stop, |c| {
+                c.graceful_shutdown();
+            })
+            .await;
+            if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
             }
             drop(connection_guard);
+            drop(ip_guard);
             drop(permit);
         });
     }
 
     drop(listener);
     let grace = state.config.server.shutdown_grace;
-    let open = graceful.count();
     tracing::info!(
-        open_connections = open,
+        open_connections = connections.len(),
         grace_secs = grace.as_secs_f64(),
         "draining connections"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Every connection task watches `shutdown` and closes gracefully on its own.
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             cut_connections = connections.len(),
             "grace period over; closing the remaining connections"
@@ -273,17 +302,37 @@ pub async fn serve_ingest(
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves the admin listener until `shutdown` turns true.
+/// Serves the admin listener until `shutdown` turns true. Bounded like the ingest
+/// listener: at most `admin.max_connections` open (more wait in the backlog), a header
+/// read timeout, the first-request deadline and the idle timeout.
 pub async fn serve_admin(
     listener: TcpListener,
+    config: AdminConfig,
+    idle_timeout: Duration,
     registry: Registry,
     readiness: Arc<Readiness>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
     let registry = Arc::new(registry);
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let deadlines = conn::Deadlines {
+        first_request: config.first_request_timeout,
+        idle: idle_timeout,
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
     loop {
         while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+            () = shutdown_requested(&mut shutdown) => break,
+        };
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -297,16 +346,22 @@ pub async fn serve_admin(
         };
         let registry = Arc::clone(&registry);
         let readiness = Arc::clone(&readiness);
+        let activity = conn::Activity::new();
+        let service_activity = Arc::clone(&activity);
         let service = service_fn(move |req: Request<Incoming>| {
+            let request_guard = service_activity.begin();
             let response = admin::handle(&req, &registry, &readiness);
+            drop(request_guard);
             async move { Ok::<_, Infallible>(response) }
         });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let stop = shutdown.clone();
         connections.spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = conn::drive(connection, activity, deadlines, stop, |c| {
+                c.graceful_shutdown();
+            })
+            .await;
+            drop(permit);
         });
     }
     connections.abort_all();

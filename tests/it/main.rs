@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod conn;
 mod cors;
 mod delivery;
 mod envelope;

@@ -1,0 +1,288 @@
+//! Connection safety, shared by both listeners: the deadline from accept to the first
+//! request, the idle timeout, and the per-IP connection cap.
+//!
+//! The service of each connection reports its requests to an [`Activity`]; [`drive`]
+//! runs the connection next to a timer that reads it. A connection that has not
+//! produced a complete request head within the first-request deadline (silent, or only
+//! the HTTP/2 preface and SETTINGS), or that has had no request in progress for the
+//! idle timeout, is asked to close (`graceful_shutdown`) and dropped shortly after.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long a connection asked to close (deadline or idle) may take to do so.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What the service of one connection has seen: whether a request arrived, how many
+/// are in progress, and when the last one ended.
+#[derive(Debug)]
+pub struct Activity {
+    started: Instant,
+    seen_request: AtomicBool,
+    active: AtomicUsize,
+    /// Milliseconds after `started` when the last request began or ended.
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    /// A fresh connection, accepted now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            started: Instant::now(),
+            seen_request: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            last_millis: AtomicU64::new(0),
+        })
+    }
+
+    /// Marks a request (its head complete) as in progress until the guard drops.
+    pub fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.seen_request.store(true, Ordering::Release);
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        RequestGuard(Arc::clone(self))
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.fetch_max(millis, Ordering::AcqRel);
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_millis.load(Ordering::Acquire))
+    }
+}
+
+/// A request in progress; see [`Activity::begin`].
+#[derive(Debug)]
+pub struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The timeouts [`drive`] enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// From accept to the first complete request head.
+    pub first_request: Duration,
+    /// With no request in progress.
+    pub idle: Duration,
+}
+
+/// Why [`drive`] asked a connection to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    FirstRequest,
+    Idle,
+}
+
+/// When the timer should next look, or why the connection must close now.
+fn next_check(activity: &Activity, deadlines: Deadlines, now: Instant) -> Result<Instant, Cut> {
+    if !activity.seen_request.load(Ordering::Acquire) {
+        let deadline = activity.started + deadlines.first_request;
+        return if now >= deadline {
+            Err(Cut::FirstRequest)
+        } else {
+            Ok(deadline)
+        };
+    }
+    if activity.active.load(Ordering::Acquire) > 0 {
+        return Ok(now + deadlines.idle);
+    }
+    let deadline = activity.last_activity() + deadlines.idle;
+    if now >= deadline {
+        Err(Cut::Idle)
+    } else {
+        Ok(deadline)
+    }
+}
+
+/// Runs `connection` to its end, closing it when it misses a deadline or when
+/// `shutdown` turns true (then it finishes what is in progress; the caller bounds that
+/// with its grace period). `close` is the connection's `graceful_shutdown`.
+pub async fn drive<C, E>(
+    connection: C,
+    activity: Arc<Activity>,
+    deadlines: Deadlines,
+    mut shutdown: watch::Receiver<bool>,
+    close: impl Fn(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut check = activity.started + deadlines.first_request.min(deadlines.idle);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            () = tokio::time::sleep_until(check) => {
+                match next_check(&activity, deadlines, Instant::now()) {
+                    Ok(next) => check = next,
+                    Err(cut) => {
+                        tracing::debug!(?cut, "closing connection");
+                        close(connection.as_mut());
+                        return match tokio::time::timeout(CLOSE_GRACE, connection).await {
+                            Ok(result) => result,
+                            Err(_) => Ok(()),
+                        };
+                    }
+                }
+            }
+            () = stop_requested(&mut shutdown), if !shutting_down => {
+                shutting_down = true;
+                close(connection.as_mut());
+            }
+        }
+    }
+}
+
+/// Resolves when `shutdown` turns true (or its sender is gone).
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: treat it as a shutdown.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// The key a client's connections are counted under: the address, or for IPv6 its /64
+/// (one host usually holds a whole /64). IPv4-mapped IPv6 counts as IPv4.
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
+/// Open connections per client IP (IPv6 per /64), capped.
+#[derive(Debug)]
+pub struct PerIpLimit {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIpLimit {
+    /// At most `cap` connections per client; 0 means no limit.
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(PerIpLimit {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a connection from `ip` until the guard drops, or `None` when `ip` is at
+    /// the cap.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpGuard> {
+        let key = ip_key(ip);
+        if self.cap > 0 {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let count = open.entry(key).or_insert(0);
+            if *count >= self.cap {
+                return None;
+            }
+            *count += 1;
+        }
+        Some(IpGuard {
+            limit: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+/// One counted connection; see [`PerIpLimit::try_acquire`].
+#[derive(Debug)]
+pub struct IpGuard {
+    limit: Arc<PerIpLimit>,
+    key: IpAddr,
+}
+
+impl Drop for IpGuard {
+    fn drop(&mut self) {
+        if self.limit.cap == 0 {
+            return;
+        }
+        let mut open = self.limit.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(ip_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn per_ip_cap_refuses_over_the_cap_and_frees_on_drop() {
+        let limit = PerIpLimit::new(2);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = limit.try_acquire(ip).unwrap();
+        let _second = limit.try_acquire(ip).unwrap();
+        assert!(limit.try_acquire(ip).is_none());
+        assert!(limit.try_acquire(other).is_some());
+        drop(first);
+        assert!(limit.try_acquire(ip).is_some());
+    }
+
+    #[test]
+    fn zero_cap_is_unlimited() {
+        let limit = PerIpLimit::new(0);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let guards: Vec<_> = (0..1000).map(|_| limit.try_acquire(ip).unwrap()).collect();
+        assert_eq!(guards.len(), 1000);
+    }
+
+    #[test]
+    fn deadlines_follow_activity() {
+        let deadlines = Deadlines {
+            first_request: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        };
+        let activity = Activity::new();
+        let start = activity.started;
+        let at = |secs| start + Duration::from_secs(secs);
+        assert_eq!(next_check(&activity, deadlines, start), Ok(at(10)));
+        assert_eq!(
+            next_check(&activity, deadlines, at(10)),
+            Err(Cut::FirstRequest)
+        );
+        let guard = activity.begin();
+        assert_eq!(next_check(&activity, deadlines, at(100)), Ok(at(160)));
+        drop(guard);
+        // The request ended at 100 s.
+        activity.last_millis.store(100_000, Ordering::Release);
+        assert_eq!(next_check(&activity, deadlines, at(159)), Ok(at(160)));
+        assert_eq!(next_check(&activity, deadlines, at(160)), Err(Cut::Idle));
+    }
+}
