@@ -68,6 +68,9 @@ pub enum RunError {
     /// Loading the project configs panicked or was cancelled.
     #[error("cannot load project configs")]
     LoadProjects(#[source] tokio::task::JoinError),
+    /// The spool could not be opened (`spool.dir`).
+    #[error("cannot open the spool")]
+    Spool(#[source] spool::SpoolError),
 }
 
 /// A started scrubgate: project configs loaded, forwarder ready, listeners bound but not
@@ -116,6 +119,15 @@ impl Scrubgate {
 
         let readiness = Arc::new(Readiness::default());
         readiness.set_loaded();
+        let spool = if config.spool.enabled && !forwarder.is_outbox() {
+            // Once at startup: opening reads the spool's size, a short blocking query.
+            let spool = spool::Spool::open(&config.spool, &registry).map_err(RunError::Spool)?;
+            tracing::info!(path = %spool.path().display(), "spool open");
+            readiness.watch_spool(spool.clone());
+            Some(spool)
+        } else {
+            None
+        };
         let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight.max(1)));
         let state = Arc::new(AppState {
             config,
@@ -125,6 +137,7 @@ impl Scrubgate {
             trusted_proxies,
             in_flight,
             drops: Default::default(),
+            spool,
         });
         Ok(Scrubgate {
             state,
@@ -168,6 +181,10 @@ impl Scrubgate {
             Arc::clone(&readiness),
             admin_stopped,
         ));
+        let drainer = state
+            .spool
+            .as_ref()
+            .map(|spool| spool.spawn_drainer(state.forwarder.clone(), ingest_stopped.clone()));
         let ingest_task = tokio::spawn(server::serve_ingest(
             ingest,
             Arc::clone(&state),
@@ -182,6 +199,9 @@ impl Scrubgate {
             tracing::error!(%error, "ingest server task failed");
         }
         let _ = watcher.await;
+        if let Some(drainer) = drainer {
+            let _ = drainer.await;
+        }
         let _ = stop_admin.send(true);
         if let Err(error) = admin_task.await {
             tracing::error!(%error, "admin server task failed");

@@ -13,7 +13,8 @@ pub mod client;
 pub mod outbox;
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -108,6 +109,37 @@ pub enum ForwardError {
     },
 }
 
+/// The shortest time between two "forwarding failed" lines.
+pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Rate-limits failure logs: an outage under load is a handful of lines, not one per
+/// request.
+#[derive(Debug, Default)]
+struct FailureLog {
+    /// When the last line was logged, and the failures since then.
+    state: Mutex<Option<(Instant, u64)>>,
+}
+
+impl FailureLog {
+    /// Counts one failure; `Some(failures not logged since the last line)` when this one
+    /// should be logged.
+    fn failed(&self) -> Option<u64> {
+        let now = Instant::now();
+        let mut state = self.state.lock().ok()?;
+        match &mut *state {
+            Some((last, suppressed)) if now.duration_since(*last) < FAILURE_LOG_INTERVAL => {
+                *suppressed += 1;
+                None
+            }
+            _ => {
+                let suppressed = state.map_or(0, |(_, n)| n);
+                *state = Some((now, 0));
+                Some(suppressed)
+            }
+        }
+    }
+}
+
 /// Where forwarded requests go.
 #[derive(Debug, Clone)]
 enum Sink {
@@ -120,6 +152,7 @@ enum Sink {
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     sink: Sink,
+    failures: Arc<FailureLog>,
 }
 
 impl Forwarder {
@@ -140,7 +173,10 @@ impl Forwarder {
             Some(url) => Sink::Upstream(Box::new(client::UpstreamClient::new(cfg, url, metrics)?)),
             None => Sink::Outbox(outbox::Outbox::open(data_dir)?),
         };
-        Ok(Forwarder { sink })
+        Ok(Forwarder {
+            sink,
+            failures: Arc::default(),
+        })
     }
 
     /// Delivers one request and returns the answer to relay.
@@ -148,14 +184,22 @@ impl Forwarder {
     /// # Errors
     ///
     /// See [`ForwardError`]; failures are also logged at `warn` here (without any body
-    /// or header content), so callers need not log them again above `debug`.
+    /// or header content; at most one line per [`FAILURE_LOG_INTERVAL`], which says how
+    /// many failures it stands for), so callers need not log them again above `debug`.
     pub async fn forward(&self, req: ForwardRequest) -> Result<UpstreamResponse, ForwardError> {
         let result = match &self.sink {
             Sink::Upstream(client) => client.send(req).await,
             Sink::Outbox(outbox) => outbox.append(req).await,
         };
         if let Err(error) = &result {
-            tracing::warn!(error = %ErrorChain(error), target = %self.target(), "forwarding failed");
+            if let Some(suppressed) = self.failures.failed() {
+                tracing::warn!(
+                    error = %ErrorChain(error),
+                    target = %self.target(),
+                    failures_not_logged = suppressed,
+                    "forwarding failed"
+                );
+            }
         }
         result
     }

@@ -591,3 +591,26 @@ fn a_hand_built_non_http_upstream_is_refused() {
         );
     }
 }
+
+#[test]
+fn failure_lines_are_rate_limited_and_count_what_they_stand_for() {
+    let log = FailureLog::default();
+    assert_eq!(log.failed(), Some(0), "the first failure is logged");
+    for _ in 0..500 {
+        assert_eq!(
+            log.failed(),
+            None,
+            "within the interval: counted, not logged"
+        );
+    }
+    // As if the interval had passed since the last line.
+    if let Some((last, _)) = log.state.lock().unwrap().as_mut() {
+        *last -= FAILURE_LOG_INTERVAL;
+    }
+    assert_eq!(
+        log.failed(),
+        Some(500),
+        "the next line says how many it stands for"
+    );
+    assert_eq!(log.failed(), None);
+}

@@ -234,6 +234,10 @@ label_enum! {
         DroppedItem => "dropped_item",
         /// Refused because too many requests were in flight (503).
         Overloaded => "overloaded",
+        /// The upstream could not take it; written to the spool, which delivers it later.
+        Spooled => "spooled",
+        /// The upstream could not take it and the spool was full or failed (503).
+        SpoolFull => "spool_full",
     }
 }
 

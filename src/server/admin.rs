@@ -1,7 +1,8 @@
 //! The admin listener's routes: `/metrics` (Prometheus text), `/healthz` (the process
-//! answers) and `/readyz` (project configs loaded and not shutting down).
+//! answers) and `/readyz` (project configs loaded, not shutting down, and the spool not full).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -11,12 +12,14 @@ use prometheus::Registry;
 
 use super::error::json_detail;
 use crate::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use crate::spool::Spool;
 
 /// Readiness as `/readyz` reports it.
 #[derive(Debug, Default)]
 pub struct Readiness {
     loaded: AtomicBool,
     shutting_down: AtomicBool,
+    spool: OnceLock<Spool>,
 }
 
 impl Readiness {
@@ -31,9 +34,17 @@ impl Readiness {
         self.shutting_down.store(true, Ordering::Release);
     }
 
+    /// Makes readiness follow the spool too: not ready while the spool is full (the
+    /// upstream is down and nothing more can be accepted).
+    pub fn watch_spool(&self, spool: Spool) {
+        let _ = self.spool.set(spool);
+    }
+
     /// True when traffic should be sent here.
     pub fn is_ready(&self) -> bool {
-        self.loaded.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire)
+        self.loaded.load(Ordering::Acquire)
+            && !self.shutting_down.load(Ordering::Acquire)
+            && self.spool.get().is_none_or(Spool::accepts)
     }
 }
 

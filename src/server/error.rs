@@ -17,6 +17,7 @@ use crate::metrics::Outcome;
 use crate::protocol::auth::AuthError;
 use crate::protocol::envelope::EnvelopeError;
 use crate::scrub::{ItemKind, ScrubError};
+use crate::spool::SpoolError;
 
 /// `Retry-After` (seconds) when scrubgate itself is at its in-flight bound: the SDK may
 /// try again almost at once.
@@ -87,6 +88,16 @@ pub enum IngestError {
     /// The upstream could not be reached, timed out or failed.
     #[error("upstream delivery failed")]
     Forward(#[source] ForwardError),
+    /// The upstream could not take the request and the spool could not either (full,
+    /// or its write failed).
+    #[error("the upstream is unavailable and the spool cannot take the request")]
+    Spool {
+        /// Why the spool refused it.
+        #[source]
+        source: SpoolError,
+        /// Seconds until the upstream is next tried, for `Retry-After`.
+        retry_after_secs: u64,
+    },
 }
 
 impl IngestError {
@@ -101,7 +112,9 @@ impl IngestError {
     ///   with a 400 on the garbled body, while 415 tells the SDK author why).
     /// - Upstream: 503 when it may recover (unreachable, timed out, failed mid-exchange,
     ///   outbox unwritable; with `Retry-After`, which SDKs with an offline cache honour),
-    ///   502 for an oversized answer, 500 for our own setup problems.
+    ///   502 for an oversized answer, 500 for our own setup problems. With the spool,
+    ///   503 only when the spool cannot take the request either, with a `Retry-After`
+    ///   no longer than the time to the next probe of the upstream.
     pub fn status(&self) -> StatusCode {
         match self {
             IngestError::NotFound => StatusCode::NOT_FOUND,
@@ -140,6 +153,7 @@ impl IngestError {
                 | ForwardError::Response(_)
                 | ForwardError::Outbox { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Spool { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Forward(ForwardError::ResponseTooLarge { .. }) => StatusCode::BAD_GATEWAY,
             IngestError::Forward(
                 ForwardError::InvalidPath
@@ -232,6 +246,11 @@ impl IngestError {
                 | ForwardError::Tls(_)
                 | ForwardError::Encode(_) => "internal error",
             },
+            IngestError::Spool {
+                source: SpoolError::Full,
+                ..
+            } => "upstream unavailable and the spool is full, retry later",
+            IngestError::Spool { .. } => "upstream unavailable and the spool failed, retry later",
         }
     }
 
@@ -269,6 +288,7 @@ impl IngestError {
             ) => Outcome::Invalid,
             IngestError::Overloaded => Outcome::Overloaded,
             IngestError::Forward(_) => Outcome::UpstreamError,
+            IngestError::Spool { .. } => Outcome::SpoolFull,
         }
     }
 
@@ -296,6 +316,11 @@ impl IngestError {
                     RETRY_AFTER,
                     HeaderValue::from_static(UPSTREAM_RETRY_AFTER_SECS),
                 );
+            }
+            IngestError::Spool {
+                retry_after_secs, ..
+            } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             IngestError::Body(BodyError::UnsupportedEncoding) => {
                 headers.insert(

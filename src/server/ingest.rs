@@ -13,7 +13,9 @@
 //! 5. [`scrub`]: every payload scrubbed; one that cannot be scrubbed refuses the whole
 //!    request (400): nothing unscrubbed is forwarded. Attachments and other item types
 //!    follow the project's policy, and each dropped item is counted.
-//! 6. [`deliver`]: the scrubbed request forwarded, and the upstream's answer relayed.
+//! 6. [`deliver`]: the scrubbed request forwarded, and the upstream's answer relayed;
+//!    when the upstream cannot take it, the scrubbed request is spooled to disk and
+//!    accepted (200), and the spool's drainer delivers it later.
 //!
 //! CORS preflights never reach this module: the server answers them when it routes.
 
@@ -40,6 +42,7 @@ use crate::protocol::auth::{Auth, AuthError, ProjectKey};
 use crate::protocol::client_ip::{client_ip, X_FORWARDED_FOR};
 use crate::protocol::envelope::{Envelope, EnvelopeError, Headers, Item, ItemType as WireType};
 use crate::scrub::{Coverage, ItemKind, ScrubOptions};
+use crate::spool;
 
 /// Identity bodies at least this large (and every compressed body, see
 /// [`needs_offload`]) are decoded and scrubbed with
@@ -369,6 +372,12 @@ fn scrub(
 /// Stage 6: the scrubbed request sent upstream with an allow-list of headers, each item's
 /// outcome counted, and the upstream's answer relayed. When policy dropped every item,
 /// nothing is sent and the SDK gets Relay's answer for an envelope without an event.
+///
+/// With the spool (on when an upstream is set), a request the upstream cannot take
+/// (unreachable, timed out, 5xx) is written to disk, already scrubbed, and the SDK gets
+/// 200 with its event id; while the breaker knows the upstream is down, requests go to
+/// the spool without trying it. Every other answer of the store (2xx, 4xx, 429 with its
+/// rate-limit headers) is relayed as it is.
 async fn deliver(
     state: &AppState,
     project: &Project,
@@ -377,11 +386,7 @@ async fn deliver(
     scrubbed: Scrubbed,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     if scrubbed.forwarded.is_empty() {
-        let body = match &scrubbed.event_id {
-            Some(id) => serde_json::json!({ "id": id }).to_string(),
-            None => "{}".to_owned(),
-        };
-        return Ok(json_response(StatusCode::OK, Bytes::from(body)));
+        return Ok(accepted(scrubbed.event_id.as_deref()));
     }
     let headers = upstream_headers(
         &parts.headers,
@@ -397,21 +402,60 @@ async fn deliver(
         content_type: scrubbed.content_type,
         event_id: scrubbed.event_id,
     };
-    match state.forwarder.forward(request).await {
-        Ok(answer) => {
-            let outcome = upstream_outcome(answer.status);
-            for item_type in forwarded {
-                state.metrics.record_item(item_type, outcome);
-            }
-            Ok(relay_answer(answer))
+    let record = |outcome: Outcome| {
+        for item_type in &forwarded {
+            state.metrics.record_item(*item_type, outcome);
         }
-        Err(error) => {
-            for item_type in forwarded {
-                state.metrics.record_item(item_type, Outcome::UpstreamError);
+    };
+    let Some(spool) = &state.spool else {
+        return match state.forwarder.forward(request).await {
+            Ok(answer) => {
+                record(upstream_outcome(answer.status));
+                Ok(relay_answer(answer))
             }
-            Err(IngestError::Forward(error))
+            Err(error) => {
+                record(Outcome::UpstreamError);
+                Err(IngestError::Forward(error))
+            }
+        };
+    };
+    if !spool.breaker().is_open() {
+        match state.forwarder.forward(request.clone()).await {
+            Ok(answer) if !answer.status.is_server_error() => {
+                record(upstream_outcome(answer.status));
+                return Ok(relay_answer(answer));
+            }
+            Ok(_) => spool.upstream_failed(),
+            Err(error) if spool::is_retryable(&error) => spool.upstream_failed(),
+            Err(error) => {
+                record(Outcome::UpstreamError);
+                return Err(IngestError::Forward(error));
+            }
         }
     }
+    match spool.append(&request).await {
+        Ok(()) => {
+            record(Outcome::Spooled);
+            Ok(accepted(request.event_id.as_deref()))
+        }
+        Err(source) => {
+            record(Outcome::SpoolFull);
+            Err(IngestError::Spool {
+                source,
+                retry_after_secs: spool.breaker().retry_after_secs(),
+            })
+        }
+    }
+}
+
+/// The answer for a request accepted without the upstream's own answer: 200 with the
+/// event id, as Sentry answers (`{}` when the request has no event id).
+fn accepted(event_id: Option<&str>) -> Response<Full<Bytes>> {
+    let body = match event_id {
+        Some(id) => serde_json::json!({ "id": id }).to_string(),
+        None => "{}".to_owned(),
+    };
+    json_response(StatusCode::OK, Bytes::from(body))
 }
 
 /// Scrubs payloads of one request with one project's rules, recording timings and

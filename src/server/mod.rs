@@ -43,6 +43,7 @@ use crate::forward::Forwarder;
 use crate::metrics::{Endpoint, ItemType, Metrics, StatusClass};
 use crate::projects::ProjectStore;
 use crate::protocol::client_ip::TrustedProxies;
+use crate::spool::Spool;
 use admin::Readiness;
 use error::IngestError;
 use routes::{IngestEndpoint, Route};
@@ -70,6 +71,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Rate-limited warnings for dropped items.
     pub drops: drops::DropLog,
+    /// The durable spool, when enabled and an upstream is set.
+    pub spool: Option<Spool>,
 }
 
 /// Answers one request on the ingest listener: routes it, runs the ingest pipeline,
@@ -165,12 +168,15 @@ where
     response
 }
 
-/// Counts a refused request's outcome (upstream failures are counted per item where
-/// they happen; 404/405 are not events).
+/// Counts a refused request's outcome (upstream and spool failures are counted per item
+/// where they happen; 404/405 are not events).
 fn record_refusal(metrics: &Metrics, endpoint: IngestEndpoint, error: &IngestError) {
     if matches!(
         error,
-        IngestError::Forward(_) | IngestError::NotFound | IngestError::MethodNotAllowed
+        IngestError::Forward(_)
+            | IngestError::Spool { .. }
+            | IngestError::NotFound
+            | IngestError::MethodNotAllowed
     ) {
         return;
     }

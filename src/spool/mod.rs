@@ -24,7 +24,7 @@
 mod store;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -201,6 +201,9 @@ struct Inner {
     wake: Notify,
     max_age: Duration,
     metrics: SpoolMetrics,
+    /// Set when a request was refused as over `spool.max_bytes`; cleared when entries
+    /// leave the spool.
+    refusing: AtomicBool,
 }
 
 impl Spool {
@@ -219,6 +222,7 @@ impl Spool {
                 wake: Notify::new(),
                 max_age: config.max_age,
                 metrics,
+                refusing: AtomicBool::new(false),
             }),
         };
         spool.update_gauges();
@@ -235,6 +239,12 @@ impl Spool {
         self.inner.store.path()
     }
 
+    /// True while the spool takes requests (for `/readyz`): false from a request refused
+    /// as over `spool.max_bytes` until entries leave the spool.
+    pub fn accepts(&self) -> bool {
+        !self.inner.refusing.load(Ordering::Acquire)
+    }
+
     /// Stores `request`; returns once it is on disk.
     ///
     /// # Errors
@@ -244,7 +254,12 @@ impl Spool {
     pub async fn append(&self, request: &ForwardRequest) -> Result<(), SpoolError> {
         let entry = Entry::from_request(request);
         let (done, wait) = oneshot::channel();
-        self.inner.store.append(entry, done)?;
+        if let Err(error) = self.inner.store.append(entry, done) {
+            if matches!(error, SpoolError::Full) {
+                self.inner.refusing.store(true, Ordering::Release);
+            }
+            return Err(error);
+        }
         let result = wait.await.unwrap_or(Err(SpoolError::Closed));
         if result.is_ok() {
             self.inner
@@ -261,14 +276,23 @@ impl Spool {
     /// Marks the upstream down after a failure (the drainer will probe it).
     pub fn upstream_failed(&self) {
         let breaker = &self.inner.breaker;
-        breaker
-            .next_probe_ms
-            .store(now_ms() + MIN_BACKOFF.as_millis() as u64, Ordering::Release);
+        if breaker.state() == UpstreamState::Up {
+            // A failure that raced with an open breaker keeps the drainer's probe time.
+            breaker
+                .next_probe_ms
+                .store(now_ms() + MIN_BACKOFF.as_millis() as u64, Ordering::Release);
+        }
         if breaker.set(UpstreamState::Down) == UpstreamState::Up {
             tracing::warn!("upstream down: spooling requests until it answers again");
             self.inner.metrics.show_state(UpstreamState::Down);
         }
         self.inner.wake.notify_one();
+    }
+
+    /// Entries left the spool: it has room again.
+    fn removed(&self) {
+        self.inner.refusing.store(false, Ordering::Release);
+        self.update_gauges();
     }
 
     fn update_gauges(&self) {
@@ -307,7 +331,7 @@ impl Spool {
                     spool.expire().await;
                 }
                 let pause = match spool.drain_round(&forwarder).await {
-                    Round::Empty => Some(EXPIRY_INTERVAL),
+                    Round::Empty(wait) => Some(wait),
                     Round::Progress => {
                         backoff = MIN_BACKOFF;
                         None
@@ -354,7 +378,7 @@ impl Spool {
                     .events
                     .with_label_values(&["expired"])
                     .inc_by(n);
-                self.update_gauges();
+                self.removed();
             }
             Err(error) => tracing::warn!(%error, "spool expiry failed"),
         }
@@ -372,11 +396,18 @@ impl Spool {
             Err(_) => return Round::Failed,
         };
         if batch.is_empty() {
-            if self.inner.breaker.is_open() {
+            let breaker = &self.inner.breaker;
+            if breaker.is_open() {
+                let wait = breaker.next_probe_ms.load(Ordering::Acquire);
+                let wait = Duration::from_millis(wait.saturating_sub(now_ms()));
+                if !wait.is_zero() {
+                    // A request that failed may still be on its way into the spool.
+                    return Round::Empty(wait);
+                }
                 // Nothing to probe with: the next request tries the upstream itself.
                 self.set_up();
             }
-            return Round::Empty;
+            return Round::Empty(EXPIRY_INTERVAL);
         }
         let breaker = &self.inner.breaker;
         if breaker.is_open() && breaker.set(UpstreamState::Probing) != UpstreamState::Probing {
@@ -414,7 +445,7 @@ impl Spool {
                 .events
                 .with_label_values(&[outcome])
                 .inc();
-            self.update_gauges();
+            self.removed();
         }
         Round::Progress
     }
@@ -429,7 +460,8 @@ impl Spool {
 
 /// What one drain round came to.
 enum Round {
-    Empty,
+    /// Nothing spooled; look again after this long (or when woken).
+    Empty(Duration),
     Progress,
     Failed,
     RateLimited(Duration),

@@ -36,6 +36,9 @@ pub enum SpoolError {
     /// The writer thread is gone.
     #[error("the spool writer stopped")]
     Closed,
+    /// The commit that held this request failed (the error is logged by the writer).
+    #[error("the spool write failed")]
+    WriteFailed,
 }
 
 /// One spooled request.
@@ -303,7 +306,7 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, store: &StoreInn
                 tracing::warn!(%error, "spool write failed");
                 for (entry, done) in group {
                     store.bytes.fetch_sub(entry.size(), Ordering::AcqRel);
-                    let _ = done.send(Err(SpoolError::Closed));
+                    let _ = done.send(Err(SpoolError::WriteFailed));
                 }
             }
         }

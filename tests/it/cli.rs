@@ -1,8 +1,6 @@
 //! The `scrubgate` binary: `check` exit codes, and `run` end to end (stderr captured).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -114,35 +112,8 @@ async fn run_serves_scrubs_and_stops_on_sigterm_without_logging_content() {
         ),
     )
     .unwrap();
-    let mut child = scrubgate()
-        .args(["run", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-
-    // Collect stderr on a thread; learn the ingest address from the first line.
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&lines);
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
-                if value["message"] == "scrubgate listening" {
-                    let _ = addr_tx.send(value["ingest"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(10)))
-        .await
-        .unwrap()
-        .expect("scrubgate did not start");
+    let binary = Binary::start(&config).await;
+    let addr = binary.addr.clone();
 
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
@@ -166,19 +137,9 @@ async fn run_serves_scrubs_and_stops_on_sigterm_without_logging_content() {
     assert_eq!(status, Some(http::StatusCode::OK));
     assert_no_canary(&upstream.wait_for(1).await[0].text(), "binary");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success(), "exit status {exit:?}");
-    reader.join().unwrap();
+    let (exited_cleanly, logs) = binary.signal_and_wait("-TERM").await;
+    assert!(exited_cleanly);
 
-    let logs = lines.lock().unwrap().join("\n");
     assert!(
         logs.contains("\"endpoint\":\"store\""),
         "no request line:\n{logs}"

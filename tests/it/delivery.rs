@@ -108,7 +108,7 @@ async fn rate_limits_are_relayed() {
 }
 
 #[tokio::test]
-async fn an_unreachable_upstream_is_503_with_retry_after() {
+async fn without_the_spool_an_unreachable_upstream_is_503_with_retry_after() {
     // Nothing listens on this port once the listener is dropped.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -116,7 +116,10 @@ async fn an_unreachable_upstream_is_503_with_retry_after() {
     };
     let proxy = TestProxy::builder_without_upstream()
         .project(PROJECT, default_project())
-        .configure(move |c| c.upstream.url = Some(format!("http://{closed}").parse().unwrap()))
+        .configure(move |c| {
+            c.upstream.url = Some(format!("http://{closed}").parse().unwrap());
+            c.spool.enabled = false;
+        })
         .spawn()
         .await;
     let response = proxy.store(&canary_event()).await;
@@ -127,7 +130,11 @@ async fn an_unreachable_upstream_is_503_with_retry_after() {
     // An upstream that drops connections without answering.
     let upstream = RecordingUpstream::spawn().await;
     upstream.set_mode(Mode::Down);
-    let proxy = TestProxy::spawn(&upstream).await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| c.spool.enabled = false)
+        .spawn()
+        .await;
     let response = proxy.store(&canary_event()).await;
     assert_eq!(response.status, 503, "{}", response.text());
     assert!(response.header("retry-after").is_some());
@@ -185,7 +192,10 @@ async fn an_https_upstream_with_an_untrusted_certificate_gets_nothing() {
     // Neither the system's roots nor the configured CA signed the upstream's certificate.
     let proxy = TestProxy::builder(&upstream)
         .project(PROJECT, default_project())
-        .configure(|c| c.upstream.ca_certs = test_ca("other-ca.pem"))
+        .configure(|c| {
+            c.upstream.ca_certs = test_ca("other-ca.pem");
+            c.spool.enabled = false;
+        })
         .spawn()
         .await;
     let response = proxy.store(&canary_event()).await;
@@ -202,12 +212,15 @@ async fn an_https_upstream_with_an_untrusted_certificate_gets_nothing() {
 }
 
 #[tokio::test]
-async fn a_slow_upstream_times_out_as_503() {
+async fn without_the_spool_a_slow_upstream_times_out_as_503() {
     let upstream = RecordingUpstream::spawn().await;
     upstream.set_mode(Mode::Stall);
     let proxy = TestProxy::builder(&upstream)
         .project(PROJECT, default_project())
-        .configure(|c| c.upstream.timeout = Duration::from_millis(300))
+        .configure(|c| {
+            c.upstream.timeout = Duration::from_millis(300);
+            c.spool.enabled = false;
+        })
         .spawn()
         .await;
     let started = Instant::now();

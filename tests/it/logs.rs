@@ -78,7 +78,7 @@ async fn logs_never_contain_event_content_or_secrets() {
         .body(canary_event().to_string())
         .send()
         .await;
-    assert_eq!(down.status, 503);
+    assert_eq!(down.status, 200, "spooled: {}", down.text());
     proxy.shutdown().await;
 
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();

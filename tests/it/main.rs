@@ -13,5 +13,6 @@ mod metrics;
 mod reload;
 mod sdk;
 mod server;
+mod spool;
 mod store;
 mod support;

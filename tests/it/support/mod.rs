@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod upstream;
 
 use std::io::Write;
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use binary::Binary;
 pub use upstream::{Mode, RecordingUpstream};
 
 /// The test project's id.
@@ -152,6 +154,7 @@ impl ProxyBuilder {
             ..Config::default()
         };
         config.projects.dir = projects_dir.clone();
+        config.spool.dir = dir.path().join("data").join("spool");
         config.projects.poll_interval = Duration::from_millis(100);
         config.upstream.url = self.upstream_url.map(|url| url.parse().unwrap());
         config.upstream.timeout = Duration::from_secs(2);

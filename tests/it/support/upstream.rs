@@ -29,6 +29,8 @@ pub enum Mode {
     Delay(Duration),
     /// Accepts the connection and drops it at once without answering.
     Down,
+    /// Records the request, then answers with this status and `{"detail": "..."}`.
+    Status(StatusCode),
     /// 429 with these `Retry-After` and `X-Sentry-Rate-Limits` values.
     RateLimited {
         /// `Retry-After` value (seconds).
@@ -260,6 +262,13 @@ async fn handle(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(Full::new(Bytes::new()))
         }
+        Mode::Status(status) => Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"detail":"as the test says"}"#,
+            )))
+            .unwrap(),
         Mode::RateLimited {
             retry_after,
             limits,
