@@ -687,4 +687,191 @@ mod tests {
             br#"{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}"#
         );
     }
+
+    // ---- the typed root of span, log and trace metric records ----------------------------
+
+    /// `item` of `kind` scrubbed under `coverage` by the `piiConfig` applications `apps`.
+    fn scrub_json(apps: Json, coverage: Coverage, kind: ItemKind, item: &Json) -> Json {
+        let mut errors = Vec::new();
+        let config = serde_json::json!({ "piiConfig": { "applications": apps } });
+        let rules = compile(&config, "config", coverage, &|_| None, &mut errors).rules;
+        assert!(errors.is_empty(), "{errors:?}");
+        let input = serde_json::to_vec(item).unwrap();
+        let out = rules.scrub(kind, &input, &ScrubOptions::default()).unwrap();
+        serde_json::from_slice(&out.bytes).unwrap()
+    }
+
+    /// `item` scrubbed under Relay's coverage by one selector applying `@email`.
+    fn email_at(selector: &str, kind: ItemKind, item: &Json) -> Json {
+        let apps = serde_json::json!({ selector: ["@email"] });
+        scrub_json(apps, Coverage::Relay, kind, item)
+    }
+
+    fn log_container() -> Json {
+        serde_json::json!({"items": [
+            {"timestamp": 1.5, "level": "info", "body": "mail a@example.com",
+             "attributes": {"note": {"type": "string", "value": "mail b@example.com"}}},
+            {"timestamp": 2.5, "level": "info", "body": "mail c@example.com"}
+        ]})
+    }
+
+    #[test]
+    fn log_body_selector_matches_the_body_of_each_log_record() {
+        let before = log_container();
+        let out = email_at("$log.body", ItemKind::Log, &before);
+        assert_eq!(out["items"][0]["body"], "mail [email]");
+        assert_eq!(out["items"][1]["body"], "mail [email]");
+        // Only the body: attributes and other fields are as they were.
+        assert_eq!(
+            out["items"][0]["attributes"],
+            before["items"][0]["attributes"]
+        );
+        assert_eq!(out["items"][0]["level"], "info");
+        // The typed root has no `_meta` segment of its own: paths start inside the record.
+        let meta = out["items"][0]["_meta"].as_object().unwrap();
+        assert_eq!(meta.keys().collect::<Vec<_>>(), ["body"]);
+        assert_eq!(
+            meta["body"][""]["rem"],
+            serde_json::json!([["@email", "s", 5, 12]])
+        );
+        // A wildcard in the root's place matches as the root level does.
+        let out = email_at("*.body", ItemKind::Log, &before);
+        assert_eq!(out["items"][1]["body"], "mail [email]");
+    }
+
+    #[test]
+    fn log_deep_wildcard_reaches_pii_true_fields_only() {
+        let before = log_container();
+        // The body is pii `maybe` under Relay's coverage: `**` is too sweeping for it.
+        let out = email_at("$log.**", ItemKind::Log, &before);
+        assert_eq!(out["items"][0]["body"], before["items"][0]["body"]);
+        assert_eq!(
+            out["items"][0]["attributes"]["note"]["value"],
+            "mail [email]"
+        );
+        // Under coverage "all" the body is pii `true`, and `$log.**` reaches it too.
+        let apps = serde_json::json!({"$log.**": ["@email"]});
+        let out = scrub_json(apps, Coverage::All, ItemKind::Log, &before);
+        assert_eq!(out["items"][0]["body"], "mail [email]");
+        assert_eq!(
+            out["items"][0]["attributes"]["note"]["value"],
+            "mail [email]"
+        );
+    }
+
+    #[test]
+    fn log_root_type_matches_nothing_outside_log_records() {
+        // An event's top-level `body` (an unknown key, pii `true`) is no log body.
+        let event =
+            serde_json::json!({"body": "mail a@example.com", "message": "mail b@example.com"});
+        assert_eq!(email_at("$log.body", ItemKind::Event, &event), event);
+        // A v2 span's `body` (an unknown key, pii `maybe`) is reached as `$span.body`,
+        // never as `$log.body`.
+        let spans = serde_json::json!({"items": [
+            {"span_id": "9a3b41b84700165a", "name": "GET /", "body": "mail a@example.com"}
+        ]});
+        assert_eq!(email_at("$log.body", ItemKind::Span, &spans), spans);
+        let out = email_at("$span.body", ItemKind::Span, &spans);
+        assert_eq!(out["items"][0]["body"], "mail [email]");
+        // Nor a legacy span's.
+        let span = serde_json::json!({"span_id": "9a3b41b84700165a", "body": "mail a@example.com"});
+        assert_eq!(email_at("$log.body", ItemKind::Span, &span), span);
+        // `$span` selectors do not reach log records.
+        let logs = log_container();
+        assert_eq!(email_at("$span.body", ItemKind::Log, &logs), logs);
+        assert_eq!(email_at("$span.**", ItemKind::Log, &logs), logs);
+    }
+
+    #[test]
+    fn a_record_root_is_not_itself_scrubbed() {
+        // The root level is pii `false`, as in Relay: a rule selecting the record as a
+        // whole leaves it in place.
+        let apps = serde_json::json!({"$log": ["@anything:remove"]});
+        let logs = log_container();
+        assert_eq!(scrub_json(apps, Coverage::All, ItemKind::Log, &logs), logs);
+        let apps = serde_json::json!({"$span": ["@anything:remove"]});
+        let span =
+            serde_json::json!({"span_id": "9a3b41b84700165a", "description": "a@example.com"});
+        assert_eq!(scrub_json(apps, Coverage::All, ItemKind::Span, &span), span);
+    }
+
+    #[test]
+    fn a_legacy_span_is_rooted_as_an_events_span_element() {
+        let span = serde_json::json!({
+            "span_id": "9a3b41b84700165a", "op": "db",
+            "description": "SELECT 'a@example.com'",
+            "data": {"foo": "mail b@example.com", "bar": "mail c@example.com"}
+        });
+        let out = email_at("$span.data.foo", ItemKind::Span, &span);
+        assert_eq!(out["data"]["foo"], "mail [email]");
+        assert_eq!(out["data"]["bar"], span["data"]["bar"]);
+        assert_eq!(out["description"], span["description"]);
+        assert_eq!(
+            out["_meta"]["data"]["foo"][""]["rem"][0][0],
+            serde_json::json!("@email")
+        );
+        // The same selector on the same span inside an event gives the same span.
+        let event = serde_json::json!({"spans": [span.clone()]});
+        let in_event = email_at("$span.data.foo", ItemKind::Transaction, &event);
+        let mut without_meta = out.clone();
+        without_meta.as_object_mut().unwrap().remove("_meta");
+        assert_eq!(in_event["spans"][0], without_meta);
+        assert_eq!(in_event["_meta"]["spans"]["0"], out["_meta"]);
+        // `description` is pii `maybe`: reached by a selector that names it with the type.
+        let out = email_at("$span.description", ItemKind::Span, &span);
+        assert_eq!(out["description"], "SELECT '[email]'");
+        assert_eq!(out["data"], span["data"]);
+        // A key path naming a different root type or a deeper level matches nothing.
+        assert_eq!(email_at("$log.data.foo", ItemKind::Span, &span), span);
+        assert_eq!(email_at("$span.*.data.foo", ItemKind::Span, &span), span);
+    }
+
+    #[test]
+    fn span_and_trace_metric_roots_are_typed() {
+        let spans = serde_json::json!({"items": [
+            {"span_id": "9a3b41b84700165a", "name": "GET /",
+             "attributes": {"note": {"type": "string", "value": "mail a@example.com"}}}
+        ]});
+        let out = email_at("$span.attributes.note.value", ItemKind::Span, &spans);
+        assert_eq!(
+            out["items"][0]["attributes"]["note"]["value"],
+            "mail [email]"
+        );
+        assert_eq!(
+            email_at(
+                "$trace_metric.attributes.note.value",
+                ItemKind::Span,
+                &spans
+            ),
+            spans
+        );
+        let metrics = serde_json::json!({"items": [
+            {"name": "m", "type": "counter", "value": 1,
+             "attributes": {"note": {"type": "string", "value": "mail a@example.com"}}}
+        ]});
+        let out = email_at(
+            "$trace_metric.attributes.*.value",
+            ItemKind::TraceMetric,
+            &metrics,
+        );
+        assert_eq!(
+            out["items"][0]["attributes"]["note"]["value"],
+            "mail [email]"
+        );
+        assert_eq!(
+            email_at("$span.attributes.*.value", ItemKind::TraceMetric, &metrics),
+            metrics
+        );
+    }
+
+    #[test]
+    fn untyped_record_roots_stay_invisible_to_selectors() {
+        // OTLP items and profiles are walked from an `$object` root, which selectors do
+        // not see: a wildcard has no level to match above a top-level field.
+        let otel = serde_json::json!({"foo": "mail a@example.com"});
+        assert_eq!(email_at("*.foo", ItemKind::Otel, &otel), otel);
+        assert_eq!(email_at("$object.foo", ItemKind::Otel, &otel), otel);
+        let out = email_at("foo", ItemKind::Otel, &otel);
+        assert_eq!(out["foo"], "mail [email]");
+    }
 }

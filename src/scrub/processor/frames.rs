@@ -12,7 +12,9 @@ use crate::scrub::sig::SigHasher;
 /// One entered level of the walk.
 #[derive(Debug, Clone)]
 pub(super) struct Frame<'a> {
-    /// Canonical key for selectors (`None` for array elements).
+    /// Canonical key for selectors (`None` for array elements and virtual levels; `""`
+    /// for the typed root of a span, log or trace metric record, see
+    /// [`Walker::walk_record`]).
     pub(super) key: Option<&'a str>,
     pub(super) index: Option<usize>,
     pub(super) types: Types,

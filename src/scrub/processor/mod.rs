@@ -111,11 +111,22 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
     }
 
-    /// Walks one record (a span, a log, a profile, ...) from the schema's root `node`:
-    /// the record itself is typed (`$span`, `$log`, ...), and `_meta` paths start inside
-    /// it.
+    /// Walks one record (a span, a log, a profile, ...) from the schema's root `node`;
+    /// `_meta` paths start inside it.
+    ///
+    /// A record whose node has a protocol type (`$span`, `$log`, `$trace_metric`) is
+    /// entered as Relay enters it (`ProcessingState::root().enter_borrowed("", None,
+    /// [type])`): as a level with an empty key and that type, which selectors see, so
+    /// `$log.body` or `$span.attributes.*.value` match the record's own fields as
+    /// `$http.url` matches an event's `request.url`. The level has no `_meta` segment and
+    /// the record's node is pii `false`, so no rule acts on the record as a whole.
+    /// Records typed only `$object` (profiles, OTLP items) have no such level, as before.
     pub fn walk_record(&mut self, record: &mut Value<'a>, node: NodeId) {
-        self.enter(None, None, node, None, record);
+        let key = match self.schema.node(node).schema_type {
+            Some(ty) if !ty.is_basic() => Some(""),
+            _ => None,
+        };
+        self.enter(key, None, node, None, record);
     }
 
     /// Walks one free-text value under `key` as a pii `true` field of its own (a replay
