@@ -51,6 +51,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::body::budget::Budget;
 use crate::config::Config;
 use crate::forward::{ForwardError, Forwarder};
 use crate::metrics::Metrics;
@@ -129,6 +130,8 @@ impl Scrubgate {
             None
         };
         let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight.max(1)));
+        let budget = Budget::new(config.limits.max_body_bytes_in_flight);
+        let decoding = Semaphore::new(config.limits.max_decoding);
         let state = Arc::new(AppState {
             config,
             projects: Arc::new(projects),
@@ -138,6 +141,8 @@ impl Scrubgate {
             in_flight,
             drops: Default::default(),
             spool,
+            budget,
+            decoding,
         });
         Ok(Scrubgate {
             state,

@@ -7,6 +7,7 @@
 //! decompression loops live in `inflate`. Bodies sent upstream are compressed in
 //! `forward::client`, not here.
 
+pub mod budget;
 mod inflate;
 pub mod store;
 
@@ -18,6 +19,7 @@ use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
+use budget::Reservation;
 use inflate::{gunzip, inflate, read_capped, CappedReadError};
 
 /// Why a request body could not be read or decoded.
@@ -38,13 +40,16 @@ pub enum BodyError {
     /// The compressed body is corrupt or truncated.
     #[error("corrupt compressed body")]
     Corrupt,
+    /// Holding this body would pass `limits.max_body_bytes_in_flight`.
+    #[error("too many body bytes in flight")]
+    OverBudget,
 }
 
 /// The `Accept-Encoding` value listing the content codings [`decode`] supports.
 pub const ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd, identity";
 
 /// Reads a whole body, failing as soon as more than `max` bytes arrive or when reading
-/// takes longer than `timeout`.
+/// takes longer than `timeout`. `reservation` grows before the buffer does.
 ///
 /// A body that announces more than `max` bytes (an exact `Content-Length`) fails before
 /// any byte is read. A body of one data frame is returned without copying; otherwise the
@@ -52,9 +57,14 @@ pub const ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd, identity";
 ///
 /// # Errors
 ///
-/// [`BodyError::TooLarge`], [`BodyError::Timeout`], or [`BodyError::Read`] when the
-/// body stream fails.
-pub async fn collect_limited<B>(body: B, max: usize, timeout: Duration) -> Result<Bytes, BodyError>
+/// [`BodyError::TooLarge`], [`BodyError::Timeout`], [`BodyError::OverBudget`], or
+/// [`BodyError::Read`] when the body stream fails.
+pub async fn collect_limited<B>(
+    body: B,
+    max: usize,
+    timeout: Duration,
+    reservation: &mut Reservation,
+) -> Result<Bytes, BodyError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -68,13 +78,18 @@ where
         .exact()
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(0);
-    match tokio::time::timeout(timeout, collect_frames(body, max, expected)).await {
+    match tokio::time::timeout(timeout, collect_frames(body, max, expected, reservation)).await {
         Ok(result) => result,
         Err(_elapsed) => Err(BodyError::Timeout),
     }
 }
 
-async fn collect_frames<B>(body: B, max: usize, expected: usize) -> Result<Bytes, BodyError>
+async fn collect_frames<B>(
+    body: B,
+    max: usize,
+    expected: usize,
+    reservation: &mut Reservation,
+) -> Result<Bytes, BodyError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -96,11 +111,14 @@ where
         if total > max {
             return Err(BodyError::TooLarge);
         }
+        reservation.at_least(total)?;
         if let Some(buf) = gathered.as_mut() {
-            reserve_capped(buf, data.len(), max);
+            reserve_capped(buf, data.len(), max, reservation)?;
             buf.extend_from_slice(&data);
         } else if let Some(prev) = first.take() {
-            let mut buf = Vec::with_capacity(expected.max(total.saturating_mul(2)).min(max));
+            let capacity = expected.max(total.saturating_mul(2)).min(max);
+            reservation.at_least(capacity)?;
+            let mut buf = Vec::with_capacity(capacity);
             buf.extend_from_slice(&prev);
             buf.extend_from_slice(&data);
             gathered = Some(buf);
@@ -116,13 +134,20 @@ where
 }
 
 /// Makes room for `additional` bytes, doubling but never past `max` (the caller has
-/// checked that `len + additional <= max`).
-fn reserve_capped(buf: &mut Vec<u8>, additional: usize, max: usize) {
+/// checked that `len + additional <= max`), within `reservation`.
+fn reserve_capped(
+    buf: &mut Vec<u8>,
+    additional: usize,
+    max: usize,
+    reservation: &mut Reservation,
+) -> Result<(), BodyError> {
     let needed = buf.len() + additional;
     if needed > buf.capacity() {
         let target = buf.capacity().saturating_mul(2).max(needed).min(max);
+        reservation.at_least(target)?;
         buf.reserve_exact(target - buf.len());
     }
+    Ok(())
 }
 
 /// A request `Content-Encoding` that [`decode`] understands.
@@ -722,26 +747,69 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
+    /// A reservation against a budget no test body reaches.
+    fn unlimited() -> Reservation {
+        budget::Budget::new(usize::MAX / 2).reservation()
+    }
+
+    #[tokio::test]
+    async fn the_budget_bounds_what_is_read_and_is_given_back() {
+        let budget = budget::Budget::new(10);
+        let mut reservation = budget.reservation();
+        // No size hint; the second chunk would hold 12 bytes.
+        let mut body = Chunks::new(&[b"aaaaaa", b"bbbbbb"]);
+        body.then_pending = true;
+        let err = collect_limited(body, 1024, TIMEOUT, &mut reservation)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::OverBudget));
+        assert_eq!(
+            IngestError::Body(err).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        drop(reservation);
+        assert_eq!(budget.used(), 0);
+
+        // Within the budget: held until the reservation is dropped.
+        let mut reservation = budget.reservation();
+        let out = collect_limited(
+            Chunks::new(&[b"abc", b"de"]),
+            1024,
+            TIMEOUT,
+            &mut reservation,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.as_ref(), b"abcde");
+        assert!(budget.used() >= 5 && budget.used() <= 10);
+    }
+
     #[tokio::test]
     async fn collects_frames_up_to_the_limit() {
         let body = Chunks::new(&[b"{\"a\":", b"", b"1}"]);
-        let out = collect_limited(body, 7, TIMEOUT).await.unwrap();
+        let out = collect_limited(body, 7, TIMEOUT, &mut unlimited())
+            .await
+            .unwrap();
         assert_eq!(out.as_ref(), b"{\"a\":1}");
 
         let single = Bytes::from_static(b"{\"a\":1}");
-        let out = collect_limited(Full::new(single.clone()), 7, TIMEOUT)
+        let out = collect_limited(Full::new(single.clone()), 7, TIMEOUT, &mut unlimited())
             .await
             .unwrap();
         assert_eq!(out.as_ptr(), single.as_ptr(), "one frame is not copied");
 
-        let out = collect_limited(Chunks::new(&[]), 7, TIMEOUT).await.unwrap();
+        let out = collect_limited(Chunks::new(&[]), 7, TIMEOUT, &mut unlimited())
+            .await
+            .unwrap();
         assert!(out.is_empty());
     }
 
     #[tokio::test]
     async fn too_large_by_content_length_before_reading() {
         let body = Full::new(Bytes::from(vec![b'x'; 2048]));
-        let err = collect_limited(body, 1024, TIMEOUT).await.unwrap_err();
+        let err = collect_limited(body, 1024, TIMEOUT, &mut unlimited())
+            .await
+            .unwrap_err();
         assert!(matches!(err, BodyError::TooLarge));
         assert_eq!(
             IngestError::Body(err).status(),
@@ -754,7 +822,9 @@ mod tests {
         // No size hint; the third chunk crosses the limit and the stream would then hang.
         let mut body = Chunks::new(&[b"aaaa", b"bbbb", b"cccc"]);
         body.then_pending = true;
-        let err = collect_limited(body, 10, TIMEOUT).await.unwrap_err();
+        let err = collect_limited(body, 10, TIMEOUT, &mut unlimited())
+            .await
+            .unwrap_err();
         assert!(matches!(err, BodyError::TooLarge));
     }
 
@@ -762,7 +832,7 @@ mod tests {
     async fn slow_body_times_out() {
         let mut body = Chunks::new(&[b"{"]);
         body.then_pending = true;
-        let err = collect_limited(body, 1024, Duration::from_millis(50))
+        let err = collect_limited(body, 1024, Duration::from_millis(50), &mut unlimited())
             .await
             .unwrap_err();
         assert!(matches!(err, BodyError::Timeout));
@@ -778,7 +848,9 @@ mod tests {
             ]),
             then_pending: false,
         };
-        let err = collect_limited(body, 1024, TIMEOUT).await.unwrap_err();
+        let err = collect_limited(body, 1024, TIMEOUT, &mut unlimited())
+            .await
+            .unwrap_err();
         assert!(matches!(err, BodyError::Read(_)));
         assert_eq!(IngestError::Body(err).status(), StatusCode::BAD_REQUEST);
     }

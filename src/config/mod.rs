@@ -24,6 +24,7 @@
 //! checks; this module the typed result and loading.
 
 mod env;
+mod machine;
 mod raw;
 mod validation;
 mod values;
@@ -228,6 +229,12 @@ pub struct LimitsConfig {
     pub max_compressed_envelope_size: usize,
     /// Deepest JSON nesting accepted.
     pub max_json_depth: usize,
+    /// Most request-body bytes held at once, across all requests.
+    pub max_body_bytes_in_flight: usize,
+    /// Largest decoded/compressed size ratio beyond the first MiB.
+    pub max_decompression_ratio: usize,
+    /// Bodies decompressed and scrubbed at once.
+    pub max_decoding: usize,
 }
 
 /// `[log]`, validated.

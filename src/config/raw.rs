@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::machine;
 use super::values::ByteSize;
 
 /// The config file as written (`config/scrubgate.toml`). Every key is optional; missing
@@ -154,6 +155,17 @@ pub struct RawLimitsConfig {
     pub max_compressed_envelope_size: ByteSize,
     /// Deepest JSON nesting accepted in an event. Default 128.
     pub max_json_depth: usize,
+    /// Most request-body bytes held at once across all requests: received, decompressed,
+    /// and being scrubbed. A request that would pass it gets 503 with `Retry-After: 1`.
+    /// Default: one eighth of the machine's memory (its cgroup limit when lower), at
+    /// least 256 MiB.
+    pub max_body_bytes_in_flight: ByteSize,
+    /// A compressed body may decode to at most this many times its size (and always to
+    /// 1 MiB), within the size limits; more is refused with 413. Default 1000.
+    pub max_decompression_ratio: usize,
+    /// Bodies decompressed and scrubbed at once, off the async workers; the others wait.
+    /// Default: the number of CPU cores.
+    pub max_decoding: usize,
 }
 
 /// `[log]`: logging.
@@ -264,6 +276,9 @@ impl Default for RawConfig {
                 max_compressed_event_size: ByteSize::Bytes(MIB),
                 max_compressed_envelope_size: ByteSize::Bytes(200 * MIB),
                 max_json_depth: 128,
+                max_body_bytes_in_flight: ByteSize::Bytes((machine::memory() / 8).max(256 * MIB)),
+                max_decompression_ratio: 1000,
+                max_decoding: machine::cores(),
             },
             log: RawLogConfig {
                 format: LogFormat::Pretty,

@@ -266,6 +266,15 @@ impl Validator {
             &limits.max_compressed_envelope_size,
         );
         let max_json_depth = self.count("limits.max_json_depth", limits.max_json_depth);
+        let max_body_bytes_in_flight = self.size(
+            "limits.max_body_bytes_in_flight",
+            &limits.max_body_bytes_in_flight,
+        );
+        let max_decompression_ratio = self.count(
+            "limits.max_decompression_ratio",
+            limits.max_decompression_ratio,
+        );
+        let max_decoding = self.count("limits.max_decoding", limits.max_decoding);
         if let (Some(event), Some(envelope)) = (max_event_size, max_envelope_size) {
             if event > envelope {
                 self.problem(
@@ -317,6 +326,9 @@ impl Validator {
                 max_compressed_event_size: max_compressed_event_size?,
                 max_compressed_envelope_size: max_compressed_envelope_size?,
                 max_json_depth: max_json_depth?,
+                max_body_bytes_in_flight: max_body_bytes_in_flight?,
+                max_decompression_ratio: max_decompression_ratio?,
+                max_decoding: max_decoding?,
             },
             log: LogConfig {
                 format: log.format,

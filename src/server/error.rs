@@ -145,7 +145,9 @@ impl IngestError {
             | IngestError::Scrub { .. } => StatusCode::BAD_REQUEST,
             IngestError::Envelope(EnvelopeError::Serialize) => StatusCode::INTERNAL_SERVER_ERROR,
             IngestError::Envelope(_) => StatusCode::BAD_REQUEST,
-            IngestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Overloaded | IngestError::Body(BodyError::OverBudget) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             IngestError::Forward(
                 ForwardError::Connect(_)
                 | ForwardError::Timeout(_)
@@ -195,6 +197,7 @@ impl IngestError {
                 BodyError::Read(_) => "failed to read the request body",
                 BodyError::UnsupportedEncoding => "unsupported content encoding",
                 BodyError::Corrupt => "failed to decompress the request body",
+                BodyError::OverBudget => "too many request bytes in flight, retry later",
             },
             IngestError::StoreBody(error) => match error {
                 StoreError::Empty => "empty event body",
@@ -286,7 +289,9 @@ impl IngestError {
                 | BodyError::UnsupportedEncoding
                 | BodyError::Corrupt,
             ) => Outcome::Invalid,
-            IngestError::Overloaded => Outcome::Overloaded,
+            IngestError::Overloaded | IngestError::Body(BodyError::OverBudget) => {
+                Outcome::Overloaded
+            }
             IngestError::Forward(_) => Outcome::UpstreamError,
             IngestError::Spool { .. } => Outcome::SpoolFull,
         }
@@ -305,7 +310,7 @@ impl IngestError {
         let mut response = json_detail(status, self.detail());
         let headers = response.headers_mut();
         match self {
-            IngestError::Overloaded => {
+            IngestError::Overloaded | IngestError::Body(BodyError::OverBudget) => {
                 headers.insert(
                     RETRY_AFTER,
                     HeaderValue::from_static(OVERLOADED_RETRY_AFTER_SECS),
@@ -395,6 +400,7 @@ mod tests {
                 400,
             ),
             (IngestError::Overloaded, 503),
+            (IngestError::Body(BodyError::OverBudget), 503),
             (
                 IngestError::Forward(ForwardError::Timeout(std::time::Duration::from_secs(5))),
                 503,

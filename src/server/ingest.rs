@@ -33,6 +33,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::error::IngestError;
 use super::routes::IngestEndpoint;
 use super::AppState;
+use crate::body::budget::Reservation;
 use crate::body::store::{decode_store_body, StoreError};
 use crate::body::{codings, collect_limited, decode};
 use crate::forward::{ForwardRequest, UpstreamResponse};
@@ -49,6 +50,9 @@ use crate::spool;
 /// `block_in_place` (a 32 KiB gzip body is typically 100 KiB or more of JSON: about 3 ms
 /// of scrubbing).
 const OFFLOAD_BYTES: usize = 32 * 1024;
+
+/// A compressed body may always decode to this much, whatever its ratio.
+const RATIO_FREE_BYTES: usize = 1024 * 1024;
 
 /// `Content-Type` of envelopes.
 const ENVELOPE_CONTENT_TYPE: &str = "application/x-sentry-envelope";
@@ -99,15 +103,38 @@ where
     };
     let result = async {
         authorize(&admitted, &request)?;
-        let received = read_body(state, request.endpoint, request.body).await?;
-        // Decompressing, parsing and scrubbing are CPU work: for large bodies, tell the
-        // runtime, so that other connections' requests are not held behind this one.
+        // Every body byte this request holds, from the first received to the scrubbed
+        // copy, is reserved against `limits.max_body_bytes_in_flight` until it is done.
+        let mut reservation = state.budget.reservation();
+        let received = read_body(state, request.endpoint, request.body, &mut reservation).await?;
+        // Decompressing, parsing and scrubbing are CPU work: for compressed and large
+        // bodies it runs off the async workers, at most `limits.max_decoding` at once, so
+        // that other connections' requests are not held behind it.
         let parts = &request.parts;
-        let offload = needs_offload(received.len(), parts)
+        let offload = needs_offload(received.len(), parts);
+        let _decoding = if offload {
+            Some(
+                state
+                    .decoding
+                    .acquire()
+                    .await
+                    .expect("the decoding semaphore is never closed"),
+            )
+        } else {
+            None
+        };
+        let offload = offload
             && tokio::runtime::Handle::current().runtime_flavor()
                 == tokio::runtime::RuntimeFlavor::MultiThread;
         let work = || {
-            let payload = prepare(state, &admitted, parts, request.endpoint, received)?;
+            let payload = prepare(
+                state,
+                &admitted,
+                parts,
+                request.endpoint,
+                received,
+                &mut reservation,
+            )?;
             scrub(
                 state,
                 &admitted,
@@ -122,6 +149,7 @@ where
         } else {
             work()
         }?;
+        drop(_decoding);
         deliver(state, &admitted.project, parts, request.peer, scrubbed).await
     }
     .await;
@@ -214,6 +242,7 @@ async fn read_body<B>(
     state: &AppState,
     endpoint: IngestEndpoint,
     body: B,
+    reservation: &mut Reservation,
 ) -> Result<Bytes, IngestError>
 where
     B: Body<Data = Bytes>,
@@ -226,9 +255,14 @@ where
             limits.max_compressed_event_size
         }
     };
-    let received = collect_limited(body, max_received, state.config.server.body_read_timeout)
-        .await
-        .map_err(IngestError::Body)?;
+    let received = collect_limited(
+        body,
+        max_received,
+        state.config.server.body_read_timeout,
+        reservation,
+    )
+    .await
+    .map_err(IngestError::Body)?;
     state
         .metrics
         .observe_received_bytes(endpoint.metric_label(), received.len());
@@ -243,14 +277,18 @@ enum Payload {
     Envelope { envelope: Envelope, auth: Auth },
 }
 
-/// Stage 4: decompressed within the endpoint's decoded-size limit, then a store body
-/// decoded (base64, zlib) or an envelope split into items and its `dsn` auth resolved.
+/// Stage 4: decompressed within the endpoint's decoded-size limit and
+/// `limits.max_decompression_ratio`, then a store body decoded (base64, zlib) or an
+/// envelope split into items and its `dsn` auth resolved. `reservation` covers the
+/// most the body may decode to while it is decoded, then twice the decoded size (the
+/// body and its scrubbed copy).
 fn prepare(
     state: &AppState,
     admitted: &Admitted,
     parts: &request::Parts,
     endpoint: IngestEndpoint,
     received: Bytes,
+    reservation: &mut Reservation,
 ) -> Result<Payload, IngestError> {
     let limits = &state.config.limits;
     let max_decoded = match endpoint {
@@ -259,12 +297,25 @@ fn prepare(
             limits.max_event_size
         }
     };
-    let decoded = decode(
-        parts.headers.get_all(header::CONTENT_ENCODING),
-        received,
-        max_decoded,
-    )
-    .map_err(IngestError::Body)?;
+    // A bomb stops at its ratio cap: a few KB never become hundreds of MB. An identity
+    // body is never over its own ratio cap.
+    let max_decoded = max_decoded.min(
+        received
+            .len()
+            .saturating_mul(limits.max_decompression_ratio)
+            .max(RATIO_FREE_BYTES),
+    );
+    let encodings = parts.headers.get_all(header::CONTENT_ENCODING);
+    let compressed = !matches!(codings(encodings.iter()), Ok(list) if list.is_empty());
+    if compressed {
+        reservation
+            .resize(received.len().saturating_add(max_decoded))
+            .map_err(IngestError::Body)?;
+    }
+    let decoded = decode(encodings, received, max_decoded).map_err(IngestError::Body)?;
+    reservation
+        .resize(decoded.len().saturating_mul(2))
+        .map_err(IngestError::Body)?;
     state
         .metrics
         .observe_decoded_bytes(endpoint.metric_label(), decoded.len());

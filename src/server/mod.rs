@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::body::budget::Budget;
 use crate::config::{AdminConfig, Config};
 use crate::forward::Forwarder;
 use crate::metrics::{Endpoint, ItemType, Metrics, StatusClass};
@@ -73,6 +74,11 @@ pub struct AppState {
     pub drops: drops::DropLog,
     /// The durable spool, when enabled and an upstream is set.
     pub spool: Option<Spool>,
+    /// Body bytes in flight (`limits.max_body_bytes_in_flight`).
+    pub budget: Budget,
+    /// Permits for bodies decoded and scrubbed off the async workers
+    /// (`limits.max_decoding`).
+    pub decoding: Semaphore,
 }
 
 /// Answers one request on the ingest listener: routes it, runs the ingest pipeline,

@@ -181,3 +181,97 @@ async fn corrupt_or_unknown_encodings_and_bad_json() {
     assert_eq!(response.status, 400, "{}", response.text());
     assert!(upstream.requests().is_empty());
 }
+
+/// The `scrubgate_request_decoded_bytes` sum for envelopes: how much was decompressed.
+async fn decoded_envelope_bytes(proxy: &TestProxy) -> f64 {
+    let metrics = proxy.scrape_metrics().await;
+    metric_value(
+        &metrics,
+        "scrubgate_request_decoded_bytes_sum{endpoint=\"envelope\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_bomb_stops_at_its_ratio_cap_long_before_the_size_limit() {
+    let upstream = RecordingUpstream::spawn().await;
+    // The default limits: an envelope may decode to 200 MiB.
+    let proxy = TestProxy::spawn(&upstream).await;
+    // 64 MiB of zeros, a few KB compressed: its ratio cap is 1 MiB.
+    let bomb = vec![b'0'; 64 * 1024 * KIB];
+    for (encoding, body) in [("zstd", zstd(&bomb)), ("br", brotli(&bomb))] {
+        assert!(body.len() < KIB * 8, "{encoding}: {}", body.len());
+        let response = proxy
+            .post(&format!("/api/{PROJECT}/envelope/"))
+            .header("x-sentry-auth", &auth_header())
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(response.status, 413, "{encoding}: {}", response.text());
+    }
+    assert_eq!(
+        decoded_envelope_bytes(&proxy).await,
+        0.0,
+        "refused bodies are not counted as decoded"
+    );
+
+    // A real envelope of several MiB, compressed at a normal ratio, is accepted.
+    let events: Vec<u8> = fixture("corpus/events.jsonl");
+    let mut items = Vec::new();
+    for (n, line) in events
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(60)
+        .enumerate()
+    {
+        let header = if n == 0 {
+            json!({"type": "event"})
+        } else {
+            json!({"type": "attachment", "filename": format!("event-{n}.json")})
+        };
+        items.push((header, line.to_vec()));
+    }
+    let envelope = build_envelope(&json!({}), &items);
+    assert!(envelope.len() > 1024 * KIB, "{}", envelope.len());
+    let response = proxy
+        .post(&format!("/api/{PROJECT}/envelope/"))
+        .header("x-sentry-auth", &auth_header())
+        .header("content-encoding", "zstd")
+        .body(zstd(&envelope))
+        .send()
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(decoded_envelope_bytes(&proxy).await, envelope.len() as f64);
+}
+
+#[tokio::test]
+async fn bodies_past_the_memory_budget_get_503_and_the_rest_are_served() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| c.limits.max_body_bytes_in_flight = 64 * KIB)
+        .spawn()
+        .await;
+    // 48 KiB of event: it and its scrubbed copy need 96 KiB.
+    let mut big = canary_event();
+    big["extra"]["blob"] = json!("x".repeat(48 * KIB));
+    let response = proxy.store(&big).await;
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert_eq!(response.header("retry-after"), Some("1"));
+    assert_eq!(
+        response.json()["detail"],
+        "too many request bytes in flight, retry later"
+    );
+    // A small event fits; the budget was given back.
+    let response = proxy.store(&canary_event()).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let metrics = proxy.scrape_metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "scrubgate_items_total{item_type=\"event\",outcome=\"overloaded\"}"
+        ),
+        Some(1.0)
+    );
+}
