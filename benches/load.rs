@@ -18,14 +18,16 @@
 //!
 //! Run: `cargo bench --bench load` (release build). `LOAD_SECS` sets the duration of each
 //! run (default 10); `LOAD_ONLY=sustained` runs only (c), `LOAD_ONLY=small` only the
-//! small event through scrubgate. Without `--bench` (as under `cargo test --benches`) it
+//! small event through scrubgate, `LOAD_ONLY=spool` the corpus through an upstream that
+//! answers 503 (spool write rate) and then the drain once it is back. `LOAD_SPOOL=off`
+//! runs without the spool (to compare the rate with the spool idle). Without `--bench` (as under `cargo test --benches`) it
 //! does a short smoke run. The load generator shares the machine's cores with the proxy
 //! and the null upstream, so the figures are a lower bound of what the proxy alone can do.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +56,8 @@ const PROJECT: u64 = 1;
 struct UpstreamStats {
     bytes: AtomicU64,
     requests: AtomicU64,
+    /// While set, every request is answered 503 and not counted (an outage).
+    down: AtomicBool,
 }
 
 /// Starts the null upstream: reads each body, answers 200 `{}`.
@@ -73,9 +77,13 @@ async fn null_upstream() -> (SocketAddr, Arc<UpstreamStats>) {
                     let stats = Arc::clone(&stats);
                     async move {
                         let body = req.into_body().collect().await?.to_bytes();
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+                        if stats.down.load(Ordering::Relaxed) {
+                            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                            return Ok::<_, hyper::Error>(response);
+                        }
                         stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                         stats.requests.fetch_add(1, Ordering::Relaxed);
-                        let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
                         response.headers_mut().insert(
                             http::header::CONTENT_TYPE,
                             http::HeaderValue::from_static("application/json"),
@@ -123,6 +131,9 @@ async fn start_proxy(upstream: SocketAddr) -> (SocketAddr, oneshot::Sender<()>, 
     config.upstream.url = Some(format!("http://{upstream}").parse().expect("upstream url"));
     config.server.max_connections = 4096;
     config.server.max_in_flight = 4096;
+    // `LOAD_SPOOL=off`: without the spool, to compare the proxy's rate with it idle.
+    config.spool.enabled = std::env::var("LOAD_SPOOL").as_deref() != Ok("off");
+    config.spool.dir = dir.path().join("spool");
     let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
     let addr = ingest.local_addr().expect("ingest address");
@@ -431,6 +442,13 @@ fn main() {
             }
             return;
         }
+        if only == "spool" {
+            spool_scenario(proxy, &stats, Arc::clone(&all), duration).await;
+            if let Some(stop) = stop {
+                let _ = stop.send(());
+            }
+            return;
+        }
         let only_sustained = only == "sustained";
         if !only_sustained {
             println!("| payload | target | connections | req/s | p50 ms | p99 ms | failed |");
@@ -507,4 +525,58 @@ fn main() {
             let _ = stop.send(());
         }
     });
+}
+
+/// `LOAD_ONLY=spool`: the corpus sent while the upstream answers 503 (everything is
+/// spooled: the spool's write rate through the proxy, fsync included), then the
+/// upstream back up and the time until the drainer has delivered it all.
+async fn spool_scenario(
+    proxy: SocketAddr,
+    stats: &UpstreamStats,
+    all: Arc<Vec<Payload>>,
+    duration: Duration,
+) {
+    stats.down.store(true, Ordering::Relaxed);
+    let before = stats.requests.load(Ordering::Relaxed);
+    let outage = load(proxy, all, 16, duration, None).await;
+    let seconds = outage.elapsed.as_secs_f64();
+    println!("| upstream down: corpus, gzip, 16 connections | value |");
+    println!("|---|---|");
+    println!(
+        "| events spooled per second (answered 200) | {:.0} |",
+        outage.ok as f64 / seconds
+    );
+    println!(
+        "| MB/s of events spooled (scrubbed, uncompressed) | {:.1} |",
+        outage.raw_bytes as f64 / seconds / 1e6
+    );
+    println!(
+        "| latency p50 / p99 ms | {:.2} / {:.2} |",
+        outage.percentile_ms(0.50),
+        outage.percentile_ms(0.99)
+    );
+    println!("| failed | {} |", outage.failed);
+
+    stats.down.store(false, Ordering::Relaxed);
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(600);
+    let delivered = || stats.requests.load(Ordering::Relaxed) - before;
+    while delivered() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first = Instant::now();
+    while delivered() < outage.ok && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = first.elapsed().as_secs_f64();
+    println!(
+        "| upstream back: first replay after (the drainer's next probe) | {:.2} s |",
+        (first - back).as_secs_f64()
+    );
+    println!(
+        "| drain: {} of {} delivered in {seconds:.2} s | {:.0} events/s |",
+        delivered(),
+        outage.ok,
+        delivered() as f64 / seconds.max(1e-3)
+    );
 }
