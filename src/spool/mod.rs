@@ -10,8 +10,9 @@
 //! - [`Breaker`] knows whether the upstream is up, down or being probed: while it is down,
 //!   requests go straight to the spool instead of each waiting for a timeout.
 //! - The drainer ([`Spool::spawn_drainer`]) replays entries oldest first, with exponential
-//!   backoff and jitter while the upstream fails, honouring `Retry-After` and
-//!   `X-Sentry-Rate-Limits` on 429. An entry the upstream refuses with another 4xx is
+//!   backoff and jitter while the upstream fails. A 429's `X-Sentry-Rate-Limits` (else
+//!   `Retry-After`) holds back the entries of the limited categories while the others go
+//!   on ([`limits`]). An entry the upstream refuses with another 4xx is
 //!   dropped and counted as rejected; entries older than `spool.max_age` are dropped and
 //!   counted as expired.
 //!
@@ -21,12 +22,13 @@
 //! SQLite (through rusqlite, as Relay's own spool uses it) gives atomic, checksummed
 //! commits and crash recovery without a format of our own.
 
+mod limits;
 mod store;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -35,6 +37,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use crate::config::SpoolConfig;
 use crate::forward::{ForwardError, ForwardRequest, Forwarder};
+use limits::RateLimits;
 pub use store::SpoolError;
 use store::{Entry, Store};
 
@@ -321,16 +324,17 @@ impl Spool {
         let spool = self.clone();
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
-            let mut last_expiry = std::time::Instant::now() - EXPIRY_INTERVAL;
+            let mut limits = RateLimits::default();
+            let mut last_expiry = Instant::now() - EXPIRY_INTERVAL;
             loop {
                 if *shutdown.borrow() {
                     return;
                 }
                 if last_expiry.elapsed() >= EXPIRY_INTERVAL {
-                    last_expiry = std::time::Instant::now();
+                    last_expiry = Instant::now();
                     spool.expire().await;
                 }
-                let pause = match spool.drain_round(&forwarder).await {
+                let pause = match spool.drain_round(&forwarder, &mut limits).await {
                     Round::Empty(wait) => Some(wait),
                     Round::Progress => {
                         backoff = MIN_BACKOFF;
@@ -384,70 +388,94 @@ impl Spool {
         }
     }
 
-    /// Sends the oldest entries, in order, until one fails.
-    async fn drain_round(&self, forwarder: &Forwarder) -> Round {
-        let store = self.inner.store.clone();
-        let batch = match tokio::task::spawn_blocking(move || store.oldest(BATCH)).await {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "cannot read the spool");
-                return Round::Failed;
-            }
-            Err(_) => return Round::Failed,
-        };
-        if batch.is_empty() {
-            let breaker = &self.inner.breaker;
-            if breaker.is_open() {
-                let wait = breaker.next_probe_ms.load(Ordering::Acquire);
-                let wait = Duration::from_millis(wait.saturating_sub(now_ms()));
-                if !wait.is_zero() {
-                    // A request that failed may still be on its way into the spool.
-                    return Round::Empty(wait);
+    /// One pass over the spool, oldest first: each entry sent unless a rate limit of one
+    /// of its categories is active, until the upstream fails.
+    async fn drain_round(&self, forwarder: &Forwarder, limits: &mut RateLimits) -> Round {
+        let mut after = 0;
+        let (mut sent, mut skipped) = (false, false);
+        loop {
+            let store = self.inner.store.clone();
+            let page = tokio::task::spawn_blocking(move || store.page(after, BATCH)).await;
+            let batch = match page {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot read the spool");
+                    return Round::Failed;
                 }
-                // Nothing to probe with: the next request tries the upstream itself.
-                self.set_up();
+                Err(_) => return Round::Failed,
+            };
+            if batch.is_empty() {
+                break;
             }
-            return Round::Empty(EXPIRY_INTERVAL);
+            let breaker = &self.inner.breaker;
+            if breaker.is_open() && breaker.set(UpstreamState::Probing) != UpstreamState::Probing {
+                self.inner.metrics.show_state(UpstreamState::Probing);
+            }
+            for (id, entry) in batch {
+                after = id;
+                let categories = limits::categories(&entry.path_and_query, &entry.body);
+                if limits.blocks(&categories, Instant::now()) {
+                    skipped = true;
+                    continue;
+                }
+                let outcome = match forwarder.forward(entry.into_request()).await {
+                    Ok(answer) if answer.status.is_success() => "replayed",
+                    Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
+                        // The upstream answers: it is up, and this entry waits.
+                        self.set_up();
+                        limits.update(&answer.headers, Instant::now());
+                        skipped = true;
+                        continue;
+                    }
+                    Ok(answer) if answer.status.is_client_error() => "rejected",
+                    Ok(_) | Err(_) => {
+                        self.upstream_failed();
+                        return Round::Failed;
+                    }
+                };
+                self.set_up();
+                if let Err(error) = self.delete(id).await {
+                    tracing::warn!(%error, "cannot delete a delivered spool entry");
+                    return Round::Failed;
+                }
+                if outcome == "rejected" {
+                    tracing::warn!("the upstream refused a spooled request; dropped");
+                }
+                self.inner
+                    .metrics
+                    .events
+                    .with_label_values(&[outcome])
+                    .inc();
+                self.removed();
+                sent = true;
+            }
+        }
+        if sent {
+            return Round::Progress;
+        }
+        if skipped {
+            let wait = limits.next_expiry(Instant::now()).unwrap_or(MIN_BACKOFF);
+            return Round::RateLimited(wait);
         }
         let breaker = &self.inner.breaker;
-        if breaker.is_open() && breaker.set(UpstreamState::Probing) != UpstreamState::Probing {
-            self.inner.metrics.show_state(UpstreamState::Probing);
-        }
-        for (id, entry) in batch {
-            let request = entry.into_request();
-            let outcome = match forwarder.forward(request).await {
-                Ok(answer) if answer.status.is_success() => Some("replayed"),
-                Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
-                    self.set_up();
-                    return Round::RateLimited(rate_limit_wait(&answer.headers));
-                }
-                Ok(answer) if answer.status.is_client_error() => Some("rejected"),
-                Ok(_) | Err(_) => None,
-            };
-            let Some(outcome) = outcome else {
-                self.upstream_failed();
-                return Round::Failed;
-            };
+        if breaker.is_open() {
+            let wait = breaker.next_probe_ms.load(Ordering::Acquire);
+            let wait = Duration::from_millis(wait.saturating_sub(now_ms()));
+            if !wait.is_zero() {
+                // A request that failed may still be on its way into the spool.
+                return Round::Empty(wait);
+            }
+            // Nothing to probe with: the next request tries the upstream itself.
             self.set_up();
-            let store = self.inner.store.clone();
-            if let Err(error) = tokio::task::spawn_blocking(move || store.delete(id))
-                .await
-                .unwrap_or(Err(SpoolError::Closed))
-            {
-                tracing::warn!(%error, "cannot delete a delivered spool entry");
-                return Round::Failed;
-            }
-            if outcome == "rejected" {
-                tracing::warn!("the upstream refused a spooled request; dropped");
-            }
-            self.inner
-                .metrics
-                .events
-                .with_label_values(&[outcome])
-                .inc();
-            self.removed();
         }
-        Round::Progress
+        Round::Empty(EXPIRY_INTERVAL)
+    }
+
+    async fn delete(&self, id: i64) -> Result<(), SpoolError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.delete(id))
+            .await
+            .unwrap_or(Err(SpoolError::Closed))
     }
 
     fn set_up(&self) {
@@ -473,30 +501,6 @@ fn jitter(wait: Duration) -> Duration {
     let _ = getrandom::getrandom(&mut byte);
     let factor = 0.75 + f64::from(byte[0]) / 255.0 * 0.5;
     wait.mul_f64(factor)
-}
-
-/// How long a 429 asks to wait: the longest `X-Sentry-Rate-Limits` retry time (the
-/// spool holds requests of every category, so it waits for the slowest), else
-/// `Retry-After`, else a minute.
-fn rate_limit_wait(headers: &HeaderMap) -> Duration {
-    let from_limits = headers
-        .get("x-sentry-rate-limits")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split(',')
-                .filter_map(|limit| limit.trim().split(':').next()?.trim().parse::<u64>().ok())
-                .max()
-        });
-    let from_retry_after = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    Duration::from_secs(
-        from_limits
-            .or(from_retry_after)
-            .unwrap_or(60)
-            .clamp(1, 3600),
-    )
 }
 
 /// Whether a failed delivery should be spooled: the upstream may take it later.

@@ -181,13 +181,19 @@ impl Store {
     }
 
     /// The oldest `limit` entries, with their ids.
+    #[cfg(test)]
     pub fn oldest(&self, limit: usize) -> Result<Vec<(i64, Entry)>, SpoolError> {
+        self.page(0, limit)
+    }
+
+    /// The oldest `limit` entries with an id above `after`, with their ids.
+    pub fn page(&self, after: i64, limit: usize) -> Result<Vec<(i64, Entry)>, SpoolError> {
         let conn = self.inner.reader.lock().map_err(|_| SpoolError::Closed)?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, created_ms, path_and_query, headers, content_type, body, event_id
-             FROM entries ORDER BY id LIMIT ?1",
+             FROM entries WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
-        let rows = stmt.query_map([limit as i64], |row| {
+        let rows = stmt.query_map([after, limit as i64], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
                 Entry {

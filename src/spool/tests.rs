@@ -110,19 +110,6 @@ async fn old_entries_expire() {
 }
 
 #[test]
-fn rate_limits_set_the_wait() {
-    let mut headers = HeaderMap::new();
-    assert_eq!(rate_limit_wait(&headers), Duration::from_secs(60));
-    headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("7"));
-    assert_eq!(rate_limit_wait(&headers), Duration::from_secs(7));
-    headers.insert(
-        "x-sentry-rate-limits",
-        HeaderValue::from_static("30:error:org, 120:transaction:project"),
-    );
-    assert_eq!(rate_limit_wait(&headers), Duration::from_secs(120));
-}
-
-#[test]
 fn the_breaker_reports_its_state_and_next_probe() {
     let breaker = Breaker::default();
     assert_eq!(breaker.state(), UpstreamState::Up);

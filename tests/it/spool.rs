@@ -464,3 +464,59 @@ async fn a_sigkill_under_load_loses_no_acknowledged_event() {
     let (clean, _) = binary.signal_and_wait("-TERM").await;
     assert!(clean);
 }
+
+#[tokio::test]
+async fn a_rate_limited_category_waits_while_the_others_are_replayed() {
+    let upstream = RecordingUpstream::spawn().await;
+    upstream.set_mode(Mode::Down);
+    let proxy = TestProxy::spawn(&upstream).await;
+    // An error event (category "error") and an envelope of spans (category "span").
+    let (error_id, event) = event(1);
+    assert_eq!(proxy.store(&event).await.status, 200);
+    let spans = build_envelope(
+        &serde_json::json!({}),
+        &[(
+            serde_json::json!({"type": "span"}),
+            serde_json::to_vec(&serde_json::json!({
+                "span_id": "bd429c44b67a3eb1", "trace_id": "5b8efff798038103d269b633813fc60c",
+                "start_timestamp": 1.0, "timestamp": 2.0, "op": "db"
+            }))
+            .unwrap(),
+        )],
+    );
+    assert_eq!(proxy.envelope(spans).await.status, 200);
+
+    upstream.set_mode(Mode::RateLimitedOn {
+        path: "/store/",
+        limits: "60:error:organization",
+    });
+    assert!(
+        eventually(DRAIN_TIMEOUT, || async {
+            upstream
+                .requests()
+                .iter()
+                .any(|r| r.path_and_query.contains("/envelope/"))
+        })
+        .await,
+        "the span envelope was held back by the error limit"
+    );
+    // The error event was tried once, got 429 for 60 s, and stays spooled.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tried: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.path_and_query.contains("/store/"))
+        .collect();
+    assert_eq!(tried.len(), 1, "retried within its rate limit");
+    let body: Value = serde_json::from_slice(&tried[0].body).unwrap();
+    assert_eq!(body["event_id"], error_id.as_str());
+    let metrics = proxy.scrape_metrics().await;
+    assert_eq!(metric_value(&metrics, "scrubgate_spool_entries"), Some(1.0));
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "scrubgate_spool_requests_total{event=\"replayed\"}"
+        ),
+        Some(1.0)
+    );
+}

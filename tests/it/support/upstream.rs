@@ -31,6 +31,14 @@ pub enum Mode {
     Down,
     /// Records the request, then answers with this status and `{"detail": "..."}`.
     Status(StatusCode),
+    /// 429 (as [`Mode::RateLimited`]) for requests whose path contains `path`; the
+    /// others are answered normally.
+    RateLimitedOn {
+        /// Part of the path that is limited, e.g. `/store/`.
+        path: &'static str,
+        /// `X-Sentry-Rate-Limits` value.
+        limits: &'static str,
+    },
     /// 429 with these `Retry-After` and `X-Sentry-Rate-Limits` values.
     RateLimited {
         /// `Retry-After` value (seconds).
@@ -248,12 +256,23 @@ async fn handle(
         raw_body,
         body,
     };
+    let recorded_path = recorded.path_and_query.clone();
     shared.requests.lock().unwrap().push(recorded);
     shared.arrived.notify_waiters();
 
-    let mode = shared.mode.lock().unwrap().clone();
+    let mut mode = shared.mode.lock().unwrap().clone();
+    if let Mode::RateLimitedOn { path, limits } = mode {
+        mode = if recorded_path.contains(path) {
+            Mode::RateLimited {
+                retry_after: "60",
+                limits,
+            }
+        } else {
+            Mode::Normal
+        };
+    }
     let response = match mode {
-        Mode::Normal | Mode::Down => ok_answer(&event_id),
+        Mode::Normal | Mode::Down | Mode::RateLimitedOn { .. } => ok_answer(&event_id),
         Mode::Delay(delay) => {
             tokio::time::sleep(delay).await;
             ok_answer(&event_id)
