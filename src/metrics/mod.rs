@@ -15,6 +15,7 @@
 //! | `requests_in_flight` | gauge | |
 //! | `connections_open` | gauge | |
 //! | `connections_refused_total` | counter | |
+//! | `connections_evicted_total` | counter | |
 //! | `items_total` | counter | `item_type`, `outcome` |
 //! | `scrub_duration_seconds` | histogram | `item_type` |
 //! | `redactions_total` | counter | `project`, `rule`, `method` |
@@ -91,6 +92,7 @@ struct Families {
     requests_in_flight: IntGauge,
     connections_open: IntGauge,
     connections_refused: IntCounter,
+    connections_evicted: IntCounter,
     items: Resolved<IntCounterVec>,
     scrub_duration: Resolved<HistogramVec>,
     redactions: IntCounterVec,

@@ -114,6 +114,12 @@ impl Metrics {
         self.families.connections_refused.inc();
     }
 
+    /// Counts an ingest connection closed to make room: every slot was taken and it had
+    /// not sent a request yet.
+    pub fn record_connection_evicted(&self) {
+        self.families.connections_evicted.inc();
+    }
+
     /// Counts an ingest request in flight until the guard drops.
     pub fn track_request(&self) -> GaugeGuard {
         GaugeGuard::new(&self.families.requests_in_flight)

@@ -133,6 +133,16 @@ impl Metrics {
         registry
             .register(Box::new(connections_refused.clone()))
             .expect("metric families are registered once per registry");
+        // scrubgate_connections_evicted_total: ingest connections closed because every
+        // slot was taken and they had not sent a request yet.
+        let connections_evicted = IntCounter::new(
+            "scrubgate_connections_evicted_total",
+            "Ingest connections closed to make room: all slots taken, no request sent yet.",
+        )
+        .expect("static counter definition is valid");
+        registry
+            .register(Box::new(connections_evicted.clone()))
+            .expect("metric families are registered once per registry");
         // scrubgate_items_total{item_type, outcome}: events and envelope items by what
         // happened to them. item_type: event|transaction|security|feedback|user_report|
         // session|sessions|attachment|envelope|other; outcome: forwarded|invalid|
@@ -219,6 +229,7 @@ impl Metrics {
                 requests_in_flight,
                 connections_open,
                 connections_refused,
+                connections_evicted,
                 items: Resolved::new(items, ItemType::ALL.len() * Outcome::ALL.len()),
                 scrub_duration: Resolved::new(scrub_duration, ItemType::ALL.len()),
                 redactions,

@@ -48,6 +48,7 @@ fn every_family_is_exposed_after_recording() {
         "scrubgate_requests_in_flight",
         "scrubgate_connections_open",
         "scrubgate_connections_refused_total",
+        "scrubgate_connections_evicted_total",
         "scrubgate_items_total",
         "scrubgate_scrub_duration_seconds",
         "scrubgate_redactions_total",

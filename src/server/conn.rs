@@ -6,16 +6,20 @@
 //! produced a complete request head within the first-request deadline (silent, or only
 //! the HTTP/2 preface and SETTINGS), or that has had no request in progress for the
 //! idle timeout, is asked to close (`graceful_shutdown`) and dropped shortly after.
+//!
+//! When every connection slot is taken, [`Waiting::evict_oldest`] closes the oldest
+//! connection that has not sent a request yet to make room for the new one: silent or
+//! slow clients cannot hold the slots that SDKs need, however many they open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 /// How long a connection asked to close (deadline or idle) may take to do so.
@@ -30,6 +34,9 @@ pub struct Activity {
     active: AtomicUsize,
     /// Milliseconds after `started` when the last request began or ended.
     last_millis: AtomicU64,
+    /// Set (and notified) when the connection must make room for a newer one.
+    evicted: AtomicBool,
+    evict: Notify,
 }
 
 impl Activity {
@@ -40,6 +47,8 @@ impl Activity {
             seen_request: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             last_millis: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
         })
     }
 
@@ -58,6 +67,49 @@ impl Activity {
 
     fn last_activity(&self) -> Instant {
         self.started + Duration::from_millis(self.last_millis.load(Ordering::Acquire))
+    }
+}
+
+/// Connections that have not sent a request yet, oldest first, for eviction under
+/// pressure.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    queue: Mutex<VecDeque<Weak<Activity>>>,
+}
+
+impl Waiting {
+    /// Registers a new connection; entries of ended or served connections are pruned
+    /// once the queue holds more than `bound`.
+    pub fn push(&self, activity: &Arc<Activity>, bound: usize) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.len() >= bound.max(16) {
+            queue.retain(|weak| weak.upgrade().is_some_and(|a| a.is_waiting()));
+        }
+        queue.push_back(Arc::downgrade(activity));
+    }
+
+    /// Asks the oldest connection that has sent no request yet to close; false when
+    /// there is none.
+    pub fn evict_oldest(&self) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(weak) = queue.pop_front() {
+            let Some(activity) = weak.upgrade() else {
+                continue;
+            };
+            if activity.is_waiting() {
+                activity.evicted.store(true, Ordering::Release);
+                activity.evict.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Activity {
+    /// True while no request has been seen and the connection was not evicted.
+    fn is_waiting(&self) -> bool {
+        !self.seen_request.load(Ordering::Acquire) && !self.evicted.load(Ordering::Acquire)
     }
 }
 
@@ -86,6 +138,8 @@ pub struct Deadlines {
 enum Cut {
     FirstRequest,
     Idle,
+    /// Every slot was taken and this connection had sent nothing yet.
+    Evicted,
 }
 
 /// When the timer should next look, or why the connection must close now.
@@ -126,25 +180,34 @@ where
     let mut check = activity.started + deadlines.first_request.min(deadlines.idle);
     let mut shutting_down = false;
     loop {
-        tokio::select! {
+        let cut = tokio::select! {
             result = connection.as_mut() => return result,
             () = tokio::time::sleep_until(check) => {
                 match next_check(&activity, deadlines, Instant::now()) {
-                    Ok(next) => check = next,
-                    Err(cut) => {
-                        tracing::debug!(?cut, "closing connection");
-                        close(connection.as_mut());
-                        return match tokio::time::timeout(CLOSE_GRACE, connection).await {
-                            Ok(result) => result,
-                            Err(_) => Ok(()),
-                        };
+                    Ok(next) => {
+                        check = next;
+                        None
                     }
+                    Err(cut) => Some(cut),
                 }
+            }
+            () = activity.evict.notified() => {
+                // A request that began meanwhile is served: only a waiting one goes.
+                (!activity.seen_request.load(Ordering::Acquire)).then_some(Cut::Evicted)
             }
             () = stop_requested(&mut shutdown), if !shutting_down => {
                 shutting_down = true;
                 close(connection.as_mut());
+                None
             }
+        };
+        if let Some(cut) = cut {
+            tracing::debug!(?cut, "closing connection");
+            close(connection.as_mut());
+            return match tokio::time::timeout(CLOSE_GRACE, connection).await {
+                Ok(result) => result,
+                Err(_) => Ok(()),
+            };
         }
     }
 }
@@ -261,6 +324,31 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let guards: Vec<_> = (0..1000).map(|_| limit.try_acquire(ip).unwrap()).collect();
         assert_eq!(guards.len(), 1000);
+    }
+
+    #[test]
+    fn the_oldest_connection_without_a_request_is_evicted() {
+        let waiting = Waiting::default();
+        let served = Activity::new();
+        let silent = Activity::new();
+        let newer = Activity::new();
+        for activity in [&served, &silent, &newer] {
+            waiting.push(activity, 100);
+        }
+        let _guard = served.begin();
+        assert!(waiting.evict_oldest());
+        assert!(
+            silent.evicted.load(Ordering::Acquire),
+            "the oldest silent one"
+        );
+        assert!(!newer.evicted.load(Ordering::Acquire));
+        assert!(
+            !served.evicted.load(Ordering::Acquire),
+            "a served one never"
+        );
+        assert!(waiting.evict_oldest());
+        assert!(newer.evicted.load(Ordering::Acquire));
+        assert!(!waiting.evict_oldest(), "nothing left to evict");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! HTTP: the ingest listener (SDK traffic) and the admin listener (`/metrics`,
 //! `/healthz`, `/readyz`).
 //!
-//! The ingest accept loop takes a connection permit before it accepts (so at most
-//! `server.max_connections` connections are open; more wait in the kernel's backlog),
+//! The ingest accept loop holds at most `server.max_connections` connections open; when
+//! all are taken, the oldest one that has not sent a request yet is closed to make room
+//! (else the new one waits for a slot),
 //! serves HTTP/1.1 and HTTP/2 on each connection (hyper-util's auto builder) with a
 //! header read timeout, and bounds requests in flight (`server.max_in_flight`, 503 with
 //! `Retry-After` above it). Connections from one client IP are capped
@@ -232,16 +233,10 @@ pub async fn serve_ingest(
         idle: state.config.server.idle_timeout,
     };
     let mut connections = JoinSet::new();
+    let waiting = conn::Waiting::default();
 
     loop {
         while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => break,
-            },
-            () = shutdown_requested(&mut shutdown) => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -252,6 +247,23 @@ pub async fn serve_ingest(
                 }
             },
             () = shutdown_requested(&mut shutdown) => break,
+        };
+        // Every slot taken: the oldest connection that has sent nothing yet makes room
+        // (if there is none, this one waits for a slot to free up).
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if waiting.evict_oldest() {
+                    state.metrics.record_connection_evicted();
+                }
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_closed) => break,
+                    },
+                    () = shutdown_requested(&mut shutdown) => break,
+                }
+            }
         };
         let Some(ip_guard) = per_ip.try_acquire(peer.ip()) else {
             state.metrics.record_connection_refused();
@@ -266,6 +278,7 @@ pub async fn serve_ingest(
         let _ = stream.set_nodelay(true);
         let connection_guard = state.metrics.track_connection();
         let activity = conn::Activity::new();
+        waiting.push(&activity, state.config.server.max_connections);
         let service_state = Arc::clone(&state);
         let service_activity = Arc::clone(&activity);
         let service = service_fn(move |req: Request<Incoming>| {

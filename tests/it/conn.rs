@@ -208,3 +208,42 @@ async fn admin_listener_survives_silent_connections() {
     let (_, closed) = read_until_close(&mut silent[0], Duration::from_secs(1)).await;
     assert!(closed, "a silent admin connection is still open");
 }
+
+#[tokio::test]
+async fn silent_and_preface_only_connections_make_room_for_a_real_client_at_once() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| {
+            // The default deadline: far longer than the second a good client may wait.
+            c.server.first_request_timeout = Duration::from_secs(10);
+            c.server.max_connections = 64;
+            c.server.max_connections_per_ip = 0;
+        })
+        .spawn()
+        .await;
+    let mut attackers = open_silent(proxy.addr, 100).await;
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(H2_PREFACE).await.unwrap();
+        stream.write_all(H2_EMPTY_SETTINGS).await.unwrap();
+        attackers.push(stream);
+    }
+    for round in 0..5 {
+        let started = Instant::now();
+        let response = proxy.store(&canary_event()).await;
+        let elapsed = started.elapsed();
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert!(
+            elapsed < Duration::from_secs(1),
+            "round {round}: {elapsed:?}"
+        );
+    }
+    let metrics = proxy.scrape_metrics().await;
+    let evicted = metric_value(&metrics, "scrubgate_connections_evicted_total").unwrap();
+    assert!(evicted >= 1.0, "{evicted}");
+    assert!(
+        metric_value(&metrics, "scrubgate_connections_open").unwrap() <= 64.0,
+        "{metrics}"
+    );
+}
