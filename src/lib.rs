@@ -131,7 +131,7 @@ impl Scrubgate {
         };
         let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight.max(1)));
         let budget = Budget::new(config.limits.max_body_bytes_in_flight);
-        let decoding = Semaphore::new(config.limits.max_decoding);
+        let decode_pool = server::decode_pool::DecodePool::new(config.limits.max_decoding);
         let state = Arc::new(AppState {
             config,
             projects: Arc::new(projects),
@@ -142,7 +142,7 @@ impl Scrubgate {
             drops: Default::default(),
             spool,
             budget,
-            decoding,
+            decode_pool,
         });
         Ok(Scrubgate {
             state,

@@ -103,17 +103,33 @@ fn run(config_path: &Path) -> ExitCode {
     }
 }
 
+/// The ingest listener's accept queue: deep enough that a burst of connections (an SDK
+/// fleet reconnecting, or a connect flood the accept loop sheds) does not drop SYNs,
+/// which would cost a well-behaved client a one-second retransmit. The kernel caps it at
+/// `net.core.somaxconn`.
+const INGEST_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with `backlog`, with `SO_REUSEADDR` as `bind` sets it.
+fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Binds the listeners, starts scrubgate, wires SIGHUP to a project reload and runs
 /// until SIGTERM or SIGINT.
 async fn serve(config: Config) -> Result<(), String> {
-    let ingest = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on {} (server.listen): {e}",
-                config.server.listen
-            )
-        })?;
+    let ingest = listen(config.server.listen, INGEST_BACKLOG).map_err(|e| {
+        format!(
+            "cannot listen on {} (server.listen): {e}",
+            config.server.listen
+        )
+    })?;
     let admin = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .map_err(|e| {

@@ -46,9 +46,8 @@ use crate::scrub::{Coverage, ItemKind, ScrubOptions};
 use crate::spool;
 
 /// Identity bodies at least this large (and every compressed body, see
-/// [`needs_offload`]) are decoded and scrubbed with
-/// `block_in_place` (a 32 KiB gzip body is typically 100 KiB or more of JSON: about 3 ms
-/// of scrubbing).
+/// [`needs_offload`]) are decoded and scrubbed on the decode pool (32 KiB of JSON is
+/// about 1 ms of scrubbing; a 32 KiB gzip body is typically 100 KiB or more of JSON).
 const OFFLOAD_BYTES: usize = 32 * 1024;
 
 /// A compressed body may always decode to this much, whatever its ratio.
@@ -101,65 +100,78 @@ where
             }
         }
     };
+    let project = admitted.project.id;
     let result = async {
         authorize(&admitted, &request)?;
+        let IngestRequest {
+            endpoint,
+            parts,
+            body,
+            peer,
+            ..
+        } = request;
         // Every body byte this request holds, from the first received to the scrubbed
         // copy, is reserved against `limits.max_body_bytes_in_flight` until it is done.
         let mut reservation = state.budget.reservation();
-        let received = read_body(state, request.endpoint, request.body, &mut reservation).await?;
-        // Decompressing, parsing and scrubbing are CPU work: for compressed and large
-        // bodies it runs off the async workers, at most `limits.max_decoding` at once, so
-        // that other connections' requests are not held behind it.
-        let parts = &request.parts;
-        let offload = needs_offload(received.len(), parts);
-        let _decoding = if offload {
-            Some(
-                state
-                    .decoding
-                    .acquire()
-                    .await
-                    .expect("the decoding semaphore is never closed"),
-            )
+        let received = read_body(state, endpoint, body, &mut reservation).await?;
+        // Decompressing, parsing and scrubbing are CPU work: compressed and large bodies
+        // go to the decode pool (`limits.max_decoding` threads), so that other
+        // connections' requests are not held behind them on the async workers.
+        let (scrubbed, admitted, parts, reservation) = if needs_offload(received.len(), &parts) {
+            let pool_state = Arc::clone(state);
+            state
+                .decode_pool
+                .run(move || {
+                    let scrubbed = prepare_and_scrub(
+                        &pool_state,
+                        &admitted,
+                        &parts,
+                        endpoint,
+                        peer,
+                        received,
+                        &mut reservation,
+                    );
+                    (scrubbed, admitted, parts, reservation)
+                })
+                .await
         } else {
-            None
-        };
-        let offload = offload
-            && tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread;
-        let work = || {
-            let payload = prepare(
+            let scrubbed = prepare_and_scrub(
                 state,
                 &admitted,
-                parts,
-                request.endpoint,
+                &parts,
+                endpoint,
+                peer,
                 received,
                 &mut reservation,
-            )?;
-            scrub(
-                state,
-                &admitted,
-                parts,
-                request.endpoint,
-                request.peer,
-                payload,
-            )
+            );
+            (scrubbed, admitted, parts, reservation)
         };
-        let scrubbed = if offload {
-            tokio::task::block_in_place(work)
-        } else {
-            work()
-        }?;
-        drop(_decoding);
-        deliver(state, &admitted.project, parts, request.peer, scrubbed).await
+        let answer = deliver(state, &admitted.project, &parts, peer, scrubbed?).await;
+        drop(reservation);
+        answer
     }
     .await;
     Handled {
-        project: Some(admitted.project.id),
+        project: Some(project),
         result,
     }
 }
 
-/// Whether a body is decoded and scrubbed with `block_in_place`: every compressed body,
+/// Stages 4 and 5 together: the CPU work of a request, run where [`handle`] decides.
+fn prepare_and_scrub(
+    state: &AppState,
+    admitted: &Admitted,
+    parts: &request::Parts,
+    endpoint: IngestEndpoint,
+    peer: SocketAddr,
+    received: Bytes,
+    reservation: &mut Reservation,
+) -> Result<Scrubbed, IngestError> {
+    let payload = prepare(state, admitted, parts, endpoint, received, reservation)?;
+    scrub(state, admitted, parts, endpoint, peer, payload)
+}
+
+/// Whether a body is decoded and scrubbed on the decode pool: every compressed body,
 /// whatever its size (a 1.6 KB brotli bomb is 0.4 s of work up to the decoded-size
 /// cap), and identity bodies of at least [`OFFLOAD_BYTES`]. An unsupported coding also
 /// counts as compressed; it is refused at once in `prepare`.

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod conn;
 pub mod cors;
+pub mod decode_pool;
 pub mod drops;
 pub mod error;
 pub mod ingest;
@@ -77,9 +78,9 @@ pub struct AppState {
     pub spool: Option<Spool>,
     /// Body bytes in flight (`limits.max_body_bytes_in_flight`).
     pub budget: Budget,
-    /// Permits for bodies decoded and scrubbed off the async workers
+    /// The threads that decode and scrub bodies off the async workers
     /// (`limits.max_decoding`).
-    pub decoding: Semaphore,
+    pub decode_pool: decode_pool::DecodePool,
 }
 
 /// Answers one request on the ingest listener: routes it, runs the ingest pipeline,

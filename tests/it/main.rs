@@ -7,6 +7,7 @@ mod conn;
 mod cors;
 mod delivery;
 mod envelope;
+mod fault;
 mod limits;
 mod logs;
 mod metrics;

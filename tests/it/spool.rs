@@ -15,14 +15,6 @@ use crate::support::*;
 /// is capped at 30 s; these tests stay well under it).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// `canary_event()` with its own event id.
-fn event(n: usize) -> (String, Value) {
-    let id = format!("{n:032x}");
-    let mut event = canary_event();
-    event["event_id"] = Value::String(id.clone());
-    (id, event)
-}
-
 /// How often each event id reached the upstream with a 2xx-able body (every recorded
 /// request; the caller decides which answers count).
 fn ids_received(upstream: &RecordingUpstream) -> HashMap<String, usize> {
@@ -366,51 +358,6 @@ fn binary_config(dir: &Path, upstream: &str) -> std::path::PathBuf {
     config
 }
 
-/// Sends events with fresh ids to `addr` from `clients` concurrent clients until `stop`;
-/// returns the ids answered 200.
-async fn send_until(
-    addr: String,
-    clients: usize,
-    first_id: usize,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Vec<String> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..clients {
-        let client = client.clone();
-        let addr = addr.clone();
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let mut acked = Vec::new();
-            for n in 0.. {
-                if *stop.borrow() {
-                    break;
-                }
-                let (id, event) = event(first_id + c * 1_000_000 + n);
-                let request = http::Request::post(format!("http://{addr}/api/{PROJECT}/store/"))
-                    .header("x-sentry-auth", auth_header())
-                    .body(http_body_util::Full::new(bytes::Bytes::from(
-                        event.to_string(),
-                    )))
-                    .unwrap();
-                match client.request(request).await {
-                    Ok(response) if response.status() == StatusCode::OK => acked.push(id),
-                    Ok(response) => panic!("unexpected {}", response.status()),
-                    // The process was killed under this request: not acknowledged.
-                    Err(_) => break,
-                }
-            }
-            acked
-        });
-    }
-    let mut acked = Vec::new();
-    while let Some(result) = tasks.join_next().await {
-        acked.extend(result.unwrap());
-    }
-    acked
-}
-
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_under_load_loses_no_acknowledged_event() {
@@ -419,11 +366,16 @@ async fn a_sigkill_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let config = binary_config(dir.path(), &upstream.url());
 
+    // `FAULT_KILLS` (default 3): how many times the process is killed.
+    let kills: usize = std::env::var("FAULT_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let mut acked = Vec::new();
-    for round in 0..3 {
+    for round in 0..kills {
         let binary = Binary::start(&config).await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let sender = tokio::spawn(send_until(
+        let sender = tokio::spawn(send_events_until(
             binary.addr.clone(),
             4,
             round * 100_000_000,
@@ -433,12 +385,16 @@ async fn a_sigkill_under_load_loses_no_acknowledged_event() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let (_, logs) = binary.signal_and_wait("-KILL").await;
         let _ = stop.send(true);
-        let round_acked = sender.await.unwrap();
+        let (round_acked, refused) = sender.await.unwrap();
+        assert_eq!(refused, 0, "the spool took every request");
         assert!(!round_acked.is_empty(), "nothing was acknowledged:\n{logs}");
         acked.extend(round_acked);
     }
     assert!(upstream.requests().is_empty());
-    eprintln!("{} events acknowledged across 3 SIGKILLs", acked.len());
+    eprintln!(
+        "fault: {} events acknowledged across {kills} SIGKILLs",
+        acked.len()
+    );
 
     upstream.set_mode(Mode::Normal);
     let binary = Binary::start(&config).await;
@@ -461,6 +417,7 @@ async fn a_sigkill_under_load_loses_no_acknowledged_event() {
     for id in &acked {
         assert_eq!(received[id], 1, "{id}");
     }
+    eprintln!("fault: after restart, all {} delivered once", acked.len());
     let (clean, _) = binary.signal_and_wait("-TERM").await;
     assert!(clean);
 }

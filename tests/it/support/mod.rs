@@ -631,3 +631,56 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `canary_event()` with its own event id: `n` as 32 hex digits.
+pub fn event(n: usize) -> (String, Value) {
+    let id = format!("{n:032x}");
+    let mut event = canary_event();
+    event["event_id"] = Value::String(id.clone());
+    (id, event)
+}
+
+/// Sends events with fresh ids (from `first_id` on) to `addr` from `clients` concurrent
+/// keep-alive clients until `stop` turns true or the connection fails (the process was
+/// killed); returns the ids answered 200 and how many requests got another status.
+pub async fn send_events_until(
+    addr: String,
+    clients: usize,
+    first_id: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Vec<String>, usize) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let client = client.clone();
+        let addr = addr.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let (mut acked, mut refused) = (Vec::new(), 0);
+            for n in 0.. {
+                if *stop.borrow() {
+                    break;
+                }
+                let (id, event) = event(first_id + c * 1_000_000 + n);
+                let request = Request::post(format!("http://{addr}/api/{PROJECT}/store/"))
+                    .header("x-sentry-auth", auth_header())
+                    .body(Full::new(Bytes::from(event.to_string())))
+                    .unwrap();
+                match client.request(request).await {
+                    Ok(response) if response.status() == StatusCode::OK => acked.push(id),
+                    Ok(_) => refused += 1,
+                    // The process was killed under this request: not acknowledged.
+                    Err(_) => break,
+                }
+            }
+            (acked, refused)
+        });
+    }
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    while let Some(result) = tasks.join_next().await {
+        let (ids, n) = result.unwrap();
+        acked.extend(ids);
+        refused += n;
+    }
+    (acked, refused)
+}

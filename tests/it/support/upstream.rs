@@ -63,6 +63,8 @@ pub struct Recorded {
     pub raw_body: Bytes,
     /// The body decoded per `Content-Encoding`.
     pub body: Bytes,
+    /// The status the upstream answered (after any delay), `None` when it stalled.
+    pub status: Option<StatusCode>,
 }
 
 impl Recorded {
@@ -244,25 +246,14 @@ async fn handle(
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| "0".repeat(32));
-    let recorded = Recorded {
-        method: parts.method,
-        version: parts.version,
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default(),
-        headers: parts.headers,
-        raw_body,
-        body,
-    };
-    let recorded_path = recorded.path_and_query.clone();
-    shared.requests.lock().unwrap().push(recorded);
-    shared.arrived.notify_waiters();
-
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let mut mode = shared.mode.lock().unwrap().clone();
     if let Mode::RateLimitedOn { path, limits } = mode {
-        mode = if recorded_path.contains(path) {
+        mode = if path_and_query.contains(path) {
             Mode::RateLimited {
                 retry_after: "60",
                 limits,
@@ -271,6 +262,26 @@ async fn handle(
             Mode::Normal
         };
     }
+    let status = match &mode {
+        Mode::Normal | Mode::Down | Mode::Delay(_) | Mode::RateLimitedOn { .. } => {
+            Some(StatusCode::OK)
+        }
+        Mode::Stall => None,
+        Mode::Status(status) => Some(*status),
+        Mode::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
+    };
+    let recorded = Recorded {
+        method: parts.method,
+        version: parts.version,
+        path_and_query,
+        headers: parts.headers,
+        raw_body,
+        body,
+        status,
+    };
+    shared.requests.lock().unwrap().push(recorded);
+    shared.arrived.notify_waiters();
+
     let response = match mode {
         Mode::Normal | Mode::Down | Mode::RateLimitedOn { .. } => ok_answer(&event_id),
         Mode::Delay(delay) => {
