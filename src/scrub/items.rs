@@ -329,8 +329,14 @@ fn walk_with_meta<'a>(
     opts: &ScrubOptions,
     report: &mut ScrubReport,
 ) {
+    // A record's own `_meta` (as a scrubbed record carries it) is metadata, not data:
+    // it is set aside while the record is walked, and the new entries merge into it.
+    let incoming_meta = record.get_mut("_meta").map(std::mem::take);
     let mut walker = rules.record_walker(bump, schema, opts);
     walker.walk_record(record, node);
+    if let (Some(meta), Some(slot)) = (incoming_meta, record.get_mut("_meta")) {
+        *slot = meta;
+    }
     let super::processor::Walker {
         meta, report: r, ..
     } = walker;
