@@ -1,0 +1,248 @@
+//! Each payload of a request scrubbed with its project's rules: the event or report of a
+//! store request, and an envelope's header and items by their type and the project's
+//! item policy (scrubbed, forwarded as they are, or dropped and counted).
+
+use super::*;
+
+/// Scrubs payloads of one request with one project's rules, recording timings and
+/// redactions.
+pub(super) struct Scrubber<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) project: &'a Project,
+    pub(super) options: &'a ScrubOptions,
+}
+
+impl Scrubber<'_> {
+    /// Scrubs one payload; returns it with its top-level `event_id`, if it is event-like
+    /// and has one (or was given one by `new_id`). Timings are labelled `label`.
+    pub(super) fn scrub(
+        &self,
+        kind: ItemKind,
+        label: ItemType,
+        payload: &[u8],
+        new_id: Option<fn() -> String>,
+    ) -> Result<(Bytes, Option<String>), IngestError> {
+        let started = Instant::now();
+        let rules = &self.project.config.rules;
+        let result = match new_id {
+            Some(new_id) => rules.scrub_assigning_event_id(kind, payload, self.options, new_id),
+            None => rules.scrub(kind, payload, self.options),
+        };
+        self.state.metrics.observe_scrub(label, started.elapsed());
+        let scrubbed = result.map_err(|source| IngestError::Scrub { kind, source })?;
+        if !scrubbed.report.changes.is_empty() {
+            self.state.metrics.record_redactions(
+                &self.project.id_label,
+                &scrubbed.report,
+                &self.project.rule_labels,
+            );
+        }
+        Ok((Bytes::from(scrubbed.bytes), scrubbed.event_id))
+    }
+
+    /// Scrubs the envelope header and every item in place, dropping what policy drops;
+    /// returns the types of the items left.
+    pub(super) fn scrub_envelope(
+        &self,
+        envelope: &mut Envelope,
+    ) -> Result<Vec<ItemType>, IngestError> {
+        let max_event_size = self.state.config.limits.max_event_size;
+        if envelope.has_trace() {
+            let (header, _) = self.scrub(
+                ItemKind::EnvelopeHeader,
+                ItemType::Envelope,
+                envelope.header(),
+                None,
+            )?;
+            envelope.set_header(header).map_err(IngestError::Envelope)?;
+        }
+
+        let items = std::mem::take(envelope.items_mut());
+        let mut kept: Vec<Item> = Vec::with_capacity(items.len());
+        let mut forwarded = Vec::with_capacity(items.len());
+        let mut dropped: Vec<(ItemType, &'static str)> = Vec::new();
+        for mut item in items {
+            let wire = item.item_type();
+            let label = ItemType::from_wire(wire);
+            match item_policy(wire, &item, &self.project.config) {
+                ItemPolicy::Scrub(kind) => {
+                    if item.payload().len() > max_event_size {
+                        return Err(IngestError::ItemTooLarge);
+                    }
+                    let (scrubbed, _) = self.scrub(kind, label, item.payload(), None)?;
+                    item.set_payload(scrubbed);
+                    forwarded.push(label);
+                    kept.push(item);
+                }
+                ItemPolicy::ScrubRecording => {
+                    if item.payload().len() > max_event_size {
+                        return Err(IngestError::ItemTooLarge);
+                    }
+                    let scrubbed = self.scrub_recording(label, item.payload())?;
+                    item.set_payload(scrubbed);
+                    forwarded.push(label);
+                    kept.push(item);
+                }
+                ItemPolicy::Forward => {
+                    if wire == WireType::Attachment {
+                        self.scrub_attachment_header(&mut item)?;
+                    }
+                    forwarded.push(label);
+                    kept.push(item);
+                }
+                ItemPolicy::Drop(reason) => dropped.push((label, reason)),
+            }
+        }
+        // Counted only once the whole envelope is accepted: a refused envelope counts as
+        // one invalid envelope, not as some dropped items.
+        for (item_type, reason) in dropped {
+            self.state
+                .metrics
+                .record_item(item_type, Outcome::DroppedItem);
+            self.state.drops.dropped(self.project.id, item_type, reason);
+        }
+        *envelope.items_mut() = kept;
+        Ok(forwarded)
+    }
+
+    /// A replay recording: a JSON header line (`{"segment_id": N}`), then the rrweb events,
+    /// zlib-compressed or not. The events are scrubbed and go back the way they came.
+    fn scrub_recording(&self, label: ItemType, payload: &[u8]) -> Result<Bytes, IngestError> {
+        const KIND: ItemKind = ItemKind::ReplayRecording;
+        let invalid = || IngestError::Scrub {
+            kind: KIND,
+            source: crate::scrub::ScrubError::NotAnObject,
+        };
+        let newline = payload
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(invalid)?;
+        let (header, events) = (&payload[..newline], &payload[newline + 1..]);
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(header)
+            .map_err(|_| invalid())?;
+        let compressed = events.first() == Some(&0x78);
+        let inflated;
+        let json = if compressed {
+            inflated = crate::body::inflate_zlib(events, self.state.config.limits.max_event_size)
+                .map_err(IngestError::Body)?;
+            &inflated[..]
+        } else {
+            events
+        };
+        let (scrubbed, _) = self.scrub(KIND, label, json, None)?;
+        let mut out = Vec::with_capacity(payload.len() + 64);
+        out.extend_from_slice(header);
+        out.push(b'\n');
+        if compressed {
+            out.extend_from_slice(&crate::body::zlib(&scrubbed));
+        } else {
+            out.extend_from_slice(&scrubbed);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Under `coverage = "all"`, an attachment's `filename` (free text an SDK takes from
+    /// the user's file) gets the project's `$string` rules.
+    fn scrub_attachment_header(&self, item: &mut Item) -> Result<(), IngestError> {
+        if self.project.config.rules.coverage() != Coverage::All {
+            return Ok(());
+        }
+        let Some(filename) = item.header_str("filename") else {
+            return Ok(());
+        };
+        let json = serde_json::json!({ "filename": filename }).to_string();
+        let (scrubbed, _) = self.scrub(
+            ItemKind::AttachmentHeader,
+            ItemType::Attachment,
+            json.as_bytes(),
+            None,
+        )?;
+        let scrubbed: serde_json::Value = serde_json::from_slice(&scrubbed)
+            .map_err(|_| IngestError::Envelope(EnvelopeError::Serialize))?;
+        let headers = item.headers_mut();
+        match scrubbed.get("filename") {
+            Some(name @ serde_json::Value::String(_)) => {
+                headers.insert("filename".to_owned(), name.clone());
+            }
+            _ => {
+                headers.remove("filename");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The reason for dropping an attachment by project policy (not an item scrubgate cannot
+/// scrub, so `forwardUnknownItems` does not forward it).
+const ATTACHMENTS_DROPPED: &str = "the project drops attachments";
+
+/// What happens to one envelope item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemPolicy {
+    /// Scrubbed by the engine as this kind.
+    Scrub(ItemKind),
+    /// A replay recording: header line kept, rrweb events decompressed and scrubbed.
+    ScrubRecording,
+    /// Forwarded as it is (attachments by policy, unknown types when configured).
+    Forward,
+    /// Dropped and counted, for this reason (logged, rate-limited).
+    Drop(&'static str),
+}
+
+/// The policy for an item of type `wire`: what the README's item table says. An item
+/// scrubgate does not scrub is dropped, unless the project forwards such items
+/// unscrubbed (`forwardUnknownItems`).
+fn item_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
+    match unscrubbed_policy(wire, item, project) {
+        ItemPolicy::Drop(reason)
+            if project.forward_unknown_items && reason != ATTACHMENTS_DROPPED =>
+        {
+            ItemPolicy::Forward
+        }
+        policy => policy,
+    }
+}
+
+/// [`item_policy`] before `forwardUnknownItems`.
+fn unscrubbed_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
+    match wire {
+        WireType::Event => ItemPolicy::Scrub(ItemKind::Event),
+        WireType::Transaction => ItemPolicy::Scrub(ItemKind::Transaction),
+        // A raw report is what the security endpoint receives; scrubbed the same way.
+        WireType::Security | WireType::RawSecurity => ItemPolicy::Scrub(ItemKind::Security),
+        WireType::Feedback => ItemPolicy::Scrub(ItemKind::Feedback),
+        WireType::UserReport => ItemPolicy::Scrub(ItemKind::UserReport),
+        WireType::Session => ItemPolicy::Scrub(ItemKind::Session),
+        WireType::Sessions => ItemPolicy::Scrub(ItemKind::Sessions),
+        WireType::Span => ItemPolicy::Scrub(ItemKind::Span),
+        WireType::Log => ItemPolicy::Scrub(ItemKind::Log),
+        WireType::TraceMetric => ItemPolicy::Scrub(ItemKind::TraceMetric),
+        WireType::OtelSpan | WireType::OtelLog => ItemPolicy::Scrub(ItemKind::Otel),
+        WireType::Profile | WireType::ProfileChunk => ItemPolicy::Scrub(ItemKind::Profile),
+        WireType::ReplayEvent => ItemPolicy::Scrub(ItemKind::ReplayEvent),
+        WireType::CheckIn => ItemPolicy::Scrub(ItemKind::CheckIn),
+        WireType::ClientReport => ItemPolicy::Scrub(ItemKind::ClientReport),
+        WireType::Attachment => match item.header_str("attachment_type") {
+            // sentry-native and crashpad send the event itself this way (msgpack), and
+            // Relay builds the event from it: not scrubbed here, so never forwarded.
+            Some("event.payload" | "event.breadcrumbs") => {
+                ItemPolicy::Drop("event data in an attachment (msgpack) is not scrubbed")
+            }
+            _ => match project.attachments {
+                AttachmentPolicy::Forward => ItemPolicy::Forward,
+                AttachmentPolicy::Drop => ItemPolicy::Drop(ATTACHMENTS_DROPPED),
+            },
+        },
+        WireType::ReplayRecording => ItemPolicy::ScrubRecording,
+        WireType::ReplayVideo => {
+            ItemPolicy::Drop("replay videos (msgpack with video frames) are not scrubbed")
+        }
+        WireType::Statsd | WireType::MetricBuckets => ItemPolicy::Drop(
+            "legacy metrics (names and tags can carry personal data) are not scrubbed",
+        ),
+        WireType::Nel | WireType::FormData | WireType::UnrealReport => {
+            ItemPolicy::Drop("this item type is not scrubbed")
+        }
+        WireType::Unknown => ItemPolicy::Drop("unknown item type"),
+    }
+}
