@@ -174,7 +174,8 @@ fn a_records_own_meta_is_not_scrubbed_as_data() {
     // Found by the scrub fuzz target: the `_meta` a first scrub writes into a log record
     // names the attribute, whose key matches `@password`; a second scrub must leave the
     // `_meta` alone (it is metadata) and so change nothing.
-    let cfg = json!({"piiConfig": {"applications": {"$string": ["@email"], "$object": ["@password"]}}});
+    let cfg =
+        json!({"piiConfig": {"applications": {"$string": ["@email"], "$object": ["@password"]}}});
     let logs = json!({"version": 2, "items": [{
         "timestamp": 1.5, "level": "info", "body": "hello",
         "attributes": {"my_password_email": {"value": "jane@example.com", "type": "string"}}

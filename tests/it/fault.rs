@@ -290,3 +290,38 @@ async fn bombs_floods_and_silent_connections_leave_good_requests_served() {
         peak >> 20
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outage_under_load_is_spooled_and_drained_once_the_upstream_is_back() {
+    let upstream = RecordingUpstream::spawn().await;
+    upstream.set_mode(Mode::Down);
+    let proxy = TestProxy::spawn(&upstream).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sender = tokio::spawn(send_events_until(proxy.addr.to_string(), 4, 0, stopped));
+    tokio::time::sleep(Duration::from_secs_f64(fault_secs())).await;
+    let _ = stop.send(true);
+    let (acked, refused) = sender.await.unwrap();
+    assert_eq!(refused, 0, "the spool took every request");
+    assert!(upstream.requests().is_empty());
+
+    upstream.set_mode(Mode::Normal);
+    let back = Instant::now();
+    let drained = eventually(Duration::from_secs(600), || async {
+        upstream.requests().len() >= acked.len()
+    })
+    .await;
+    let took = back.elapsed();
+    let accepted = accepted_by_upstream(&upstream);
+    let missing = acked
+        .iter()
+        .filter(|id| !accepted.contains_key(*id))
+        .count();
+    assert!(drained && missing == 0, "{missing} of {} lost", acked.len());
+    assert!(acked.iter().all(|id| accepted[id] == 1), "duplicates");
+    eprintln!(
+        "fault: {:.0} s outage: {} events acknowledged and spooled, all delivered once \
+         {took:?} after the upstream came back",
+        fault_secs(),
+        acked.len()
+    );
+}
