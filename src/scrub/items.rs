@@ -334,6 +334,7 @@ fn walk_with_meta<'a>(
     let incoming_meta = record.get_mut("_meta").map(std::mem::take);
     let mut walker = rules.record_walker(bump, schema, opts);
     walker.walk_record(record, node);
+    walker.return_thread_memo(rules.id);
     if let (Some(meta), Some(slot)) = (incoming_meta, record.get_mut("_meta")) {
         *slot = meta;
     }
@@ -423,6 +424,7 @@ pub fn scrub_recording<'a>(
             }
         }
     }
+    walker.return_thread_memo(rules.id);
     walker.report
 }
 

@@ -299,6 +299,8 @@ pub struct CompiledRules {
     scrub_graphql: bool,
     /// Which fields the rules reach.
     coverage: Coverage,
+    /// What walkers need to know of `applications`.
+    facts: processor::RuleFacts,
 }
 
 impl CompiledRules {
@@ -310,6 +312,7 @@ impl CompiledRules {
     ) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         CompiledRules {
+            facts: processor::RuleFacts::of(&applications),
             applications,
             memo: Default::default(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -468,6 +471,7 @@ impl CompiledRules {
         normalize::format_logentry(root, bump);
         let mut walker = processor::Walker::new(
             &self.applications,
+            self.facts,
             bump,
             processor::WalkOptions {
                 move_ip_to_user_id: true,
@@ -492,36 +496,44 @@ impl CompiledRules {
     fn walk_synthetic<'a>(&self, bump: &'a json::Bump, root: &mut json::Value<'a>) -> ScrubReport {
         let mut walker = processor::Walker::new(
             &self.applications,
+            self.facts,
             bump,
             processor::WalkOptions {
                 move_ip_to_user_id: false,
                 record_paths: true,
             },
-            None,
+            Some(&self.memo),
             &self.schemas().event,
         );
+        walker.adopt_thread_memo(self.id);
         walker.walk_root(root);
+        walker.return_thread_memo(self.id);
         walker.report
     }
 
-    /// A walker over `schema` for one non-event record (no memo shared across events:
-    /// the path shapes of records are not those of events).
+    /// A walker over `schema` for one non-event record, starting from this thread's memo
+    /// of these rules (call `return_thread_memo` when done).
     fn record_walker<'r, 'a>(
         &'r self,
         bump: &'a json::Bump,
         schema: &'static schema::Schema,
         opts: &ScrubOptions,
     ) -> processor::Walker<'r, 'a> {
-        processor::Walker::new(
+        let mut walker = processor::Walker::new(
             &self.applications,
+            self.facts,
             bump,
             processor::WalkOptions {
                 move_ip_to_user_id: false,
                 record_paths: opts.record_paths,
             },
-            None,
+            Some(&self.memo),
             schema,
-        )
+        );
+        // Path facts depend only on the rules and the path's keys and types, which the
+        // signatures hash, so records share the event walks' memos.
+        walker.adopt_thread_memo(self.id);
+        walker
     }
 
     /// Every rule id that can appear in a report (bounded metric label values).

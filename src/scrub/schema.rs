@@ -249,9 +249,17 @@ impl ChildSlot {
 
 impl ChildMap {
     #[inline]
-    fn slot_of(&self, len: usize, head: u64) -> usize {
-        let h = (head ^ (len as u64).rotate_left(56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> 32) as usize & (self.slots.len() - 1)
+    /// The first slot to probe for `name` (whose first eight bytes are `head`). The
+    /// last eight bytes count too: many names share a prefix (`sentry.`, `http.request.`).
+    fn slot_of(&self, name: &[u8], head: u64) -> usize {
+        let tail = if name.len() > 8 {
+            super::sig::load_le_padded(&name[name.len() - 8..])
+        } else {
+            0
+        };
+        let h = (head ^ (name.len() as u64).rotate_left(56)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ tail.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (self.slots.len() - 1)
     }
 
     /// The child named `key`.
@@ -263,7 +271,7 @@ impl ChildMap {
         let b = key.as_bytes();
         let head = super::sig::load_le_padded(b);
         let mask = self.slots.len() - 1;
-        let mut i = self.slot_of(b.len(), head);
+        let mut i = self.slot_of(b, head);
         loop {
             let slot = &self.slots[i];
             if slot.len == u32::MAX {
@@ -292,7 +300,7 @@ impl ChildMap {
         let b = key.as_bytes();
         let head = super::sig::load_le_padded(b);
         let mask = self.slots.len() - 1;
-        let mut i = self.slot_of(b.len(), head);
+        let mut i = self.slot_of(b, head);
         while self.slots[i].len != u32::MAX {
             if *self.slots[i].name == *key {
                 self.slots[i].id = id;

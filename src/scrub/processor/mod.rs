@@ -78,10 +78,39 @@ fn json_types(v: &Value<'_>) -> Types {
     }
 }
 
+/// What a walker needs to know of its rule set, worked out once per rule set (a walker is
+/// made per event and per span or log record).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleFacts {
+    index_sensitive: bool,
+    needs_password_key: bool,
+    container_apps: u64,
+    password_apps: u64,
+}
+
+impl RuleFacts {
+    /// The facts of `apps`.
+    pub fn of(apps: &[Application]) -> RuleFacts {
+        RuleFacts {
+            index_sensitive: apps.iter().any(|a| a.selector.names_index()),
+            needs_password_key: apps
+                .iter()
+                .flat_map(|a| a.rules.iter())
+                .any(|r| matches!(*r.kind, RuleKind::Password)),
+            container_apps: app_bits(apps, |k| {
+                matches!(k, RuleKind::Anything | RuleKind::RedactPair { .. })
+            }),
+            password_apps: app_bits(apps, |k| matches!(k, RuleKind::Password)),
+        }
+    }
+}
+
 impl<'r, 'a> Walker<'r, 'a> {
-    /// A walker over `schema` (an event's, or another item's).
+    /// A walker over `schema` (an event's, or another item's); `facts` are
+    /// [`RuleFacts::of`] `apps`.
     pub fn new(
         apps: &'r [Application],
+        facts: RuleFacts,
         bump: &'a Bump,
         opts: WalkOptions,
         shared_memo: Option<&'r SharedMemo>,
@@ -96,18 +125,13 @@ impl<'r, 'a> Walker<'r, 'a> {
             report: ScrubReport::default(),
             opts,
             pending_delete: false,
-            index_sensitive: apps.iter().any(|a| a.selector.names_index()),
+            index_sensitive: facts.index_sensitive,
             // Allocated on first use: most walks adopt their thread's memo instead.
             memo: PathMemo::with_hasher(BuildSigHasher),
             shared_memo,
-            needs_password_key: apps
-                .iter()
-                .flat_map(|a| a.rules.iter())
-                .any(|r| matches!(*r.kind, RuleKind::Password)),
-            container_apps: app_bits(apps, |k| {
-                matches!(k, RuleKind::Anything | RuleKind::RedactPair { .. })
-            }),
-            password_apps: app_bits(apps, |k| matches!(k, RuleKind::Password)),
+            needs_password_key: facts.needs_password_key,
+            container_apps: facts.container_apps,
+            password_apps: facts.password_apps,
         }
     }
 
