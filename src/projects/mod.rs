@@ -318,7 +318,7 @@ impl ProjectStore {
                     self.log_loaded(&project);
                     self.metrics.record_config_reload(ReloadResult::Ok);
                     next.get_or_insert_with(|| (*current).clone())
-                        .insert(id, Arc::new(project));
+                        .insert(id, Arc::new(*project));
                     summary.loaded.push(id);
                     files.insert(path, state);
                 }
@@ -398,7 +398,7 @@ impl ProjectStore {
             return FileOutcome::Unchanged(state);
         }
         match load_project(path, &bytes, &*self.env) {
-            Ok(project) => FileOutcome::Loaded(project, state),
+            Ok(project) => FileOutcome::Loaded(Box::new(project), state),
             Err(error) => FileOutcome::Failed(error, Some(state)),
         }
     }
@@ -471,7 +471,7 @@ impl ProjectStore {
 
 enum FileOutcome {
     Unchanged(FileState),
-    Loaded(Project, FileState),
+    Loaded(Box<Project>, FileState),
     /// The state is the failing file's (so it is not retried until it changes), or
     /// the previous one when the file could not even be read.
     Failed(LoadError, Option<FileState>),
