@@ -196,6 +196,15 @@ impl RecordingUpstream {
         *self.shared.mode.lock().unwrap() = mode;
     }
 
+    /// How many requests the upstream answered with a 2xx so far (without copying them).
+    pub fn accepted_count(&self) -> usize {
+        let requests = self.shared.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|r| r.status.is_some_and(|s| s.is_success()))
+            .count()
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().unwrap().clone()
