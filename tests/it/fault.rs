@@ -48,7 +48,14 @@ async fn an_upstream_failing_every_way_under_load_loses_and_duplicates_nothing()
         .spawn()
         .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sender = tokio::spawn(send_events_until(proxy.addr.to_string(), 8, 0, stopped));
+    // 8 clients, each at most 200 events/s: load, but a bounded number to reconcile.
+    let sender = tokio::spawn(send_events_paced(
+        proxy.addr.to_string(),
+        8,
+        0,
+        stopped,
+        Some(Duration::from_millis(5)),
+    ));
     let modes = [
         Mode::Normal,
         Mode::Down,
@@ -302,7 +309,15 @@ async fn a_long_outage_under_load_is_spooled_and_drained_once_the_upstream_is_ba
     upstream.set_mode(Mode::Down);
     let proxy = TestProxy::spawn(&upstream).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sender = tokio::spawn(send_events_until(proxy.addr.to_string(), 4, 0, stopped));
+    // SDK-like traffic: 4 clients, each at most 50 events/s (a long outage at full load
+    // fills the 1 GiB spool; BENCHMARKS.md has that case).
+    let sender = tokio::spawn(send_events_paced(
+        proxy.addr.to_string(),
+        4,
+        0,
+        stopped,
+        Some(Duration::from_millis(20)),
+    ));
     tokio::time::sleep(Duration::from_secs_f64(fault_secs())).await;
     let _ = stop.send(true);
     let (acked, refused) = sender.await.unwrap();

@@ -649,6 +649,17 @@ pub async fn send_events_until(
     first_id: usize,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> (Vec<String>, usize) {
+    send_events_paced(addr, clients, first_id, stop, None).await
+}
+
+/// [`send_events_until`], each client waiting `pause` between two requests.
+pub async fn send_events_paced(
+    addr: String,
+    clients: usize,
+    first_id: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+    pause: Option<Duration>,
+) -> (Vec<String>, usize) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
@@ -671,6 +682,9 @@ pub async fn send_events_until(
                     Ok(_) => refused += 1,
                     // The process was killed under this request: not acknowledged.
                     Err(_) => break,
+                }
+                if let Some(pause) = pause {
+                    tokio::time::sleep(pause).await;
                 }
             }
             (acked, refused)
