@@ -263,7 +263,7 @@ async fn bombs_floods_and_silent_connections_leave_good_requests_served() {
         let path = format!("/api/{PROJECT}/store/");
         let (status, took) = post_from("127.0.0.2", addr, &path, "identity", event.clone()).await;
         if status != Some(StatusCode::OK) {
-            failures.push(status);
+            failures.push((status, latencies.len(), took));
         }
         latencies.push(took);
         tokio::time::sleep(Duration::from_millis(10)).await;
