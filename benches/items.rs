@@ -2,7 +2,7 @@
 //! built by repeating the records of the SDK fixtures (tests/fixtures/sdk-envelopes) with
 //! a distinct planted email per record, scrubbed with the default data scrubbing plus
 //! `$string: [@email, @ip]`, against the floor: `serde_json::Value` parse + write of the
-//! same bytes.
+//! same bytes; and the event corpus with the same rules, for comparison.
 //!
 //! Run: `cargo bench --bench items`
 
@@ -98,6 +98,41 @@ fn bench(c: &mut Criterion) {
         });
         group.finish();
     }
+
+    // The same rules on the event corpus, for the comparison the item figures are read
+    // against: records relative to the floor against events relative to the floor.
+    let corpus = include_str!("../tests/fixtures/corpus/events.jsonl");
+    let events: Vec<&[u8]> = corpus
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::as_bytes)
+        .collect();
+    let mut group = c.benchmark_group("event_corpus_same_rules");
+    group.throughput(Throughput::Bytes(
+        events.iter().map(|e| e.len() as u64).sum(),
+    ));
+    group.sample_size(10);
+    group.bench_function("floor_serde_value_roundtrip", |b| {
+        b.iter(|| {
+            for event in &events {
+                let v: Value = serde_json::from_slice(event).expect("event is JSON");
+                std::hint::black_box(serde_json::to_vec(&v).expect("serializable"));
+            }
+        })
+    });
+    group.bench_function("default_plus_email_ip", |b| {
+        b.iter(|| {
+            for event in &events {
+                std::hint::black_box(
+                    project
+                        .rules
+                        .scrub(ItemKind::Event, event, &opts)
+                        .expect("event scrubs"),
+                );
+            }
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);
