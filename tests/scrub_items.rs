@@ -185,3 +185,33 @@ fn a_records_own_meta_is_not_scrubbed_as_data() {
     let twice = run(cfg, ItemKind::Log, once.clone(), &ScrubOptions::default());
     assert_eq!(once, twice);
 }
+
+#[test]
+fn a_user_field_given_twice_never_leaves_unscrubbed() {
+    // Found by the scrub fuzz target: a session with `did` twice kept the second one.
+    // The last value counts (as serde, and so Relay, reads JSON); the others are dropped.
+    let cfg = json!({"piiConfig": {"applications": {"$user.id": ["@anything:remove"]}}});
+    let session =
+        br#"{"sid":"","did":"first-PLANT","errors":1,"did":"second-PLANT","status":"ok"}"#;
+    let p = ProjectConfig::from_config_value(cfg.clone()).unwrap();
+    let out = p
+        .rules
+        .scrub(ItemKind::Session, session, &ScrubOptions::default())
+        .unwrap();
+    let text = String::from_utf8(out.bytes.clone()).unwrap();
+    assert!(!text.contains("PLANT"), "{text}");
+    let twice = p
+        .rules
+        .scrub(ItemKind::Session, &out.bytes, &ScrubOptions::default())
+        .unwrap();
+    assert_eq!(out.bytes, twice.bytes);
+
+    let hash = json!({"piiConfig": {"applications": {"$user.id": ["@anything:hash"]}}});
+    let out = run(
+        hash,
+        ItemKind::Session,
+        serde_json::from_slice(session).unwrap(),
+        &ScrubOptions::default(),
+    );
+    assert_eq!(out["did"].as_str().unwrap().len(), 40, "{out}");
+}

@@ -15,8 +15,16 @@ use super::{CompiledRules, ScrubOptions, ScrubReport};
 
 fn take<'a>(obj: &mut Value<'a>, key: &str) -> Option<Value<'a>> {
     let entries = obj.as_object_mut()?;
-    let i = entries.iter().position(|(k, _)| k.eq_str(key))?;
-    Some(std::mem::replace(&mut entries[i].1, Value::Null))
+    // A key given twice: the last value counts, as serde (and so Relay) reads JSON, and
+    // the earlier ones are dropped, so that none of them leaves unscrubbed.
+    loop {
+        let first = entries.iter().position(|(k, _)| k.eq_str(key))?;
+        let last = entries.iter().rposition(|(k, _)| k.eq_str(key))?;
+        if first == last {
+            return Some(std::mem::replace(&mut entries[first].1, Value::Null));
+        }
+        json::remove(entries, first);
+    }
 }
 
 fn put_back<'a>(obj: &mut Value<'a>, key: &str, value: Option<Value<'a>>) {

@@ -113,6 +113,7 @@ impl Selector {
             s: s.as_bytes(),
             src: s,
             pos: 0,
+            depth: 0,
         };
         p.ws();
         let sel = p.or()?;
@@ -190,10 +191,16 @@ fn path_matches(items: &[PathItem], pii: Pii, steps: &[Step<'_>]) -> bool {
         .all(|(k, (item, step))| item.matches(pii, k + 1, step))
 }
 
+/// Deepest nesting of `(` and `!` a selector may have: the parser, matching and dropping
+/// all recurse over it, and no real selector nests more than a few levels.
+const MAX_NESTING: usize = 32;
+
 struct SelParser<'a> {
     s: &'a [u8],
     src: &'a str,
     pos: usize,
+    /// `(` and `!` levels entered.
+    depth: usize,
 }
 
 impl SelParser<'_> {
@@ -202,6 +209,15 @@ impl SelParser<'_> {
             offset: self.pos,
             reason,
         }
+    }
+
+    /// Enters one more level of `(` or `!`.
+    fn nest(&mut self) -> Result<(), SelectorError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.err("nested too deeply (at most 32 levels of '(' and '!')"));
+        }
+        Ok(())
     }
 
     fn ws(&mut self) {
@@ -260,7 +276,10 @@ impl SelParser<'_> {
             Some(b'!' | b'~') => {
                 self.pos += 1;
                 self.ws();
-                Ok(Selector::Not(Box::new(self.not()?)))
+                self.nest()?;
+                let inner = self.not()?;
+                self.depth -= 1;
+                Ok(Selector::Not(Box::new(inner)))
             }
             _ => self.primary(),
         }
@@ -270,7 +289,9 @@ impl SelParser<'_> {
         if self.s.get(self.pos) == Some(&b'(') {
             self.pos += 1;
             self.ws();
+            self.nest()?;
             let inner = self.or()?;
+            self.depth -= 1;
             self.ws();
             if self.s.get(self.pos) != Some(&b')') {
                 return Err(self.err("expected ')'"));
@@ -416,6 +437,21 @@ mod tests {
     }
 
     use ValueType as T;
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |n: usize, open: &str, close: &str| {
+            format!("{}$string{}", open.repeat(n), close.repeat(n))
+        };
+        assert!(Selector::parse(&nested(32, "(", ")")).is_ok());
+        assert!(Selector::parse(&nested(32, "!", "")).is_ok());
+        for deep in [nested(33, "(", ")"), nested(33, "!", ""), nested(20_000, "(", ")")] {
+            match Selector::parse(&deep) {
+                Err(SelectorError::Syntax { reason, .. }) => assert!(reason.contains("deeply")),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn parse_table() {
