@@ -150,13 +150,16 @@ async fn the_stores_4xx_and_429_are_relayed_and_its_5xx_spooled() {
         "the 500'd event is replayed: {:?}",
         ids_received(&upstream)
     );
-    let metrics = proxy.scrape_metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            "scrubgate_spool_requests_total{event=\"replayed\"}"
-        ),
-        Some(1.0)
+    // The upstream records the request before the drainer has its answer.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let metrics = proxy.scrape_metrics().await;
+            metric_value(
+                &metrics,
+                "scrubgate_spool_requests_total{event=\"replayed\"}",
+            ) == Some(1.0)
+        })
+        .await
     );
 }
 
