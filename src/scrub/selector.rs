@@ -445,7 +445,11 @@ mod tests {
         };
         assert!(Selector::parse(&nested(32, "(", ")")).is_ok());
         assert!(Selector::parse(&nested(32, "!", "")).is_ok());
-        for deep in [nested(33, "(", ")"), nested(33, "!", ""), nested(20_000, "(", ")")] {
+        for deep in [
+            nested(33, "(", ")"),
+            nested(33, "!", ""),
+            nested(20_000, "(", ")"),
+        ] {
             match Selector::parse(&deep) {
                 Err(SelectorError::Syntax { reason, .. }) => assert!(reason.contains("deeply")),
                 other => panic!("{other:?}"),
