@@ -7,6 +7,10 @@ use super::{move_to_arena, Bump, Entry, KeyHint, Str, Value};
 use crate::scrub::schema::{self, NodeId, Schema};
 use crate::scrub::ScrubError;
 
+/// A number written in at most this many characters, without an exponent, is below
+/// `f64::MAX` (about 1.8e308) and needs no range check.
+const MAX_FINITE_DIGITS: usize = 300;
+
 /// Parses `input` into a borrowed tree, refusing anything nested deeper than `max_depth`.
 ///
 /// # Errors
@@ -233,8 +237,23 @@ impl<'a> Parser<'a> {
             while matches!(b.get(self.pos), Some(b'0'..=b'9')) {
                 self.pos += 1;
             }
+            self.check_finite(start)?;
+        } else if self.pos - start > MAX_FINITE_DIGITS {
+            self.check_finite(start)?;
         }
         Ok(start)
+    }
+
+    /// Refuses a number too large for a double (`1e999`, or 400 digits), as serde_json,
+    /// and so Relay and the store, refuse it: forwarding it would hand them a document
+    /// they cannot read. Only numbers with an exponent or very many digits get here.
+    #[cold]
+    fn check_finite(&mut self, start: usize) -> Parsed<()> {
+        let text = &self.src[start..self.pos];
+        match text.parse::<f64>() {
+            Ok(value) if value.is_finite() => Ok(()),
+            _ => Err(self.err("number out of range")),
+        }
     }
 
     /// A string (a key, or one being validated).
