@@ -22,6 +22,7 @@
 //! SQLite (through rusqlite, as Relay's own spool uses it) gives atomic, checksummed
 //! commits and crash recovery without a format of our own.
 
+mod held;
 mod limits;
 mod store;
 
@@ -37,6 +38,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use crate::config::SpoolConfig;
 use crate::forward::{ForwardError, ForwardRequest, Forwarder};
+use held::HeldBack;
 use limits::RateLimits;
 pub use store::SpoolError;
 use store::{Entry, Store};
@@ -47,6 +49,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// Entries read per drain round.
 const BATCH: usize = 32;
+/// 5xx answers in a row, within one drain round, that count as the upstream failing
+/// rather than as entries it cannot take.
+const MAX_SUSPECTS: usize = 3;
 /// How often expired entries are looked for.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -140,7 +145,8 @@ impl SpoolMetrics {
         let events = IntCounterVec::new(
             Opts::new(
                 "scrubgate_spool_requests_total",
-                "Requests spooled, replayed, expired or rejected by the upstream on replay.",
+                "Requests spooled, replayed, expired, rejected by the upstream on replay, or held back \
+                 (answered 5xx while the upstream took others).",
             ),
             &["event"],
         )
@@ -164,7 +170,7 @@ impl SpoolMetrics {
             // that tests would show.
             let _ = registry.register(collector);
         }
-        for event in ["spooled", "replayed", "expired", "rejected"] {
+        for event in ["spooled", "replayed", "expired", "rejected", "held_back"] {
             events.with_label_values(&[event]);
         }
         let metrics = SpoolMetrics {
@@ -325,6 +331,7 @@ impl Spool {
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             let mut limits = RateLimits::default();
+            let mut held = HeldBack::default();
             let mut last_expiry = Instant::now() - EXPIRY_INTERVAL;
             loop {
                 if *shutdown.borrow() {
@@ -334,7 +341,7 @@ impl Spool {
                     last_expiry = Instant::now();
                     spool.expire().await;
                 }
-                let pause = match spool.drain_round(&forwarder, &mut limits).await {
+                let pause = match spool.drain_round(&forwarder, &mut limits, &mut held).await {
                     Round::Empty(wait) => Some(wait),
                     Round::Progress => {
                         backoff = MIN_BACKOFF;
@@ -389,10 +396,23 @@ impl Spool {
     }
 
     /// One pass over the spool, oldest first: each entry sent unless a rate limit of one
-    /// of its categories is active, until the upstream fails.
-    async fn drain_round(&self, forwarder: &Forwarder, limits: &mut RateLimits) -> Round {
+    /// of its categories is active or it is held back, until the upstream fails.
+    ///
+    /// A 5xx answer makes an entry a suspect. When the upstream then takes a later entry
+    /// (2xx, or a 4xx it answered), the suspects are held back ([`held`]) and the rest
+    /// drains; [`MAX_SUSPECTS`] 5xx answers in a row, a transport error, or the end of
+    /// the spool with suspects left, count as the upstream failing, and the order of
+    /// the spool is kept. A held entry answered 5xx again just waits longer.
+    async fn drain_round(
+        &self,
+        forwarder: &Forwarder,
+        limits: &mut RateLimits,
+        held: &mut HeldBack,
+    ) -> Round {
         let mut after = 0;
         let (mut sent, mut skipped) = (false, false);
+        let mut suspects: Vec<(i64, Option<String>)> = Vec::new();
+        let mut seen_held = Vec::new();
         loop {
             let store = self.inner.store.clone();
             let page = tokio::task::spawn_blocking(move || store.page(after, BATCH)).await;
@@ -413,11 +433,20 @@ impl Spool {
             }
             for (id, entry) in batch {
                 after = id;
+                let now = Instant::now();
+                if held.contains(id) {
+                    seen_held.push(id);
+                    if held.blocks(id, now) {
+                        skipped = true;
+                        continue;
+                    }
+                }
                 let categories = limits::categories(&entry.path_and_query, &entry.body);
-                if limits.blocks(&categories, Instant::now()) {
+                if limits.blocks(&categories, now) {
                     skipped = true;
                     continue;
                 }
+                let event_id = entry.event_id.clone();
                 let outcome = match forwarder.forward(entry.into_request()).await {
                     Ok(answer) if answer.status.is_success() => "replayed",
                     Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
@@ -428,12 +457,40 @@ impl Spool {
                         continue;
                     }
                     Ok(answer) if answer.status.is_client_error() => "rejected",
+                    Ok(answer) if answer.status.is_server_error() && held.contains(id) => {
+                        // Held already: it waits again, and says nothing of the upstream.
+                        held.hold(id, Instant::now());
+                        skipped = true;
+                        continue;
+                    }
+                    Ok(answer) if suspects.len() + 1 < MAX_SUSPECTS => {
+                        tracing::debug!(status = %answer.status, "a spooled request got a 5xx");
+                        suspects.push((id, event_id));
+                        continue;
+                    }
                     Ok(_) | Err(_) => {
                         self.upstream_failed();
                         return Round::Failed;
                     }
                 };
+                // The upstream took this one: the suspects before it are held back.
                 self.set_up();
+                for (suspect, suspect_event) in suspects.drain(..) {
+                    let strikes = held.hold(suspect, Instant::now());
+                    skipped = true;
+                    self.inner
+                        .metrics
+                        .events
+                        .with_label_values(&["held_back"])
+                        .inc();
+                    tracing::warn!(
+                        event_id = suspect_event.as_deref().unwrap_or("-"),
+                        strikes,
+                        "the upstream answers 5xx to a spooled request while it takes the \
+                         others; retried on its own backoff until spool.max_age"
+                    );
+                }
+                held.release(id);
                 if let Err(error) = self.delete(id).await {
                     tracing::warn!(%error, "cannot delete a delivered spool entry");
                     return Round::Failed;
@@ -450,11 +507,23 @@ impl Spool {
                 sent = true;
             }
         }
+        // A full pass: what is held and no longer spooled (expired) is forgotten.
+        held.retain(|id| seen_held.contains(&id));
+        if !suspects.is_empty() {
+            // Nothing after them was taken: the upstream may be what fails.
+            self.upstream_failed();
+            return Round::Failed;
+        }
         if sent {
             return Round::Progress;
         }
         if skipped {
-            let wait = limits.next_expiry(Instant::now()).unwrap_or(MIN_BACKOFF);
+            let now = Instant::now();
+            let wait = [limits.next_expiry(now), held.next_retry(now)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(MIN_BACKOFF);
             return Round::RateLimited(wait);
         }
         let breaker = &self.inner.breaker;

@@ -128,39 +128,40 @@ async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStre
     socket.connect(addr).await
 }
 
-/// One request on a fresh connection from `source`; its status (or `None` when the
-/// connection failed) and how long it took.
+/// One request on a fresh connection from `source`: its status, or which step failed
+/// and why; and how long it took.
 async fn post_from(
     source: &str,
     addr: SocketAddr,
     path: &str,
     encoding: &str,
     body: Bytes,
-) -> (Option<StatusCode>, Duration) {
+) -> (Result<StatusCode, String>, Duration) {
     let started = Instant::now();
-    let Ok(stream) = connect_from(source, addr).await else {
-        return (None, started.elapsed());
-    };
-    let Ok((mut sender, connection)) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await
-    else {
-        return (None, started.elapsed());
-    };
-    tokio::spawn(connection);
-    let request = http::Request::post(format!("http://{addr}{path}"))
-        .header("x-sentry-auth", auth_header())
-        .header("content-encoding", encoding)
-        .body(Full::new(body))
-        .unwrap();
-    let status = match sender.send_request(request).await {
-        Ok(response) => {
-            let status = response.status();
-            let _ = response.into_body().collect().await;
-            Some(status)
-        }
-        Err(_) => None,
-    };
-    (status, started.elapsed())
+    let outcome = async {
+        let stream = connect_from(source, addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(connection);
+        let request = http::Request::post(format!("http://{addr}{path}"))
+            .header("x-sentry-auth", auth_header())
+            .header("content-encoding", encoding)
+            .body(Full::new(body))
+            .unwrap();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request after {:?}: {e:?}", started.elapsed()))?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        Ok(status)
+    }
+    .await;
+    (outcome, started.elapsed())
 }
 
 /// The process's peak resident memory (`VmHWM`), bytes.
@@ -234,7 +235,7 @@ async fn bombs_floods_and_silent_connections_leave_good_requests_served() {
             while Instant::now() < deadline {
                 let path = format!("/api/{PROJECT}/envelope/");
                 let (status, _) = post_from("127.0.0.4", addr, &path, "zstd", bomb.clone()).await;
-                assert_ne!(status, Some(StatusCode::OK), "a bomb was accepted");
+                assert_ne!(status.ok(), Some(StatusCode::OK), "a bomb was accepted");
                 sent += 1;
             }
             sent
@@ -261,9 +262,11 @@ async fn bombs_floods_and_silent_connections_leave_good_requests_served() {
     let event = Bytes::from(canary_event().to_string());
     while Instant::now() < deadline || latencies.len() < 20 {
         let path = format!("/api/{PROJECT}/store/");
+        let sent = Instant::now();
         let (status, took) = post_from("127.0.0.2", addr, &path, "identity", event.clone()).await;
-        if status != Some(StatusCode::OK) {
-            failures.push((status, latencies.len(), took));
+        if status.as_ref().ok() != Some(&StatusCode::OK) {
+            let before_deadline = deadline.saturating_duration_since(sent);
+            failures.push((status, latencies.len(), took, before_deadline));
         }
         latencies.push(took);
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -480,3 +480,83 @@ async fn a_rate_limited_category_waits_while_the_others_are_replayed() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn an_entry_the_upstream_answers_5xx_is_held_back_while_the_rest_drains() {
+    let upstream = RecordingUpstream::spawn().await;
+    upstream.set_mode(Mode::Down);
+    let proxy = TestProxy::spawn(&upstream).await;
+    // The one the store cannot take is at the head of the spool.
+    let (poison, event0) = event(1);
+    assert_eq!(proxy.store(&event0).await.status, 200);
+    let mut others = Vec::new();
+    for n in 2..6 {
+        let (id, event) = event(n);
+        assert_eq!(proxy.store(&event).await.status, 200);
+        others.push(id);
+    }
+
+    upstream.set_mode(Mode::StatusFor {
+        event_id: poison.clone(),
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+    });
+    let delivered = |upstream: &RecordingUpstream| -> HashMap<String, usize> {
+        let mut ids = HashMap::new();
+        for request in upstream.requests() {
+            if request.status == Some(StatusCode::OK) {
+                let body: Value = serde_json::from_slice(&request.body).unwrap();
+                *ids.entry(body["event_id"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        ids
+    };
+    assert!(
+        eventually(DRAIN_TIMEOUT, || async {
+            delivered(&upstream).len() == others.len()
+        })
+        .await,
+        "the entries behind the failing one were not delivered: {:?}",
+        delivered(&upstream)
+    );
+    let received = delivered(&upstream);
+    for id in &others {
+        assert_eq!(received.get(id), Some(&1), "{id} delivered once");
+    }
+    let metrics = proxy.scrape_metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "scrubgate_spool_entries"),
+        Some(1.0),
+        "the failing entry stays spooled"
+    );
+    assert!(
+        metric_value(
+            &metrics,
+            "scrubgate_spool_requests_total{event=\"held_back\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "scrubgate_upstream_state{state=\"up\"}"),
+        Some(1.0),
+        "one entry's 5xx does not mark the upstream down"
+    );
+
+    // Once the store takes it, it is delivered on its own retry.
+    upstream.set_mode(Mode::Normal);
+    assert!(
+        eventually(DRAIN_TIMEOUT, || async {
+            delivered(&upstream).contains_key(&poison)
+        })
+        .await,
+        "the held entry was never retried"
+    );
+    assert_eq!(delivered(&upstream).get(&poison), Some(&1));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric_value(&proxy.scrape_metrics().await, "scrubgate_spool_entries") == Some(0.0)
+        })
+        .await
+    );
+}

@@ -31,6 +31,13 @@ pub enum Mode {
     Down,
     /// Records the request, then answers with this status and `{"detail": "..."}`.
     Status(StatusCode),
+    /// This status for the request carrying `event_id`; the others answered normally.
+    StatusFor {
+        /// The event id (32 hex digits) of the request to fail.
+        event_id: String,
+        /// The status it gets.
+        status: StatusCode,
+    },
     /// 429 (as [`Mode::RateLimited`]) for requests whose path contains `path`; the
     /// others are answered normally.
     RateLimitedOn {
@@ -271,10 +278,23 @@ async fn handle(
             Mode::Normal
         };
     }
+    if let Mode::StatusFor {
+        event_id: failed,
+        status,
+    } = &mode
+    {
+        mode = if *failed == event_id {
+            Mode::Status(*status)
+        } else {
+            Mode::Normal
+        };
+    }
     let status = match &mode {
-        Mode::Normal | Mode::Down | Mode::Delay(_) | Mode::RateLimitedOn { .. } => {
-            Some(StatusCode::OK)
-        }
+        Mode::Normal
+        | Mode::Down
+        | Mode::Delay(_)
+        | Mode::RateLimitedOn { .. }
+        | Mode::StatusFor { .. } => Some(StatusCode::OK),
         Mode::Stall => None,
         Mode::Status(status) => Some(*status),
         Mode::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
@@ -292,7 +312,9 @@ async fn handle(
     shared.arrived.notify_waiters();
 
     let response = match mode {
-        Mode::Normal | Mode::Down | Mode::RateLimitedOn { .. } => ok_answer(&event_id),
+        Mode::Normal | Mode::Down | Mode::RateLimitedOn { .. } | Mode::StatusFor { .. } => {
+            ok_answer(&event_id)
+        }
         Mode::Delay(delay) => {
             tokio::time::sleep(delay).await;
             ok_answer(&event_id)
