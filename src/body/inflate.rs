@@ -14,6 +14,18 @@ pub(super) enum CappedReadError {
     /// The reader failed (corrupt or truncated input).
     #[error("read failed")]
     Io(#[source] io::Error),
+    /// The watch refused the output so far.
+    #[error("the decoded bytes were refused")]
+    Stopped,
+}
+
+/// Looks at the output each time it grows (all of it so far); `false` stops decoding
+/// with [`CappedReadError::Stopped`].
+pub(super) type Watch<'w> = &'w mut dyn FnMut(&[u8]) -> bool;
+
+/// A watch that never stops.
+fn no_watch(_: &[u8]) -> bool {
+    true
 }
 
 /// Reads `reader` to the end into a buffer that never grows past `cap` bytes.
@@ -21,10 +33,21 @@ pub(super) enum CappedReadError {
 /// `size_hint` sizes the first allocation (clamped to `cap` and to 64 KiB); the buffer then
 /// doubles, but never beyond `cap`. One more byte than `cap` is never stored: the read
 /// that would overflow fails with [`CappedReadError::TooLarge`].
+#[cfg(test)]
 pub(super) fn read_capped<R: Read>(
+    reader: R,
+    cap: usize,
+    size_hint: usize,
+) -> Result<Vec<u8>, CappedReadError> {
+    read_capped_watched(reader, cap, size_hint, &mut no_watch)
+}
+
+/// [`read_capped`], showing the output to `watch` after each read.
+pub(super) fn read_capped_watched<R: Read>(
     mut reader: R,
     cap: usize,
     size_hint: usize,
+    watch: Watch<'_>,
 ) -> Result<Vec<u8>, CappedReadError> {
     const MAX_FIRST_ALLOCATION: usize = 64 * 1024;
     const CHUNK: usize = 16 * 1024;
@@ -47,6 +70,9 @@ pub(super) fn read_capped<R: Read>(
             out.reserve_exact(target - out.len());
         }
         out.extend_from_slice(&chunk[..n]);
+        if !watch(&out) {
+            return Err(CappedReadError::Stopped);
+        }
     }
 }
 
@@ -69,8 +95,18 @@ pub(super) fn inflate(
     zlib_header: bool,
     cap: usize,
 ) -> Result<Vec<u8>, CappedReadError> {
+    inflate_watched(input, zlib_header, cap, &mut no_watch)
+}
+
+/// [`inflate`], showing the output to `watch` as it grows.
+pub(super) fn inflate_watched(
+    input: &[u8],
+    zlib_header: bool,
+    cap: usize,
+    watch: Watch<'_>,
+) -> Result<Vec<u8>, CappedReadError> {
     let mut out = Vec::with_capacity(first_allocation(input.len(), cap));
-    let used = inflate_into(input, zlib_header, cap, &mut out)?;
+    let used = inflate_into(input, zlib_header, cap, &mut out, watch)?;
     if used != input.len() {
         return Err(CappedReadError::Io(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -98,6 +134,7 @@ fn inflate_into(
     zlib_header: bool,
     cap: usize,
     out: &mut Vec<u8>,
+    watch: Watch<'_>,
 ) -> Result<usize, CappedReadError> {
     const MIN_GROWTH: usize = 4 * 1024;
     let limit = cap.saturating_add(1);
@@ -128,6 +165,9 @@ fn inflate_into(
             if out.len() > cap {
                 return Err(CappedReadError::TooLarge);
             }
+            if out.len() > before.1 && !watch(out) {
+                return Err(CappedReadError::Stopped);
+            }
             match status {
                 flate2::Status::StreamEnd => {
                     return Ok(usize::try_from(decompress.total_in()).unwrap_or(usize::MAX));
@@ -147,7 +187,17 @@ fn inflate_into(
 /// Decodes gzip (RFC 1952) into at most `cap` bytes: one member or several in a row, as
 /// `gzip` itself reads them. Each member's CRC-32 and length are checked; a truncated or
 /// corrupt member, or bytes after the last member that are not another member, fail.
+#[cfg(test)]
 pub(super) fn gunzip(input: &[u8], cap: usize) -> Result<Vec<u8>, CappedReadError> {
+    gunzip_watched(input, cap, &mut no_watch)
+}
+
+/// [`gunzip`], showing the output to `watch` as it grows.
+pub(super) fn gunzip_watched(
+    input: &[u8],
+    cap: usize,
+    watch: Watch<'_>,
+) -> Result<Vec<u8>, CappedReadError> {
     let corrupt =
         |what: &'static str| CappedReadError::Io(io::Error::new(io::ErrorKind::InvalidData, what));
     let mut out = Vec::with_capacity(first_allocation(input.len(), cap));
@@ -155,7 +205,7 @@ pub(super) fn gunzip(input: &[u8], cap: usize) -> Result<Vec<u8>, CappedReadErro
     loop {
         let body = gzip_header_len(rest).ok_or_else(|| corrupt("invalid gzip header"))?;
         let start = out.len();
-        let used = inflate_into(&rest[body..], false, cap, &mut out)?;
+        let used = inflate_into(&rest[body..], false, cap, &mut out, &mut *watch)?;
         let trailer = rest
             .get(body + used..body + used + 8)
             .ok_or_else(|| corrupt("truncated gzip trailer"))?;

@@ -20,7 +20,9 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use budget::Reservation;
-use inflate::{gunzip, inflate, read_capped, CappedReadError};
+use inflate::{
+    gunzip_watched, inflate, inflate_watched, read_capped_watched, CappedReadError, Watch,
+};
 
 /// Why a request body could not be read or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,19 @@ pub enum BodyError {
     /// Holding this body would pass `limits.max_body_bytes_in_flight`.
     #[error("too many body bytes in flight")]
     OverBudget,
+    /// The caller's watch refused the decoded bytes ([`decode_watched`]).
+    #[error("the decoded body was refused while it was decoded")]
+    Refused,
+}
+
+impl From<CappedReadError> for BodyError {
+    fn from(error: CappedReadError) -> BodyError {
+        match error {
+            CappedReadError::TooLarge => BodyError::TooLarge,
+            CappedReadError::Io(_) => BodyError::Corrupt,
+            CappedReadError::Stopped => BodyError::Refused,
+        }
+    }
 }
 
 /// The `Accept-Encoding` value listing the content codings [`decode`] supports.
@@ -254,9 +269,33 @@ pub fn decode<'a>(
     body: Bytes,
     max_decoded: usize,
 ) -> Result<Bytes, BodyError> {
+    decode_watched(encoding, body, max_decoded, &mut |_| true)
+}
+
+/// [`decode`], showing the fully decoded bytes to `watch` each time they grow while the
+/// last coding is undone (all of them so far), so that a caller who reads the body's
+/// framing can stop a body it will refuse before the rest is inflated. `watch` returning
+/// `false` stops decoding with [`BodyError::Refused`]. An identity body is not watched:
+/// it is whole already.
+///
+/// # Errors
+///
+/// As [`decode`], and [`BodyError::Refused`].
+pub fn decode_watched<'a>(
+    encoding: impl IntoIterator<Item = &'a HeaderValue>,
+    body: Bytes,
+    max_decoded: usize,
+    watch: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<Bytes, BodyError> {
+    let codings = codings(encoding)?;
     let mut body = body;
-    for coding in codings(encoding)?.into_iter().rev() {
-        body = decode_as(coding, body, max_decoded)?;
+    // Undone in reverse order of application; the last one undone yields the body.
+    for (n, &coding) in codings.iter().rev().enumerate() {
+        body = if n + 1 == codings.len() {
+            decode_one(coding, body, max_decoded, &mut *watch)?
+        } else {
+            decode_one(coding, body, max_decoded, &mut |_| true)?
+        };
     }
     // Identity only: the size check of `decode_as`.
     decode_as(ContentEncoding::Identity, body, max_decoded)
@@ -276,6 +315,16 @@ pub fn decode_as(
     body: Bytes,
     max_decoded: usize,
 ) -> Result<Bytes, BodyError> {
+    decode_one(encoding, body, max_decoded, &mut |_| true)
+}
+
+/// [`decode_as`], showing the output to `watch` as it grows.
+fn decode_one(
+    encoding: ContentEncoding,
+    body: Bytes,
+    max_decoded: usize,
+    watch: Watch<'_>,
+) -> Result<Bytes, BodyError> {
     // Compressed JSON shrinks about 4 to 10 times; start there and let the buffer double.
     let hint = body.len().saturating_mul(4);
     // An empty body stays empty whatever its coding; the caller refuses empty bodies.
@@ -290,23 +339,21 @@ pub fn decode_as(
                 Ok(body)
             };
         }
-        ContentEncoding::Gzip => gunzip(&body, max_decoded),
-        ContentEncoding::Deflate => inflate(&body, has_zlib_header(&body), max_decoded),
-        ContentEncoding::Br => unbrotli(&body, max_decoded, hint),
+        ContentEncoding::Gzip => gunzip_watched(&body, max_decoded, watch),
+        ContentEncoding::Deflate => {
+            inflate_watched(&body, has_zlib_header(&body), max_decoded, watch)
+        }
+        ContentEncoding::Br => unbrotli(&body, max_decoded, hint, watch),
         ContentEncoding::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(body.as_ref())
                 .map_err(|_| BodyError::Corrupt)?;
             decoder
                 .window_log_max(zstd_window_log_max(max_decoded))
                 .map_err(|_| BodyError::Corrupt)?;
-            read_capped(decoder, max_decoded, hint)
+            read_capped_watched(decoder, max_decoded, hint, watch)
         }
     };
-    match decoded {
-        Ok(bytes) => Ok(Bytes::from(bytes)),
-        Err(CappedReadError::TooLarge) => Err(BodyError::TooLarge),
-        Err(CappedReadError::Io(_)) => Err(BodyError::Corrupt),
-    }
+    Ok(Bytes::from(decoded?))
 }
 
 /// Inflates a zlib stream (a compressed replay recording) into at most `max_decoded`
@@ -317,10 +364,7 @@ pub fn decode_as(
 /// [`BodyError::TooLarge`] past the cap, [`BodyError::Corrupt`] for corrupt or truncated
 /// data.
 pub fn inflate_zlib(data: &[u8], max_decoded: usize) -> Result<Vec<u8>, BodyError> {
-    inflate(data, true, max_decoded).map_err(|error| match error {
-        CappedReadError::TooLarge => BodyError::TooLarge,
-        CappedReadError::Io(_) => BodyError::Corrupt,
-    })
+    inflate(data, true, max_decoded).map_err(BodyError::from)
 }
 
 /// Compresses `data` as a zlib stream (a scrubbed replay recording goes back the way it
@@ -338,11 +382,16 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
 
 /// Decodes one brotli stream into at most `cap` bytes; bytes after the end of the stream
 /// are refused (as for every other coding).
-fn unbrotli(body: &[u8], cap: usize, hint: usize) -> Result<Vec<u8>, CappedReadError> {
+fn unbrotli(
+    body: &[u8],
+    cap: usize,
+    hint: usize,
+    watch: Watch<'_>,
+) -> Result<Vec<u8>, CappedReadError> {
     /// Brotli's internal input buffer.
     const BROTLI_BUFFER: usize = 4096;
     let mut decoder = brotli::Decompressor::new(body, BROTLI_BUFFER);
-    let out = read_capped(&mut decoder, cap, hint)?;
+    let out = read_capped_watched(&mut decoder, cap, hint, watch)?;
     // The first `Ok(0)` marks the end of the stream; one more read fails when input is
     // left in the decoder's buffer, and the rest of the slice must be empty too.
     let trailing = || {
@@ -384,6 +433,7 @@ fn zstd_window_log_max(max_decoded: usize) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::inflate::read_capped;
     use super::*;
     use crate::server::error::IngestError;
     use http::StatusCode;
@@ -592,6 +642,65 @@ mod tests {
         }
         let err = decode(None, Bytes::from(big), MIB).unwrap_err();
         assert!(matches!(err, BodyError::TooLarge));
+    }
+
+    #[test]
+    fn a_watch_sees_the_body_grow_and_can_stop_it_early_for_every_coding() {
+        let big = vec![b'a'; 8 * MIB];
+        let cases: [(&str, Vec<u8>); 5] = [
+            ("gzip", gzip(&big)),
+            ("deflate", zlib(&big)),
+            ("deflate", raw_deflate(&big)),
+            ("br", brotli(&big)),
+            ("zstd", zstd(&big)),
+        ];
+        for (coding, body) in cases {
+            // Watched to the end: every call sees a longer prefix of the same bytes.
+            let mut seen = Vec::new();
+            let whole = decode_watched(
+                Some(&header(coding)),
+                Bytes::from(body.clone()),
+                16 * MIB,
+                &mut |so_far| {
+                    seen.push(so_far.len());
+                    true
+                },
+            )
+            .unwrap();
+            assert_eq!(whole.len(), 8 * MIB, "{coding}");
+            assert!(seen.len() > 1, "{coding}: watched {} times", seen.len());
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{coding}");
+            assert_eq!(seen.last(), Some(&(8 * MIB)), "{coding}");
+
+            // Stopped past 100 KB: decoding ends there, not at the cap.
+            let mut largest = 0;
+            let err = decode_watched(
+                Some(&header(coding)),
+                Bytes::from(body),
+                16 * MIB,
+                &mut |so_far| {
+                    largest = so_far.len();
+                    so_far.len() <= 100_000
+                },
+            )
+            .unwrap_err();
+            assert!(matches!(err, BodyError::Refused), "{coding}: {err:?}");
+            assert!(largest < 2 * MIB, "{coding}: decoded {largest} bytes first");
+        }
+        // Of two codings only the last one undone (the body itself) is watched.
+        let twice = zstd(&gzip(&big));
+        let mut largest = 0;
+        decode_watched(
+            [header("gzip"), header("zstd")].iter(),
+            Bytes::from(twice),
+            16 * MIB,
+            &mut |so_far| {
+                largest = largest.max(so_far.len());
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(largest, 8 * MIB);
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub fn decode_store_body(body: Bytes, max_size: usize) -> Result<Bytes, StoreErr
     }
     let inflated = inflate(&decoded, true, max_size).map_err(|error| match error {
         CappedReadError::TooLarge => StoreError::TooLarge,
-        CappedReadError::Io(_) => StoreError::InvalidZlib,
+        // Not watched, so never stopped.
+        CappedReadError::Io(_) | CappedReadError::Stopped => StoreError::InvalidZlib,
     })?;
     Ok(Bytes::from(inflated))
 }

@@ -8,3 +8,4 @@
 pub mod auth;
 pub mod client_ip;
 pub mod envelope;
+pub mod item_scan;

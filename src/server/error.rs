@@ -134,7 +134,7 @@ impl IngestError {
             | IngestError::Body(BodyError::UnsupportedEncoding) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            IngestError::Body(BodyError::TooLarge)
+            IngestError::Body(BodyError::TooLarge | BodyError::Refused)
             | IngestError::StoreBody(StoreError::TooLarge)
             | IngestError::ItemTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
@@ -198,6 +198,8 @@ impl IngestError {
                 BodyError::UnsupportedEncoding => "unsupported content encoding",
                 BodyError::Corrupt => "failed to decompress the request body",
                 BodyError::OverBudget => "too many request bytes in flight, retry later",
+                // The only watch there is: an envelope item passed its limit.
+                BodyError::Refused => "envelope item exceeds the size limit",
             },
             IngestError::StoreBody(error) => match error {
                 StoreError::Empty => "empty event body",
@@ -280,7 +282,7 @@ impl IngestError {
             IngestError::ProjectDisabled | IngestError::UnknownKey | IngestError::KeyDisabled => {
                 Outcome::Forbidden
             }
-            IngestError::Body(BodyError::TooLarge)
+            IngestError::Body(BodyError::TooLarge | BodyError::Refused)
             | IngestError::StoreBody(StoreError::TooLarge)
             | IngestError::ItemTooLarge => Outcome::TooLarge,
             IngestError::Body(

@@ -142,6 +142,10 @@ async fn post_from(
         let stream = connect_from(source, addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        let connected = started.elapsed();
+        if connected > Duration::from_secs(1) {
+            eprintln!("fault: slow connect from {source}: {connected:?}");
+        }
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
                 .await

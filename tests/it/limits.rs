@@ -88,6 +88,56 @@ async fn oversized_bodies_are_413() {
 }
 
 #[tokio::test]
+async fn an_oversized_item_stops_a_compressed_envelope_while_it_inflates() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = small_limits_proxy(&upstream).await;
+    let post = |body: Vec<u8>, encoding: &'static str| {
+        proxy
+            .post(&format!("/api/{PROJECT}/envelope/"))
+            .header("x-sentry-auth", &auth_header())
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let item_too_large = "envelope item exceeds the size limit";
+    // An event item of 16 MiB (no length: one line) in an envelope whose whole would be
+    // far over max_envelope_size: it is refused for the item, at 64 KiB, before the
+    // envelope's own limit is reached.
+    let mut line = event_of_size(16 * 1024 * KIB).into_bytes();
+    line.truncate(16 * 1024 * KIB);
+    let huge = build_envelope(&json!({}), &[(json!({"type": "event"}), line)]);
+    for encoding in ["gzip", "zstd", "br", "deflate"] {
+        let body = match encoding {
+            "gzip" => gzip(&huge),
+            "zstd" => zstd(&huge),
+            "br" => brotli(&huge),
+            _ => deflate(&huge),
+        };
+        let response = post(body, encoding).await;
+        assert_eq!(response.status, 413, "{encoding}: {}", response.text());
+        assert_eq!(response.json()["detail"], item_too_large, "{encoding}");
+    }
+    // A declared length over the limit is refused at its header, though the payload
+    // that follows is cut short (the whole envelope would be malformed).
+    let mut cut = b"{}\n{\"type\":\"transaction\",\"length\":1000000}\n".to_vec();
+    cut.extend(std::iter::repeat_n(b'{', 200 * KIB));
+    let response = post(gzip(&cut), "gzip").await;
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert_eq!(response.json()["detail"], item_too_large);
+    // Attachments have no item limit of their own: 200 KiB passes in a 256 KiB envelope.
+    let attachment = build_envelope(
+        &json!({"event_id": "9ec79c33ec9942ab8353589fcb2e04dc"}),
+        &[(
+            json!({"type": "attachment", "filename": "log.txt"}),
+            vec![b'a'; 200 * KIB],
+        )],
+    );
+    let response = post(zstd(&attachment), "zstd").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(upstream.wait_for(1).await.len(), 1);
+}
+
+#[tokio::test]
 async fn decompression_bombs_stop_at_the_cap() {
     let upstream = RecordingUpstream::spawn().await;
     let proxy = small_limits_proxy(&upstream).await;

@@ -46,7 +46,7 @@ impl Scrubber<'_> {
         &self,
         envelope: &mut Envelope,
     ) -> Result<Vec<ItemType>, IngestError> {
-        let max_event_size = self.state.config.limits.max_event_size;
+        let limits = &self.state.config.limits;
         if envelope.has_trace() {
             let (header, _) = self.scrub(
                 ItemKind::EnvelopeHeader,
@@ -64,20 +64,17 @@ impl Scrubber<'_> {
         for mut item in items {
             let wire = item.item_type();
             let label = ItemType::from_wire(wire);
+            if item_size_limit(wire, limits).is_some_and(|limit| item.payload().len() > limit) {
+                return Err(IngestError::ItemTooLarge);
+            }
             match item_policy(wire, &item, &self.project.config) {
                 ItemPolicy::Scrub(kind) => {
-                    if item.payload().len() > max_event_size {
-                        return Err(IngestError::ItemTooLarge);
-                    }
                     let (scrubbed, _) = self.scrub(kind, label, item.payload(), None)?;
                     item.set_payload(scrubbed);
                     forwarded.push(label);
                     kept.push(item);
                 }
                 ItemPolicy::ScrubRecording => {
-                    if item.payload().len() > max_event_size {
-                        return Err(IngestError::ItemTooLarge);
-                    }
                     let scrubbed = self.scrub_recording(label, item.payload())?;
                     item.set_payload(scrubbed);
                     forwarded.push(label);
@@ -192,6 +189,26 @@ enum ItemPolicy {
 /// The policy for an item of type `wire`: what the README's item table says. An item
 /// scrubgate does not scrub is dropped, unless the project forwards such items
 /// unscrubbed (`forwardUnknownItems`).
+/// The most bytes an item of this type may hold: every type scrubbed as a payload
+/// (JSON items and replay recordings) is held to `limits.max_event_size`; the others
+/// (attachments, types that are dropped) only to the envelope's own limit. Checked as
+/// the envelope inflates ([`ItemSizeScan`](crate::protocol::item_scan::ItemSizeScan))
+/// and again on the parsed items.
+pub(super) fn item_size_limit(wire: WireType, limits: &LimitsConfig) -> Option<usize> {
+    let scrubbed = !matches!(
+        wire,
+        WireType::Attachment
+            | WireType::ReplayVideo
+            | WireType::Statsd
+            | WireType::MetricBuckets
+            | WireType::Nel
+            | WireType::FormData
+            | WireType::UnrealReport
+            | WireType::Unknown
+    );
+    scrubbed.then_some(limits.max_event_size)
+}
+
 fn item_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
     match unscrubbed_policy(wire, item, project) {
         ItemPolicy::Drop(reason)

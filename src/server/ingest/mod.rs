@@ -35,20 +35,22 @@ use super::routes::IngestEndpoint;
 use super::AppState;
 use crate::body::budget::Reservation;
 use crate::body::store::{decode_store_body, StoreError};
-use crate::body::{codings, collect_limited, decode};
+use crate::body::{codings, collect_limited, decode, decode_watched, BodyError};
+use crate::config::LimitsConfig;
 use crate::forward::{ForwardRequest, UpstreamResponse};
 use crate::metrics::{GaugeGuard, ItemType, Outcome};
 use crate::projects::{AttachmentPolicy, Project, ProjectConfig};
 use crate::protocol::auth::{Auth, AuthError, ProjectKey};
 use crate::protocol::client_ip::{client_ip, X_FORWARDED_FOR};
 use crate::protocol::envelope::{Envelope, EnvelopeError, Headers, Item, ItemType as WireType};
+use crate::protocol::item_scan::ItemSizeScan;
 use crate::scrub::{Coverage, ItemKind, ScrubOptions};
 use crate::spool;
 
 mod items;
 mod upstream;
 
-use items::Scrubber;
+use items::{item_size_limit, Scrubber};
 use upstream::{
     json_response, new_event_id, relay_answer, security_path, upstream_headers, upstream_outcome,
 };
@@ -328,7 +330,32 @@ fn prepare(
             .resize(received.len().saturating_add(max_decoded))
             .map_err(IngestError::Body)?;
     }
-    let decoded = decode(encodings, received, max_decoded).map_err(IngestError::Body)?;
+    let decoded = if admitted.is_envelope && compressed {
+        // Each item is held to its limit as the envelope inflates: an oversized one
+        // stops decoding there, not after the whole envelope is in memory.
+        let mut scan = ItemSizeScan::new(|item_type| item_size_limit(item_type, limits));
+        let mut over_limit = None;
+        let decoded = decode_watched(encodings, received, max_decoded, &mut |so_far| match scan
+            .advance(so_far)
+        {
+            Ok(()) => true,
+            Err(error) => {
+                over_limit = Some(error);
+                false
+            }
+        });
+        match decoded {
+            Err(BodyError::Refused) => {
+                if let Some(error) = over_limit {
+                    tracing::debug!(%error, "envelope refused while decoding");
+                }
+                return Err(IngestError::ItemTooLarge);
+            }
+            other => other.map_err(IngestError::Body)?,
+        }
+    } else {
+        decode(encodings, received, max_decoded).map_err(IngestError::Body)?
+    };
     reservation
         .resize(decoded.len().saturating_mul(2))
         .map_err(IngestError::Body)?;
