@@ -3,6 +3,7 @@ use std::time::Duration;
 use prometheus::Registry;
 
 use super::*;
+use crate::protocol::envelope::ItemType as WireType;
 use crate::scrub::{Change, Method, ScrubReport};
 
 /// Every metric the shipped Grafana dashboard queries exists, and every label it
@@ -19,8 +20,8 @@ fn grafana_dashboard_queries_registered_families() {
     );
     metrics.observe_received_bytes(Endpoint::Store, 10);
     metrics.observe_decoded_bytes(Endpoint::Store, 20);
-    metrics.record_item(ItemType::Event, Outcome::Forwarded);
-    metrics.observe_scrub(ItemType::Event, Duration::from_micros(5));
+    metrics.record_item(WireType::Event, Outcome::Forwarded);
+    metrics.observe_scrub(WireType::Event, Duration::from_micros(5));
     metrics.observe_upstream(UpstreamResult::Timeout, Duration::from_secs(1));
     metrics.record_config_reload(ReloadResult::Ok);
     let report = ScrubReport {

@@ -114,98 +114,49 @@ impl UpstreamResult {
     }
 }
 
-label_enum! {
-    /// `item_type` label: the kind of payload an outcome or timing is about; every item
-    /// type of the Sentry protocol has its own value.
-    ItemType {
-        /// Error event (store body or `event` item).
-        Event => "event",
-        /// `transaction` item.
-        Transaction => "transaction",
-        /// Security report (`security`/`raw_security` item or security/CSP endpoint).
-        Security => "security",
-        /// `feedback` item.
-        Feedback => "feedback",
-        /// `user_report` item.
-        UserReport => "user_report",
-        /// `session` item.
-        Session => "session",
-        /// `sessions` item.
-        Sessions => "sessions",
-        /// `attachment` item.
-        Attachment => "attachment",
-        /// `client_report` item.
-        ClientReport => "client_report",
-        /// `check_in` item.
-        CheckIn => "check_in",
-        /// `span` item (v2 container or legacy JSON span).
-        Span => "span",
-        /// `otel_span` item.
-        OtelSpan => "otel_span",
-        /// `log` container.
-        Log => "log",
-        /// `otel_log` item.
-        OtelLog => "otel_log",
-        /// `trace_metric` container.
-        TraceMetric => "trace_metric",
-        /// `profile` item.
-        Profile => "profile",
-        /// `profile_chunk` item.
-        ProfileChunk => "profile_chunk",
-        /// `replay_event` item.
-        ReplayEvent => "replay_event",
-        /// `replay_recording` item.
-        ReplayRecording => "replay_recording",
-        /// `replay_video` item.
-        ReplayVideo => "replay_video",
-        /// `statsd` item.
-        Statsd => "statsd",
-        /// `metric_buckets` item.
-        MetricBuckets => "metric_buckets",
-        /// `nel` item.
-        Nel => "nel",
-        /// `form_data` item.
-        FormData => "form_data",
-        /// `unreal_report` item.
-        UnrealReport => "unreal_report",
-        /// A whole envelope (header, or a request refused before its items were read).
-        Envelope => "envelope",
-        /// An item type the Sentry protocol does not define.
-        Other => "other",
+/// `item_type` label: an envelope item's type, by its protocol name (`other` for a type
+/// the protocol does not define), or `envelope` for a whole envelope (its header, or a
+/// request refused before its items were read). Store and security endpoint bodies
+/// count as `event` and `security`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemLabel {
+    /// One item type.
+    Item(WireType),
+    /// A whole envelope.
+    Envelope,
+}
+
+impl ItemLabel {
+    /// How many values there are.
+    pub const COUNT: usize = WireType::ALL.len() + 1;
+
+    /// Every value: the item types, then `envelope`.
+    pub fn all() -> impl Iterator<Item = ItemLabel> {
+        WireType::ALL
+            .iter()
+            .map(|&t| ItemLabel::Item(t))
+            .chain([ItemLabel::Envelope])
+    }
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ItemLabel::Item(item_type) => item_type.as_str(),
+            ItemLabel::Envelope => "envelope",
+        }
+    }
+
+    pub(super) fn index(self) -> usize {
+        match self {
+            ItemLabel::Item(item_type) => item_type as usize,
+            ItemLabel::Envelope => WireType::ALL.len(),
+        }
     }
 }
 
-impl ItemType {
-    /// The label for an envelope item's type.
-    pub fn from_wire(item_type: WireType) -> ItemType {
-        match item_type {
-            WireType::Event => ItemType::Event,
-            WireType::Transaction => ItemType::Transaction,
-            WireType::Security | WireType::RawSecurity => ItemType::Security,
-            WireType::Feedback => ItemType::Feedback,
-            WireType::UserReport => ItemType::UserReport,
-            WireType::Session => ItemType::Session,
-            WireType::Sessions => ItemType::Sessions,
-            WireType::Attachment => ItemType::Attachment,
-            WireType::ClientReport => ItemType::ClientReport,
-            WireType::CheckIn => ItemType::CheckIn,
-            WireType::Span => ItemType::Span,
-            WireType::OtelSpan => ItemType::OtelSpan,
-            WireType::Log => ItemType::Log,
-            WireType::OtelLog => ItemType::OtelLog,
-            WireType::TraceMetric => ItemType::TraceMetric,
-            WireType::Profile => ItemType::Profile,
-            WireType::ProfileChunk => ItemType::ProfileChunk,
-            WireType::ReplayEvent => ItemType::ReplayEvent,
-            WireType::ReplayRecording => ItemType::ReplayRecording,
-            WireType::ReplayVideo => ItemType::ReplayVideo,
-            WireType::Statsd => ItemType::Statsd,
-            WireType::MetricBuckets => ItemType::MetricBuckets,
-            WireType::Nel => ItemType::Nel,
-            WireType::FormData => ItemType::FormData,
-            WireType::UnrealReport => ItemType::UnrealReport,
-            WireType::Unknown => ItemType::Other,
-        }
+impl From<WireType> for ItemLabel {
+    fn from(item_type: WireType) -> ItemLabel {
+        ItemLabel::Item(item_type)
     }
 }
 

@@ -37,7 +37,7 @@ mod record;
 mod registration;
 
 pub use labels::{
-    Endpoint, ItemType, Outcome, ReloadResult, RuleLabels, StatusClass, UpstreamResult, UNKNOWN,
+    Endpoint, ItemLabel, Outcome, ReloadResult, RuleLabels, StatusClass, UpstreamResult, UNKNOWN,
 };
 pub use record::{GaugeGuard, CONTENT_TYPE};
 pub use registration::{BODY_SIZE_BUCKETS, REQUEST_DURATION_BUCKETS, SCRUB_DURATION_BUCKETS};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 
 use super::{
-    Endpoint, ItemType, Metrics, Outcome, ReloadResult, RuleLabels, StatusClass, UpstreamResult,
+    Endpoint, ItemLabel, Metrics, Outcome, ReloadResult, RuleLabels, StatusClass, UpstreamResult,
 };
 use crate::scrub::{Method, ScrubReport};
 
@@ -36,7 +36,8 @@ impl Metrics {
     }
 
     /// Counts `count` items of `item_type` with `outcome`.
-    pub fn record_items(&self, item_type: ItemType, outcome: Outcome, count: u64) {
+    pub fn record_items(&self, item_type: impl Into<ItemLabel>, outcome: Outcome, count: u64) {
+        let item_type = item_type.into();
         let index = item_type.index() * Outcome::ALL.len() + outcome.index();
         self.families
             .items
@@ -45,12 +46,13 @@ impl Metrics {
     }
 
     /// Counts one item of `item_type` with `outcome`.
-    pub fn record_item(&self, item_type: ItemType, outcome: Outcome) {
+    pub fn record_item(&self, item_type: impl Into<ItemLabel>, outcome: Outcome) {
         self.record_items(item_type, outcome, 1);
     }
 
     /// Records the engine's time for one payload.
-    pub fn observe_scrub(&self, item_type: ItemType, elapsed: Duration) {
+    pub fn observe_scrub(&self, item_type: impl Into<ItemLabel>, elapsed: Duration) {
+        let item_type = item_type.into();
         self.families
             .scrub_duration
             .get(item_type.index(), &[item_type.as_str()])

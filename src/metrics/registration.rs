@@ -7,7 +7,7 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use super::{Endpoint, ItemType, Outcome, ReloadResult, StatusClass, UpstreamResult};
+use super::{Endpoint, ItemLabel, Outcome, ReloadResult, StatusClass, UpstreamResult};
 use super::{Families, Metrics, Resolved};
 
 /// Buckets for request and upstream durations, in seconds. From 0.5 ms, because the
@@ -144,10 +144,7 @@ impl Metrics {
             .register(Box::new(connections_evicted.clone()))
             .expect("metric families are registered once per registry");
         // scrubgate_items_total{item_type, outcome}: events and envelope items by what
-        // happened to them. item_type: event|transaction|security|feedback|user_report|
-        // session|sessions|attachment|envelope|other; outcome: forwarded|invalid|
-        // too_large|unauthorized|forbidden|unknown_project|rate_limited|
-        // upstream_rejected|upstream_error|dropped_item|overloaded.
+        // happened to them. item_type: see `ItemLabel`; outcome: see `Outcome`.
         let items = counter_vec(
             registry,
             "scrubgate_items_total",
@@ -230,8 +227,8 @@ impl Metrics {
                 connections_open,
                 connections_refused,
                 connections_evicted,
-                items: Resolved::new(items, ItemType::ALL.len() * Outcome::ALL.len()),
-                scrub_duration: Resolved::new(scrub_duration, ItemType::ALL.len()),
+                items: Resolved::new(items, ItemLabel::COUNT * Outcome::ALL.len()),
+                scrub_duration: Resolved::new(scrub_duration, ItemLabel::COUNT),
                 redactions,
                 upstream_duration: Resolved::new(upstream_duration, UpstreamResult::ALL.len()),
                 upstream_in_flight,

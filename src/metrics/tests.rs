@@ -4,6 +4,7 @@ use std::time::Duration;
 use prometheus::Registry;
 
 use super::*;
+use crate::protocol::envelope::ItemType as WireType;
 use crate::scrub::{Change, Method, ScrubReport};
 
 fn sample_value(text: &str, series: &str) -> Option<f64> {
@@ -22,9 +23,9 @@ fn every_family_is_exposed_after_recording() {
     );
     metrics.observe_received_bytes(Endpoint::Envelope, 4000);
     metrics.observe_decoded_bytes(Endpoint::Envelope, 12000);
-    metrics.record_item(ItemType::Event, Outcome::Forwarded);
-    metrics.record_items(ItemType::Attachment, Outcome::DroppedItem, 2);
-    metrics.observe_scrub(ItemType::Event, Duration::from_micros(40));
+    metrics.record_item(WireType::Event, Outcome::Forwarded);
+    metrics.record_items(WireType::Attachment, Outcome::DroppedItem, 2);
+    metrics.observe_scrub(WireType::Event, Duration::from_micros(40));
     metrics.observe_upstream(UpstreamResult::Timeout, Duration::from_secs(5));
     metrics.record_config_reload(ReloadResult::Error);
     metrics.set_project_configs_loaded(3);
@@ -190,7 +191,7 @@ fn label_values_are_unique_and_snake_case() {
             .map(|v| v.as_str())
             .collect::<Vec<_>>(),
     );
-    check(&ItemType::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>());
+    check(&ItemLabel::all().map(ItemLabel::as_str).collect::<Vec<_>>());
     check(&Outcome::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>());
     check(
         &ReloadResult::ALL
@@ -225,7 +226,7 @@ fn status_classes_cover_their_ranges() {
 fn two_registries_do_not_share_counters() {
     let first = Registry::new();
     let second = Registry::new();
-    Metrics::register(&first).record_item(ItemType::Event, Outcome::Invalid);
+    Metrics::register(&first).record_item(WireType::Event, Outcome::Invalid);
     let _unused = Metrics::register(&second);
     let series = "scrubgate_items_total{item_type=\"event\",outcome=\"invalid\"}";
     assert_eq!(sample_value(&Metrics::render(&first), series), Some(1.0));

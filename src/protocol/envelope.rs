@@ -69,99 +69,72 @@ pub enum EnvelopeError {
     Serialize,
 }
 
-/// The item types of the Sentry protocol, for exhaustive matching; anything else is
-/// [`ItemType::Unknown`] (the original name stays available from [`Item::ty`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ItemType {
-    /// `event`
-    Event,
-    /// `transaction`
-    Transaction,
-    /// `security`
-    Security,
-    /// `raw_security`
-    RawSecurity,
-    /// `nel`
-    Nel,
-    /// `form_data`
-    FormData,
-    /// `user_report`
-    UserReport,
-    /// `feedback`
-    Feedback,
-    /// `attachment`
-    Attachment,
-    /// `unreal_report`
-    UnrealReport,
-    /// `session`
-    Session,
-    /// `sessions`
-    Sessions,
-    /// `client_report`
-    ClientReport,
-    /// `check_in`
-    CheckIn,
-    /// `statsd`
-    Statsd,
-    /// `metric_buckets`
-    MetricBuckets,
-    /// `replay_event`
-    ReplayEvent,
-    /// `replay_recording`
-    ReplayRecording,
-    /// `replay_video`
-    ReplayVideo,
-    /// `profile`
-    Profile,
-    /// `profile_chunk`
-    ProfileChunk,
-    /// `span`
-    Span,
-    /// `otel_span`
-    OtelSpan,
-    /// `log`
-    Log,
-    /// `otel_log`
-    OtelLog,
-    /// `trace_metric`
-    TraceMetric,
-    /// Any other type name.
-    Unknown,
+/// Declares [`ItemType`] from one list of variants and their protocol names.
+macro_rules! item_types {
+    ($($variant:ident => $name:literal,)+) => {
+        /// The item types of the Sentry protocol, for exhaustive matching; anything else
+        /// is [`ItemType::Unknown`] (the original name stays available from
+        /// [`Item::ty`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ItemType {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                $variant,
+            )+
+            /// Any other type name.
+            Unknown,
+        }
+
+        impl ItemType {
+            /// Every type, [`ItemType::Unknown`] last.
+            pub const ALL: &'static [ItemType] = &[$(ItemType::$variant,)+ ItemType::Unknown];
+
+            /// The type for a header's `type` value.
+            pub fn from_name(name: &str) -> Self {
+                match name {
+                    $($name => ItemType::$variant,)+
+                    _ => ItemType::Unknown,
+                }
+            }
+
+            /// The protocol's name for the type; `other` for [`ItemType::Unknown`].
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ItemType::$variant => $name,)+
+                    ItemType::Unknown => "other",
+                }
+            }
+        }
+    };
 }
 
-impl ItemType {
-    /// The type for a header's `type` value.
-    pub fn from_name(name: &str) -> Self {
-        match name {
-            "event" => ItemType::Event,
-            "transaction" => ItemType::Transaction,
-            "security" => ItemType::Security,
-            "raw_security" => ItemType::RawSecurity,
-            "nel" => ItemType::Nel,
-            "form_data" => ItemType::FormData,
-            "user_report" => ItemType::UserReport,
-            "feedback" => ItemType::Feedback,
-            "attachment" => ItemType::Attachment,
-            "unreal_report" => ItemType::UnrealReport,
-            "session" => ItemType::Session,
-            "sessions" => ItemType::Sessions,
-            "client_report" => ItemType::ClientReport,
-            "check_in" => ItemType::CheckIn,
-            "statsd" => ItemType::Statsd,
-            "metric_buckets" => ItemType::MetricBuckets,
-            "replay_event" => ItemType::ReplayEvent,
-            "replay_recording" => ItemType::ReplayRecording,
-            "replay_video" => ItemType::ReplayVideo,
-            "profile" => ItemType::Profile,
-            "profile_chunk" => ItemType::ProfileChunk,
-            "span" => ItemType::Span,
-            "otel_span" => ItemType::OtelSpan,
-            "log" => ItemType::Log,
-            "otel_log" => ItemType::OtelLog,
-            "trace_metric" => ItemType::TraceMetric,
-            _ => ItemType::Unknown,
-        }
-    }
+item_types! {
+    Event => "event",
+    Transaction => "transaction",
+    Security => "security",
+    RawSecurity => "raw_security",
+    Nel => "nel",
+    FormData => "form_data",
+    UserReport => "user_report",
+    Feedback => "feedback",
+    Attachment => "attachment",
+    UnrealReport => "unreal_report",
+    Session => "session",
+    Sessions => "sessions",
+    ClientReport => "client_report",
+    CheckIn => "check_in",
+    Statsd => "statsd",
+    MetricBuckets => "metric_buckets",
+    ReplayEvent => "replay_event",
+    ReplayRecording => "replay_recording",
+    ReplayVideo => "replay_video",
+    Profile => "profile",
+    ProfileChunk => "profile_chunk",
+    Span => "span",
+    OtelSpan => "otel_span",
+    Log => "log",
+    OtelLog => "otel_log",
+    TraceMetric => "trace_metric",
 }
 
 /// One envelope item: its header (with `type`) and its payload.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::metrics::ItemType;
+use crate::metrics::ItemLabel;
 
 /// The shortest time between two warnings for the same project and item type.
 pub const INTERVAL: Duration = Duration::from_secs(60);
@@ -14,13 +14,13 @@ pub const INTERVAL: Duration = Duration::from_secs(60);
 /// Remembers when each (project, item type) was last warned about.
 #[derive(Debug, Default)]
 pub struct DropLog {
-    last: Mutex<HashMap<(u64, ItemType), (Instant, u64)>>,
+    last: Mutex<HashMap<(u64, ItemLabel), (Instant, u64)>>,
 }
 
 impl DropLog {
     /// Records one dropped item; logs a warning unless one was logged for the same project
     /// and item type within [`INTERVAL`]. Returns whether it logged.
-    pub fn dropped(&self, project: u64, item_type: ItemType, reason: &'static str) -> bool {
+    pub fn dropped(&self, project: u64, item_type: ItemLabel, reason: &'static str) -> bool {
         let now = Instant::now();
         let suppressed = {
             let Ok(mut last) = self.last.lock() else {
@@ -51,14 +51,15 @@ impl DropLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::envelope::ItemType;
 
     #[test]
     fn one_warning_per_project_and_type_per_interval() {
         let log = DropLog::default();
-        assert!(log.dropped(1, ItemType::ReplayVideo, "not scrubbed"));
-        assert!(!log.dropped(1, ItemType::ReplayVideo, "not scrubbed"));
-        assert!(log.dropped(2, ItemType::ReplayVideo, "not scrubbed"));
-        assert!(log.dropped(1, ItemType::Statsd, "not scrubbed"));
-        assert!(!log.dropped(2, ItemType::ReplayVideo, "not scrubbed"));
+        assert!(log.dropped(1, ItemLabel::Item(ItemType::ReplayVideo), "not scrubbed"));
+        assert!(!log.dropped(1, ItemLabel::Item(ItemType::ReplayVideo), "not scrubbed"));
+        assert!(log.dropped(2, ItemLabel::Item(ItemType::ReplayVideo), "not scrubbed"));
+        assert!(log.dropped(1, ItemLabel::Item(ItemType::Statsd), "not scrubbed"));
+        assert!(!log.dropped(2, ItemLabel::Item(ItemType::ReplayVideo), "not scrubbed"));
     }
 }

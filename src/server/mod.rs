@@ -43,9 +43,10 @@ use tokio::task::JoinSet;
 use crate::body::budget::Budget;
 use crate::config::{AdminConfig, Config};
 use crate::forward::Forwarder;
-use crate::metrics::{Endpoint, ItemType, Metrics, StatusClass};
+use crate::metrics::{Endpoint, ItemLabel, Metrics, StatusClass};
 use crate::projects::ProjectStore;
 use crate::protocol::client_ip::TrustedProxies;
+use crate::protocol::envelope::ItemType;
 use crate::spool::Spool;
 use admin::Readiness;
 use error::IngestError;
@@ -189,9 +190,9 @@ fn record_refusal(metrics: &Metrics, endpoint: IngestEndpoint, error: &IngestErr
         return;
     }
     let item_type = match endpoint {
-        IngestEndpoint::Store => ItemType::Event,
-        IngestEndpoint::Envelope => ItemType::Envelope,
-        IngestEndpoint::Security | IngestEndpoint::CspReport => ItemType::Security,
+        IngestEndpoint::Store => ItemLabel::Item(ItemType::Event),
+        IngestEndpoint::Envelope => ItemLabel::Envelope,
+        IngestEndpoint::Security | IngestEndpoint::CspReport => ItemLabel::Item(ItemType::Security),
     };
     metrics.record_item(item_type, error.outcome());
 }

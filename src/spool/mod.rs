@@ -291,9 +291,14 @@ impl Spool {
                 .next_probe_ms
                 .store(now_ms() + MIN_BACKOFF.as_millis() as u64, Ordering::Release);
         }
-        if breaker.set(UpstreamState::Down) == UpstreamState::Up {
-            tracing::warn!("upstream down: spooling requests until it answers again");
-            self.inner.metrics.show_state(UpstreamState::Down);
+        match breaker.set(UpstreamState::Down) {
+            UpstreamState::Up => {
+                tracing::warn!("upstream down: spooling requests until it answers again");
+                self.inner.metrics.show_state(UpstreamState::Down);
+            }
+            // A failed probe: down again until the next one.
+            UpstreamState::Probing => self.inner.metrics.show_state(UpstreamState::Down),
+            UpstreamState::Down => {}
         }
         self.inner.wake.notify_one();
     }
@@ -477,6 +482,7 @@ impl Spool {
                 self.set_up();
                 for (suspect, suspect_event) in suspects.drain(..) {
                     let strikes = held.hold(suspect, Instant::now());
+                    seen_held.push(suspect);
                     skipped = true;
                     self.inner
                         .metrics

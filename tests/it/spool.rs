@@ -523,24 +523,48 @@ async fn an_entry_the_upstream_answers_5xx_is_held_back_while_the_rest_drains() 
     for id in &others {
         assert_eq!(received.get(id), Some(&1), "{id} delivered once");
     }
-    let metrics = proxy.scrape_metrics().await;
-    assert_eq!(
-        metric_value(&metrics, "scrubgate_spool_entries"),
-        Some(1.0),
-        "the failing entry stays spooled"
-    );
+    // The upstream records a request before the drainer has its answer: wait for it.
     assert!(
-        metric_value(
-            &metrics,
-            "scrubgate_spool_requests_total{event=\"held_back\"}"
-        )
-        .is_some_and(|n| n >= 1.0),
-        "{metrics}"
+        eventually(Duration::from_secs(5), || async {
+            let metrics = proxy.scrape_metrics().await;
+            // The failing entry stays spooled, held back, and its 5xx did not mark the
+            // upstream down.
+            metric_value(&metrics, "scrubgate_spool_entries") == Some(1.0)
+                && metric_value(
+                    &metrics,
+                    "scrubgate_spool_requests_total{event=\"held_back\"}",
+                )
+                .is_some_and(|n| n >= 1.0)
+                && metric_value(&metrics, "scrubgate_upstream_state{state=\"up\"}") == Some(1.0)
+        })
+        .await,
+        "{}",
+        proxy.scrape_metrics().await
     );
+
+    // Retried on its own, and its retries do not mark the upstream down either.
+    let tries = |upstream: &RecordingUpstream| {
+        upstream
+            .requests()
+            .iter()
+            .filter(|r| r.status == Some(StatusCode::INTERNAL_SERVER_ERROR))
+            .count()
+    };
+    assert!(
+        eventually(DRAIN_TIMEOUT, || async { tries(&upstream) >= 3 }).await,
+        "the held entry was retried {} times",
+        tries(&upstream)
+    );
+    let metrics = proxy.scrape_metrics().await;
     assert_eq!(
         metric_value(&metrics, "scrubgate_upstream_state{state=\"up\"}"),
         Some(1.0),
-        "one entry's 5xx does not mark the upstream down"
+        "{metrics}"
+    );
+    assert_eq!(
+        delivered(&upstream).len(),
+        others.len(),
+        "nothing sent twice"
     );
 
     // Once the store takes it, it is delivered on its own retry.

@@ -18,7 +18,7 @@ impl Scrubber<'_> {
     pub(super) fn scrub(
         &self,
         kind: ItemKind,
-        label: ItemType,
+        label: ItemLabel,
         payload: &[u8],
         new_id: Option<fn() -> String>,
     ) -> Result<(Bytes, Option<String>), IngestError> {
@@ -50,7 +50,7 @@ impl Scrubber<'_> {
         if envelope.has_trace() {
             let (header, _) = self.scrub(
                 ItemKind::EnvelopeHeader,
-                ItemType::Envelope,
+                ItemLabel::Envelope,
                 envelope.header(),
                 None,
             )?;
@@ -60,10 +60,10 @@ impl Scrubber<'_> {
         let items = std::mem::take(envelope.items_mut());
         let mut kept: Vec<Item> = Vec::with_capacity(items.len());
         let mut forwarded = Vec::with_capacity(items.len());
-        let mut dropped: Vec<(ItemType, &'static str)> = Vec::new();
+        let mut dropped: Vec<(ItemLabel, &'static str)> = Vec::new();
         for mut item in items {
             let wire = item.item_type();
-            let label = ItemType::from_wire(wire);
+            let label = ItemLabel::Item(wire);
             if item_size_limit(wire, limits).is_some_and(|limit| item.payload().len() > limit) {
                 return Err(IngestError::ItemTooLarge);
             }
@@ -71,20 +71,20 @@ impl Scrubber<'_> {
                 ItemPolicy::Scrub(kind) => {
                     let (scrubbed, _) = self.scrub(kind, label, item.payload(), None)?;
                     item.set_payload(scrubbed);
-                    forwarded.push(label);
+                    forwarded.push(wire);
                     kept.push(item);
                 }
                 ItemPolicy::ScrubRecording => {
                     let scrubbed = self.scrub_recording(label, item.payload())?;
                     item.set_payload(scrubbed);
-                    forwarded.push(label);
+                    forwarded.push(wire);
                     kept.push(item);
                 }
                 ItemPolicy::Forward => {
-                    if wire == WireType::Attachment {
+                    if wire == ItemType::Attachment {
                         self.scrub_attachment_header(&mut item)?;
                     }
-                    forwarded.push(label);
+                    forwarded.push(wire);
                     kept.push(item);
                 }
                 ItemPolicy::Drop(reason) => dropped.push((label, reason)),
@@ -104,7 +104,7 @@ impl Scrubber<'_> {
 
     /// A replay recording: a JSON header line (`{"segment_id": N}`), then the rrweb events,
     /// zlib-compressed or not. The events are scrubbed and go back the way they came.
-    fn scrub_recording(&self, label: ItemType, payload: &[u8]) -> Result<Bytes, IngestError> {
+    fn scrub_recording(&self, label: ItemLabel, payload: &[u8]) -> Result<Bytes, IngestError> {
         const KIND: ItemKind = ItemKind::ReplayRecording;
         let invalid = || IngestError::Scrub {
             kind: KIND,
@@ -150,7 +150,7 @@ impl Scrubber<'_> {
         let json = serde_json::json!({ "filename": filename }).to_string();
         let (scrubbed, _) = self.scrub(
             ItemKind::AttachmentHeader,
-            ItemType::Attachment,
+            ItemType::Attachment.into(),
             json.as_bytes(),
             None,
         )?;
@@ -194,22 +194,22 @@ enum ItemPolicy {
 /// (attachments, types that are dropped) only to the envelope's own limit. Checked as
 /// the envelope inflates ([`ItemSizeScan`](crate::protocol::item_scan::ItemSizeScan))
 /// and again on the parsed items.
-pub(super) fn item_size_limit(wire: WireType, limits: &LimitsConfig) -> Option<usize> {
+pub(super) fn item_size_limit(wire: ItemType, limits: &LimitsConfig) -> Option<usize> {
     let scrubbed = !matches!(
         wire,
-        WireType::Attachment
-            | WireType::ReplayVideo
-            | WireType::Statsd
-            | WireType::MetricBuckets
-            | WireType::Nel
-            | WireType::FormData
-            | WireType::UnrealReport
-            | WireType::Unknown
+        ItemType::Attachment
+            | ItemType::ReplayVideo
+            | ItemType::Statsd
+            | ItemType::MetricBuckets
+            | ItemType::Nel
+            | ItemType::FormData
+            | ItemType::UnrealReport
+            | ItemType::Unknown
     );
     scrubbed.then_some(limits.max_event_size)
 }
 
-fn item_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
+fn item_policy(wire: ItemType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
     match unscrubbed_policy(wire, item, project) {
         ItemPolicy::Drop(reason)
             if project.forward_unknown_items && reason != ATTACHMENTS_DROPPED =>
@@ -221,25 +221,25 @@ fn item_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> ItemPoli
 }
 
 /// [`item_policy`] before `forwardUnknownItems`.
-fn unscrubbed_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
+fn unscrubbed_policy(wire: ItemType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
     match wire {
-        WireType::Event => ItemPolicy::Scrub(ItemKind::Event),
-        WireType::Transaction => ItemPolicy::Scrub(ItemKind::Transaction),
+        ItemType::Event => ItemPolicy::Scrub(ItemKind::Event),
+        ItemType::Transaction => ItemPolicy::Scrub(ItemKind::Transaction),
         // A raw report is what the security endpoint receives; scrubbed the same way.
-        WireType::Security | WireType::RawSecurity => ItemPolicy::Scrub(ItemKind::Security),
-        WireType::Feedback => ItemPolicy::Scrub(ItemKind::Feedback),
-        WireType::UserReport => ItemPolicy::Scrub(ItemKind::UserReport),
-        WireType::Session => ItemPolicy::Scrub(ItemKind::Session),
-        WireType::Sessions => ItemPolicy::Scrub(ItemKind::Sessions),
-        WireType::Span => ItemPolicy::Scrub(ItemKind::Span),
-        WireType::Log => ItemPolicy::Scrub(ItemKind::Log),
-        WireType::TraceMetric => ItemPolicy::Scrub(ItemKind::TraceMetric),
-        WireType::OtelSpan | WireType::OtelLog => ItemPolicy::Scrub(ItemKind::Otel),
-        WireType::Profile | WireType::ProfileChunk => ItemPolicy::Scrub(ItemKind::Profile),
-        WireType::ReplayEvent => ItemPolicy::Scrub(ItemKind::ReplayEvent),
-        WireType::CheckIn => ItemPolicy::Scrub(ItemKind::CheckIn),
-        WireType::ClientReport => ItemPolicy::Scrub(ItemKind::ClientReport),
-        WireType::Attachment => match item.header_str("attachment_type") {
+        ItemType::Security | ItemType::RawSecurity => ItemPolicy::Scrub(ItemKind::Security),
+        ItemType::Feedback => ItemPolicy::Scrub(ItemKind::Feedback),
+        ItemType::UserReport => ItemPolicy::Scrub(ItemKind::UserReport),
+        ItemType::Session => ItemPolicy::Scrub(ItemKind::Session),
+        ItemType::Sessions => ItemPolicy::Scrub(ItemKind::Sessions),
+        ItemType::Span => ItemPolicy::Scrub(ItemKind::Span),
+        ItemType::Log => ItemPolicy::Scrub(ItemKind::Log),
+        ItemType::TraceMetric => ItemPolicy::Scrub(ItemKind::TraceMetric),
+        ItemType::OtelSpan | ItemType::OtelLog => ItemPolicy::Scrub(ItemKind::Otel),
+        ItemType::Profile | ItemType::ProfileChunk => ItemPolicy::Scrub(ItemKind::Profile),
+        ItemType::ReplayEvent => ItemPolicy::Scrub(ItemKind::ReplayEvent),
+        ItemType::CheckIn => ItemPolicy::Scrub(ItemKind::CheckIn),
+        ItemType::ClientReport => ItemPolicy::Scrub(ItemKind::ClientReport),
+        ItemType::Attachment => match item.header_str("attachment_type") {
             // sentry-native and crashpad send the event itself this way (msgpack), and
             // Relay builds the event from it: not scrubbed here, so never forwarded.
             Some("event.payload" | "event.breadcrumbs") => {
@@ -250,16 +250,16 @@ fn unscrubbed_policy(wire: WireType, item: &Item, project: &ProjectConfig) -> It
                 AttachmentPolicy::Drop => ItemPolicy::Drop(ATTACHMENTS_DROPPED),
             },
         },
-        WireType::ReplayRecording => ItemPolicy::ScrubRecording,
-        WireType::ReplayVideo => {
+        ItemType::ReplayRecording => ItemPolicy::ScrubRecording,
+        ItemType::ReplayVideo => {
             ItemPolicy::Drop("replay videos (msgpack with video frames) are not scrubbed")
         }
-        WireType::Statsd | WireType::MetricBuckets => ItemPolicy::Drop(
+        ItemType::Statsd | ItemType::MetricBuckets => ItemPolicy::Drop(
             "legacy metrics (names and tags can carry personal data) are not scrubbed",
         ),
-        WireType::Nel | WireType::FormData | WireType::UnrealReport => {
+        ItemType::Nel | ItemType::FormData | ItemType::UnrealReport => {
             ItemPolicy::Drop("this item type is not scrubbed")
         }
-        WireType::Unknown => ItemPolicy::Drop("unknown item type"),
+        ItemType::Unknown => ItemPolicy::Drop("unknown item type"),
     }
 }

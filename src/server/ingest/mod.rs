@@ -38,11 +38,11 @@ use crate::body::store::{decode_store_body, StoreError};
 use crate::body::{codings, collect_limited, decode, decode_watched, BodyError};
 use crate::config::LimitsConfig;
 use crate::forward::{ForwardRequest, UpstreamResponse};
-use crate::metrics::{GaugeGuard, ItemType, Outcome};
+use crate::metrics::{GaugeGuard, ItemLabel, Outcome};
 use crate::projects::{AttachmentPolicy, Project, ProjectConfig};
 use crate::protocol::auth::{Auth, AuthError, ProjectKey};
 use crate::protocol::client_ip::{client_ip, X_FORWARDED_FOR};
-use crate::protocol::envelope::{Envelope, EnvelopeError, Headers, Item, ItemType as WireType};
+use crate::protocol::envelope::{Envelope, EnvelopeError, Headers, Item, ItemType};
 use crate::protocol::item_scan::ItemSizeScan;
 use crate::scrub::{Coverage, ItemKind, ScrubOptions};
 use crate::spool;
@@ -438,7 +438,8 @@ fn scrub(
                 .get(header::CONTENT_TYPE)
                 .cloned()
                 .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-            let (body, _) = scrubber.scrub(ItemKind::Security, ItemType::Security, &event, None)?;
+            let (body, _) =
+                scrubber.scrub(ItemKind::Security, ItemType::Security.into(), &event, None)?;
             Ok(Scrubbed {
                 auth,
                 path_and_query: security_path(project_id, endpoint, parts.uri.query()),
@@ -449,8 +450,12 @@ fn scrub(
             })
         }
         Payload::Event { event, auth } => {
-            let (body, event_id) =
-                scrubber.scrub(ItemKind::Event, ItemType::Event, &event, Some(new_event_id))?;
+            let (body, event_id) = scrubber.scrub(
+                ItemKind::Event,
+                ItemType::Event.into(),
+                &event,
+                Some(new_event_id),
+            )?;
             Ok(Scrubbed {
                 auth,
                 path_and_query: format!("/api/{project_id}/{}/", endpoint.segment()),
