@@ -122,8 +122,14 @@ async fn an_upstream_failing_every_way_under_load_loses_and_duplicates_nothing()
 
 /// A connection to `addr` from the loopback address `source` (127.0.0.x), so that the
 /// per-IP cap counts it apart.
+///
+/// Closed with a reset (linger 0), leaving no TIME_WAIT behind: tens of thousands of
+/// them on one source address exhaust its ephemeral ports, and then `bind` (a blocking
+/// call, on this test's runtime) scans the whole range each time, stalling every task
+/// of the test, the well-behaved client's included, for seconds.
 async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
+    socket.set_linger(Some(Duration::ZERO))?;
     socket.bind(format!("{source}:0").parse().unwrap())?;
     socket.connect(addr).await
 }
