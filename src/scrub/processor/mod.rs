@@ -62,7 +62,8 @@ pub struct Walker<'r, 'a> {
     password_apps: u64,
 }
 
-enum Outcome {
+/// What a walk decides for the value it walked: keep it, or delete it from its parent.
+enum Verdict {
     Keep,
     Delete,
 }

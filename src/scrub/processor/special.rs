@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::frames::Frame;
-use super::{Outcome, Walker};
+use super::{Verdict, Walker};
 use crate::scrub::json::{self, Entry, Str, Value};
 use crate::scrub::meta::{MetaEntry, MetaSeg};
 use crate::scrub::pairs::parse_pairs;
@@ -42,7 +42,7 @@ impl<'r, 'a> Walker<'r, 'a> {
     /// Relay moves the `Cookie` header into `request.cookies` before scrubbing; here the
     /// header stays a string, but its cookies are scrubbed exactly as `request.cookies.*`
     /// would be (sensitive session cookies included), and remarks point into the header.
-    pub(super) fn walk_cookie_header(&mut self, s: &mut Str<'a>) -> Outcome {
+    pub(super) fn walk_cookie_header(&mut self, s: &mut Str<'a>) -> Verdict {
         let pairs = parse_pairs(self.bump, &s.decoded(), true);
         // Hide `headers` and `Cookie`; scrub under `<http>.cookies`.
         let n = self.frames.len();
@@ -70,7 +70,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             self.frames[i].hidden = false;
         }
         if self.meta.len() == before {
-            return Outcome::Keep;
+            return Verdict::Keep;
         }
         // Rebuild the header and move the cookies' remarks onto it.
         let moved = self.meta.split_off(before);
@@ -120,7 +120,7 @@ impl<'r, 'a> Walker<'r, 'a> {
         let e = self.meta.entry(std::mem::take(&mut value_path));
         *e = entry;
         *s = Str::Decoded(self.bump.alloc_str(&header));
-        Outcome::Keep
+        Verdict::Keep
     }
 
     /// A pair list in array form: `[[key, value], ...]`, addressed by key.
@@ -158,25 +158,25 @@ impl<'r, 'a> Walker<'r, 'a> {
     }
 
     /// Debug image paths keep their basename; only the directory part is scrubbed.
-    pub(super) fn walk_native_path(&mut self, s: &mut Str<'a>, pii: Pii) -> Outcome {
+    pub(super) fn walk_native_path(&mut self, s: &mut Str<'a>, pii: Pii) -> Verdict {
         let text = s.decoded().into_owned();
         let Some(idx) = text.rfind(['/', '\\']) else {
-            return Outcome::Keep;
+            return Verdict::Keep;
         };
         let (dir, base) = text.split_at(idx);
         if matches!(dir, "" | "true" | "false" | "null" | "undefined") {
-            return Outcome::Keep;
+            return Verdict::Keep;
         }
         let result = self.process_text(dir, pii);
         if self.take_delete() {
             *s = Str::Decoded(self.bump.alloc_str(&base[1..]));
-            return Outcome::Keep;
+            return Verdict::Keep;
         }
         if let Some(new_dir) = result {
             *s =
                 Str::Decoded(bumpalo::format!(in self.bump, "{}{}", new_dir, base).into_bump_str());
         }
-        Outcome::Keep
+        Verdict::Keep
     }
 
     pub(super) fn move_ip_to_user_id(

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use super::frames::Frame;
 use super::special::ip_state;
-use super::{Outcome, Walker};
+use super::{Verdict, Walker};
 use crate::scrub::json::{Entry, Str, Value};
 use crate::scrub::meta::MetaSeg;
 use crate::scrub::pairs::parse_pairs;
@@ -82,13 +82,13 @@ impl<'r, 'a> Walker<'r, 'a> {
             sig: 0,
             hidden: false,
         });
-        if let Outcome::Delete = self.walk(v) {
+        if let Verdict::Delete = self.walk(v) {
             *v = Value::Null;
         }
         self.frames.pop();
     }
 
-    fn walk(&mut self, v: &mut Value<'a>) -> Outcome {
+    fn walk(&mut self, v: &mut Value<'a>) -> Verdict {
         let node_id = self.frames.last().map_or(schema::ROOT, |f| f.node);
         let node = self.schema.node(node_id);
         let pii = node.pii;
@@ -96,7 +96,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             if let Value::Str(s) = v {
                 // Relay sees these as pair-list containers first.
                 if self.apply_to_container(pii) {
-                    return Outcome::Delete;
+                    return Verdict::Delete;
                 }
                 // `a=b&c=d` query strings and `a=b; c=d` cookie headers are pair lists:
                 // scrubbed per key, and written back as pairs only when something changed.
@@ -107,7 +107,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 if self.meta.len() != before {
                     *v = Value::Array(pairs);
                 }
-                return Outcome::Keep;
+                return Verdict::Keep;
             }
         }
         if let Value::Str(s) = v {
@@ -116,19 +116,19 @@ impl<'r, 'a> Walker<'r, 'a> {
                 // each cookie.
                 if let Some(new) = self.process_string(s, pii) {
                     *s = Str::Decoded(new);
-                    return Outcome::Keep;
+                    return Verdict::Keep;
                 }
                 if self.take_delete() {
-                    return Outcome::Delete;
+                    return Verdict::Delete;
                 }
                 return self.walk_cookie_header(s);
             }
         }
         match v {
-            Value::Null | Value::Bool(_) | Value::Raw(_) | Value::Serialized(_) => Outcome::Keep,
+            Value::Null | Value::Bool(_) | Value::Raw(_) | Value::Serialized(_) => Verdict::Keep,
             Value::Str(s) => {
                 if pii == Pii::False {
-                    return Outcome::Keep;
+                    return Verdict::Keep;
                 }
                 if node.native_path {
                     return self.walk_native_path(s, pii);
@@ -137,9 +137,9 @@ impl<'r, 'a> Walker<'r, 'a> {
                     *s = Str::Decoded(new);
                 }
                 if self.take_delete() {
-                    Outcome::Delete
+                    Verdict::Delete
                 } else {
-                    Outcome::Keep
+                    Verdict::Keep
                 }
             }
             Value::Number(n) if node.lenient_string && pii != Pii::False => {
@@ -147,22 +147,22 @@ impl<'r, 'a> Walker<'r, 'a> {
                 let text = n.to_string();
                 let result = self.process_text_typed(&text, pii, Types::of(ValueType::String));
                 if self.take_delete() {
-                    return Outcome::Delete;
+                    return Verdict::Delete;
                 }
                 if let Some(new) = result {
                     *v = Value::text(new);
                 }
-                Outcome::Keep
+                Verdict::Keep
             }
             Value::Number(_) => {
                 if pii != Pii::False && self.apply_to_container(pii) {
-                    return Outcome::Delete;
+                    return Verdict::Delete;
                 }
-                Outcome::Keep
+                Verdict::Keep
             }
             Value::Array(items) => {
                 if pii != Pii::False && self.apply_to_container(pii) {
-                    return Outcome::Delete;
+                    return Verdict::Delete;
                 }
                 if node.pairlist {
                     self.walk_pair_array(items, node_id);
@@ -175,11 +175,11 @@ impl<'r, 'a> Walker<'r, 'a> {
                 } else {
                     self.walk_array(items, node_id);
                 }
-                Outcome::Keep
+                Verdict::Keep
             }
             Value::Object(entries) => {
                 if pii != Pii::False && self.apply_to_container(pii) {
-                    return Outcome::Delete;
+                    return Verdict::Delete;
                 }
                 if node.values_wrapper && !entries.iter().any(|(k, _)| k.eq_str("values")) {
                     // A single item where a list is expected (`"exception": {"type": …}`)
@@ -194,7 +194,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     }
                     self.frames.pop();
                     self.frames.pop();
-                    return Outcome::Keep;
+                    return Verdict::Keep;
                 }
                 let is_user = node.schema_type == Some(ValueType::User);
                 let ip_before = if is_user && self.opts.move_ip_to_user_id {
@@ -206,7 +206,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 if let Some(before) = ip_before {
                     self.move_ip_to_user_id(entries, before);
                 }
-                Outcome::Keep
+                Verdict::Keep
             }
         }
     }
@@ -256,7 +256,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                     sig: 0,
                     hidden: false,
                 });
-                if let Outcome::Delete = self.walk(value) {
+                if let Verdict::Delete = self.walk(value) {
                     *value = Value::Null;
                 }
                 self.frames.pop();
