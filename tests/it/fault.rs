@@ -129,7 +129,7 @@ async fn an_upstream_failing_every_way_under_load_loses_and_duplicates_nothing()
 /// of the test, the well-behaved client's included, for seconds.
 async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
-    socket.set_linger(Some(Duration::ZERO))?;
+    socket.set_zero_linger()?;
     socket.bind(format!("{source}:0").parse().unwrap())?;
     socket.connect(addr).await
 }
