@@ -8,9 +8,10 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use scrubgate::body::{decode_as, store::decode_store_body, ContentEncoding};
+use scrubgate::body::{decode_as, decode_as_watched, store::decode_store_body, ContentEncoding};
 use scrubgate::projects::ProjectConfig;
-use scrubgate::protocol::envelope::Envelope;
+use scrubgate::protocol::envelope::{Envelope, ItemType};
+use scrubgate::protocol::item_scan::ItemSizeScan;
 use scrubgate::scrub::{ItemKind, ScrubOptions};
 use serde_json::{json, Value};
 
@@ -18,8 +19,9 @@ use serde_json::{json, Value};
 const MAX_DECODED: usize = 1 << 20;
 
 /// Envelope framing: parsing never panics, and what parses writes back to bytes that
-/// parse to the same items.
+/// parse to the same items; the streaming item scan agrees with the parse.
 pub fn envelope(data: &[u8]) {
+    item_scan(data);
     let Ok(envelope) = Envelope::parse(Bytes::copy_from_slice(data)) else {
         return;
     };
@@ -54,8 +56,72 @@ pub fn decode(data: &[u8]) {
             return;
         }
     };
-    if let Ok(decoded) = decode_as(coding, Bytes::copy_from_slice(body), MAX_DECODED) {
+    let plain = decode_as(coding, Bytes::copy_from_slice(body), MAX_DECODED);
+    if let Ok(decoded) = &plain {
         assert!(decoded.len() <= MAX_DECODED, "{coding:?} passed the cap");
+    }
+    // Watched: each look is a longer prefix of the same output, and watching changes
+    // nothing of the result.
+    let mut seen: Vec<u8> = Vec::new();
+    let watched = decode_as_watched(
+        coding,
+        Bytes::copy_from_slice(body),
+        MAX_DECODED,
+        &mut |so_far| {
+            assert!(
+                so_far.len() > seen.len(),
+                "{coding:?}: the watch saw no growth"
+            );
+            assert!(
+                so_far.starts_with(&seen),
+                "{coding:?}: earlier output changed"
+            );
+            seen.clear();
+            seen.extend_from_slice(so_far);
+            true
+        },
+    );
+    match (&plain, &watched) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b);
+            if coding != ContentEncoding::Identity && !a.is_empty() {
+                assert_eq!(&seen[..], &a[..], "{coding:?}: the last look is the output");
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        _ => panic!("{coding:?}: watched {watched:?} but plain {plain:?}"),
+    }
+}
+
+/// The item limit the envelope check holds every scrubbed type to.
+const ITEM_LIMIT: usize = 64;
+
+fn scan_limit(item_type: ItemType) -> Option<usize> {
+    (!matches!(item_type, ItemType::Attachment | ItemType::Unknown)).then_some(ITEM_LIMIT)
+}
+
+/// The streaming item scan never refuses an envelope that parses with every limited
+/// item within its limit, however the bytes are cut into chunks.
+fn item_scan(data: &[u8]) {
+    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let mut scan = ItemSizeScan::new(scan_limit);
+    let mut given = 0;
+    let mut refused = None;
+    while given < data.len() {
+        given = (given + step).min(data.len());
+        if let Err(error) = scan.advance(&data[..given]) {
+            refused = Some(error);
+            break;
+        }
+    }
+    let Some(refused) = refused else {
+        return;
+    };
+    if let Ok(envelope) = Envelope::parse(Bytes::copy_from_slice(data)) {
+        let over = envelope.items().iter().any(|item| {
+            scan_limit(item.item_type()).is_some_and(|limit| item.payload().len() > limit)
+        });
+        assert!(over, "{refused} but the envelope parses within its limits");
     }
 }
 

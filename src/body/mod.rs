@@ -292,9 +292,9 @@ pub fn decode_watched<'a>(
     // Undone in reverse order of application; the last one undone yields the body.
     for (n, &coding) in codings.iter().rev().enumerate() {
         body = if n + 1 == codings.len() {
-            decode_one(coding, body, max_decoded, &mut *watch)?
+            decode_as_watched(coding, body, max_decoded, &mut *watch)?
         } else {
-            decode_one(coding, body, max_decoded, &mut |_| true)?
+            decode_as_watched(coding, body, max_decoded, &mut |_| true)?
         };
     }
     // Identity only: the size check of `decode_as`.
@@ -315,11 +315,15 @@ pub fn decode_as(
     body: Bytes,
     max_decoded: usize,
 ) -> Result<Bytes, BodyError> {
-    decode_one(encoding, body, max_decoded, &mut |_| true)
+    decode_as_watched(encoding, body, max_decoded, &mut |_| true)
 }
 
-/// [`decode_as`], showing the output to `watch` as it grows.
-fn decode_one(
+/// [`decode_as`], showing the output to `watch` as it grows (see [`decode_watched`]).
+///
+/// # Errors
+///
+/// As [`decode_watched`].
+pub fn decode_as_watched(
     encoding: ContentEncoding,
     body: Bytes,
     max_decoded: usize,
