@@ -5,12 +5,15 @@
 //! - `scrub`: the engine, pure (no I/O, no tokio, no metrics): rules compiled from
 //!   Relay's `piiConfig` and `datascrubbingSettings`, applied to one payload of a given
 //!   item kind; bytes in, scrubbed bytes and a report out.
-//! - `protocol`: Sentry's wire formats: auth payloads, envelope framing, the client IP.
+//! - `protocol`: Sentry's wire formats: auth payloads, envelope framing (and the item
+//!   size scan that follows it while an envelope inflates), the client IP.
 //! - `body`: reading request bodies within limits and every decoder for them
 //!   (`Content-Encoding`, legacy base64/zlib store bodies).
 //! - `projects`: project files (keys, `disabled`, scrubgate's per-project options, the
 //!   compiled rules), loaded into a lock-free map and hot-reloaded.
 //! - `forward`: delivery upstream (pooled client, body encoding) or to the outbox.
+//! - `spool`: scrubbed requests the upstream could not take, on disk (SQLite) until the
+//!   drainer delivers them; the circuit breaker in front of the upstream.
 //! - `metrics`, `config`: Prometheus families; the TOML config and its environment
 //!   overrides.
 //! - `server`: the listeners and the life of one request (`server::ingest`: admit,
@@ -24,12 +27,14 @@
 //!    `/api/{id}/envelope/`, and `protocol::auth` parses the auth (header, query or DSN).
 //! 2. `projects` answers with the project's compiled rules and public keys (lock-free
 //!    load); an unknown project or key is refused before the body is read.
-//! 3. `body` reads the body within the limits and decompresses it within the limits (a
-//!    bomb stops at the cap); `protocol` splits it into items.
+//! 3. `body` reads the body within the limits (and the global byte budget) and
+//!    decompresses it on the decode pool within the limits (a bomb stops at its cap, an
+//!    envelope at its first oversized item); `protocol` splits it into items.
 //! 4. `scrub` walks each item once with the schema of its type and returns the new bytes
 //!    plus a report.
-//! 5. `forward` sends the scrubbed request upstream and relays the answer; the report
-//!    feeds `metrics`.
+//! 5. `forward` sends the scrubbed request upstream and relays the answer; when the
+//!    upstream cannot take it, `spool` keeps it and answers 200. The report feeds
+//!    `metrics`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
