@@ -153,6 +153,21 @@ pub struct RawLimitsConfig {
     /// Most bytes received for an envelope request, before decompression.
     /// Default `"200MiB"`.
     pub max_compressed_envelope_size: ByteSize,
+    /// Largest an `attachment` item after decompression; over it the envelope gets 413. Default `"200MiB"` (as Relay).
+    pub max_attachment_size: ByteSize,
+    /// Largest a `profile` or `profile_chunk` item after decompression; over it the envelope gets 413. Default `"50MiB"` (as Relay).
+    pub max_profile_size: ByteSize,
+    /// Largest a `replay_recording` item as sent (often zlib-compressed) after decompression; over it the envelope gets 413. Default `"10MiB"` (as Relay).
+    pub max_replay_compressed_size: ByteSize,
+    /// Largest a `span`, `log` or `trace_metric` item (containers of records) or an `otel_span`/`otel_log` item after decompression; over it the envelope gets 413. Default `"12MiB"` (as Relay).
+    pub max_container_size: ByteSize,
+    /// Largest a `check_in` item after decompression; over it the envelope gets 413. Default `"100KiB"` (as Relay).
+    pub max_check_in_size: ByteSize,
+    /// Largest a `client_report` item after decompression; over it the envelope gets 413. Default `"100KiB"` (as Relay).
+    pub max_client_reports_size: ByteSize,
+    /// Largest `replay_recording` after its own zlib compression is undone; over it the
+    /// envelope gets 413. Default `"100MiB"` (as Relay).
+    pub max_replay_uncompressed_size: ByteSize,
     /// Deepest JSON nesting accepted in an event. Default 128.
     pub max_json_depth: usize,
     /// Most request-body bytes held at once across all requests: received, decompressed,
@@ -232,7 +247,8 @@ impl LogFormat {
 }
 
 /// One mebibyte.
-const MIB: u64 = 1024 * 1024;
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
 
 // Every default of the configuration, in one place. The per-section `Default` impls
 // below only pick their section out of this one.
@@ -275,6 +291,13 @@ impl Default for RawConfig {
                 max_envelope_size: ByteSize::Bytes(200 * MIB),
                 max_compressed_event_size: ByteSize::Bytes(MIB),
                 max_compressed_envelope_size: ByteSize::Bytes(200 * MIB),
+                max_attachment_size: ByteSize::Bytes(200 * MIB),
+                max_profile_size: ByteSize::Bytes(50 * MIB),
+                max_replay_compressed_size: ByteSize::Bytes(10 * MIB),
+                max_container_size: ByteSize::Bytes(12 * MIB),
+                max_check_in_size: ByteSize::Bytes(100 * KIB),
+                max_client_reports_size: ByteSize::Bytes(100 * KIB),
+                max_replay_uncompressed_size: ByteSize::Bytes(100 * MIB),
                 max_json_depth: 128,
                 max_body_bytes_in_flight: ByteSize::Bytes((machine::memory() / 8).max(256 * MIB)),
                 max_decompression_ratio: 1000,

@@ -56,6 +56,14 @@ fn defaults_are_valid_and_as_documented() {
         200 * 1024 * 1024
     );
     assert_eq!(config.limits.max_json_depth, 128);
+    // Relay's per-type item limits.
+    assert_eq!(config.limits.max_attachment_size, 200 * 1024 * 1024);
+    assert_eq!(config.limits.max_profile_size, 50 * 1024 * 1024);
+    assert_eq!(config.limits.max_replay_compressed_size, 10 * 1024 * 1024);
+    assert_eq!(config.limits.max_replay_uncompressed_size, 100 * 1024 * 1024);
+    assert_eq!(config.limits.max_container_size, 12 * 1024 * 1024);
+    assert_eq!(config.limits.max_check_in_size, 100 * 1024);
+    assert_eq!(config.limits.max_client_reports_size, 100 * 1024);
     assert_eq!(config.log.format, LogFormat::Pretty);
     assert_eq!(config.log.level, "info");
     assert_eq!(config.data_dir, PathBuf::from("data"));
@@ -189,6 +197,7 @@ fn environment_overrides_file_values() {
         ("SCRUBGATE_SERVER_LISTEN", "0.0.0.0:3100"),
         ("SCRUBGATE_LIMITS_MAX_EVENT_SIZE", "2MiB"),
         ("SCRUBGATE_LIMITS_MAX_JSON_DEPTH", "64"),
+        ("SCRUBGATE_LIMITS_MAX_PROFILE_SIZE", "5MiB"),
         ("SCRUBGATE_SERVER_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
         ("SCRUBGATE_UPSTREAM_ENCODING", "identity"),
         ("SCRUBGATE_LOG_FORMAT", "json"),
@@ -207,6 +216,7 @@ fn environment_overrides_file_values() {
     assert_eq!(config.server.listen.port(), 3100);
     assert_eq!(config.limits.max_event_size, 2 * 1024 * 1024);
     assert_eq!(config.limits.max_json_depth, 64);
+    assert_eq!(config.limits.max_profile_size, 5 * 1024 * 1024);
     assert_eq!(config.server.trusted_proxies.len(), 2);
     assert_eq!(config.upstream.encoding, UpstreamEncoding::Identity);
     assert_eq!(config.log.format, LogFormat::Json);

@@ -265,6 +265,23 @@ impl Validator {
             "limits.max_compressed_envelope_size",
             &limits.max_compressed_envelope_size,
         );
+        let max_attachment_size =
+            self.size("limits.max_attachment_size", &limits.max_attachment_size);
+        let max_profile_size = self.size("limits.max_profile_size", &limits.max_profile_size);
+        let max_replay_compressed_size = self.size(
+            "limits.max_replay_compressed_size",
+            &limits.max_replay_compressed_size,
+        );
+        let max_container_size = self.size("limits.max_container_size", &limits.max_container_size);
+        let max_check_in_size = self.size("limits.max_check_in_size", &limits.max_check_in_size);
+        let max_client_reports_size = self.size(
+            "limits.max_client_reports_size",
+            &limits.max_client_reports_size,
+        );
+        let max_replay_uncompressed_size = self.size(
+            "limits.max_replay_uncompressed_size",
+            &limits.max_replay_uncompressed_size,
+        );
         let max_json_depth = self.count("limits.max_json_depth", limits.max_json_depth);
         let max_body_bytes_in_flight = self.size(
             "limits.max_body_bytes_in_flight",
@@ -325,6 +342,13 @@ impl Validator {
                 max_envelope_size: max_envelope_size?,
                 max_compressed_event_size: max_compressed_event_size?,
                 max_compressed_envelope_size: max_compressed_envelope_size?,
+                max_attachment_size: max_attachment_size?,
+                max_profile_size: max_profile_size?,
+                max_replay_compressed_size: max_replay_compressed_size?,
+                max_container_size: max_container_size?,
+                max_check_in_size: max_check_in_size?,
+                max_client_reports_size: max_client_reports_size?,
+                max_replay_uncompressed_size: max_replay_uncompressed_size?,
                 max_json_depth: max_json_depth?,
                 max_body_bytes_in_flight: max_body_bytes_in_flight?,
                 max_decompression_ratio: max_decompression_ratio?,

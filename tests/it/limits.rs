@@ -138,6 +138,52 @@ async fn an_oversized_item_stops_a_compressed_envelope_while_it_inflates() {
 }
 
 #[tokio::test]
+async fn each_item_type_has_relays_limit() {
+    let upstream = RecordingUpstream::spawn().await;
+    // The default limits: events 1 MiB, profiles 50 MiB, check-ins 100 KiB.
+    let proxy = TestProxy::spawn(&upstream).await;
+    let post = |body: Vec<u8>| {
+        proxy
+            .post(&format!("/api/{PROJECT}/envelope/"))
+            .header("x-sentry-auth", &auth_header())
+            .header("content-encoding", "gzip")
+            .body(gzip(&body))
+            .send()
+    };
+    let header = json!({"event_id": "9ec79c33ec9942ab8353589fcb2e04dc"});
+    let two_mib = "x".repeat(2 * 1024 * KIB);
+    // A 2 MiB profile is within its limit, though over max_event_size.
+    let profile = json!({"version": "1", "platform": "python", "transaction_name": two_mib,
+        "profile": {"samples": [], "stacks": [], "frames": []}});
+    let envelope = build_envelope(
+        &header,
+        &[(json!({"type": "profile"}), profile.to_string().into_bytes())],
+    );
+    let response = post(envelope).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(upstream.wait_for(1).await.len(), 1);
+    // The same size as an event is over its limit.
+    let event = json!({"message": two_mib});
+    let envelope = build_envelope(
+        &header,
+        &[(json!({"type": "event"}), event.to_string().into_bytes())],
+    );
+    let response = post(envelope).await;
+    assert_eq!(response.status, 413, "{}", response.text());
+    // A check-in of 200 KiB is over its 100 KiB.
+    let check_in = json!({"check_in_id": "83a7c03ed0a04e1b97e2e3b18d38f244",
+        "monitor_slug": "job", "status": "ok", "note": "y".repeat(200 * KIB)});
+    let envelope = build_envelope(
+        &header,
+        &[(json!({"type": "check_in"}), check_in.to_string().into_bytes())],
+    );
+    let response = post(envelope).await;
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert_eq!(response.json()["detail"], "envelope item exceeds the size limit");
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn decompression_bombs_stop_at_the_cap() {
     let upstream = RecordingUpstream::spawn().await;
     let proxy = small_limits_proxy(&upstream).await;

@@ -120,8 +120,11 @@ impl Scrubber<'_> {
         let compressed = events.first() == Some(&0x78);
         let inflated;
         let json = if compressed {
-            inflated = crate::body::inflate_zlib(events, self.state.config.limits.max_event_size)
-                .map_err(IngestError::Body)?;
+            inflated = crate::body::inflate_zlib(
+                events,
+                self.state.config.limits.max_replay_uncompressed_size,
+            )
+            .map_err(IngestError::Body)?;
             &inflated[..]
         } else {
             events
@@ -189,24 +192,42 @@ enum ItemPolicy {
 /// The policy for an item of type `wire`: what the README's item table says. An item
 /// scrubgate does not scrub is dropped, unless the project forwards such items
 /// unscrubbed (`forwardUnknownItems`).
-/// The most bytes an item of this type may hold: every type scrubbed as a payload
-/// (JSON items and replay recordings) is held to `limits.max_event_size`; the others
-/// (attachments, types that are dropped) only to the envelope's own limit. Checked as
-/// the envelope inflates ([`ItemSizeScan`](crate::protocol::item_scan::ItemSizeScan))
-/// and again on the parsed items.
-pub(super) fn item_size_limit(wire: ItemType, limits: &LimitsConfig) -> Option<usize> {
-    let scrubbed = !matches!(
-        wire,
-        ItemType::Attachment
-            | ItemType::ReplayVideo
-            | ItemType::Statsd
-            | ItemType::MetricBuckets
-            | ItemType::Nel
-            | ItemType::FormData
-            | ItemType::UnrealReport
-            | ItemType::Unknown
-    );
-    scrubbed.then_some(limits.max_event_size)
+/// The most bytes an item of this type may hold, as Relay's per-type limits: events and
+/// other event-like payloads `limits.max_event_size`; attachments, profiles, replay
+/// recordings, record containers, check-ins and client reports their own
+/// `limits.max_*_size`. Types that are dropped unread have no limit of their own (the
+/// envelope's applies). Checked as the envelope inflates
+/// ([`ItemSizeScan`](crate::protocol::item_scan::ItemSizeScan)) and again on the parsed
+/// items.
+pub(super) fn item_size_limit(item_type: ItemType, limits: &LimitsConfig) -> Option<usize> {
+    match item_type {
+        ItemType::Event
+        | ItemType::Transaction
+        | ItemType::Security
+        | ItemType::RawSecurity
+        | ItemType::Feedback
+        | ItemType::UserReport
+        | ItemType::Session
+        | ItemType::Sessions
+        | ItemType::ReplayEvent => Some(limits.max_event_size),
+        ItemType::Attachment => Some(limits.max_attachment_size),
+        ItemType::Profile | ItemType::ProfileChunk => Some(limits.max_profile_size),
+        ItemType::ReplayRecording => Some(limits.max_replay_compressed_size),
+        ItemType::Span
+        | ItemType::OtelSpan
+        | ItemType::Log
+        | ItemType::OtelLog
+        | ItemType::TraceMetric => Some(limits.max_container_size),
+        ItemType::CheckIn => Some(limits.max_check_in_size),
+        ItemType::ClientReport => Some(limits.max_client_reports_size),
+        ItemType::ReplayVideo
+        | ItemType::Statsd
+        | ItemType::MetricBuckets
+        | ItemType::Nel
+        | ItemType::FormData
+        | ItemType::UnrealReport
+        | ItemType::Unknown => None,
+    }
 }
 
 fn item_policy(wire: ItemType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
