@@ -60,7 +60,10 @@ fn defaults_are_valid_and_as_documented() {
     assert_eq!(config.limits.max_attachment_size, 200 * 1024 * 1024);
     assert_eq!(config.limits.max_profile_size, 50 * 1024 * 1024);
     assert_eq!(config.limits.max_replay_compressed_size, 10 * 1024 * 1024);
-    assert_eq!(config.limits.max_replay_uncompressed_size, 100 * 1024 * 1024);
+    assert_eq!(
+        config.limits.max_replay_uncompressed_size,
+        100 * 1024 * 1024
+    );
     assert_eq!(config.limits.max_container_size, 12 * 1024 * 1024);
     assert_eq!(config.limits.max_check_in_size, 100 * 1024);
     assert_eq!(config.limits.max_client_reports_size, 100 * 1024);

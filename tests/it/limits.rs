@@ -175,11 +175,30 @@ async fn each_item_type_has_relays_limit() {
         "monitor_slug": "job", "status": "ok", "note": "y".repeat(200 * KIB)});
     let envelope = build_envelope(
         &header,
-        &[(json!({"type": "check_in"}), check_in.to_string().into_bytes())],
+        &[(
+            json!({"type": "check_in"}),
+            check_in.to_string().into_bytes(),
+        )],
     );
     let response = post(envelope).await;
     assert_eq!(response.status, 413, "{}", response.text());
-    assert_eq!(response.json()["detail"], "envelope item exceeds the size limit");
+    assert_eq!(
+        response.json()["detail"],
+        "envelope item exceeds the size limit"
+    );
+    // A replay recording whose own zlib stream is a bomb (64 MiB of zeros in about
+    // 64 KiB) stops at its ratio cap (1000 times what was sent) before it is whole.
+    let mut recording = b"{\"segment_id\":0}\n".to_vec();
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, &vec![b'0'; 64 * 1024 * KIB]).unwrap();
+    recording.extend(encoder.finish().unwrap());
+    let envelope = build_envelope(&header, &[(json!({"type": "replay_recording"}), recording)]);
+    let response = post(envelope).await;
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert_eq!(
+        response.json()["detail"],
+        "request body exceeds the size limit"
+    );
     assert_eq!(upstream.requests().len(), 1);
 }
 

@@ -120,11 +120,9 @@ impl Scrubber<'_> {
         let compressed = events.first() == Some(&0x78);
         let inflated;
         let json = if compressed {
-            inflated = crate::body::inflate_zlib(
-                events,
-                self.state.config.limits.max_replay_uncompressed_size,
-            )
-            .map_err(IngestError::Body)?;
+            let limits = &self.state.config.limits;
+            let cap = decoded_cap(events.len(), limits.max_replay_uncompressed_size, limits);
+            inflated = crate::body::inflate_zlib(events, cap).map_err(IngestError::Body)?;
             &inflated[..]
         } else {
             events

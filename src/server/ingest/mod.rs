@@ -287,6 +287,16 @@ where
     Ok(received)
 }
 
+/// The most `compressed` bytes may decode to: `limit`, and no more than
+/// `limits.max_decompression_ratio` times their size (always [`RATIO_FREE_BYTES`]).
+pub(super) fn decoded_cap(compressed: usize, limit: usize, limits: &LimitsConfig) -> usize {
+    limit.min(
+        compressed
+            .saturating_mul(limits.max_decompression_ratio)
+            .max(RATIO_FREE_BYTES),
+    )
+}
+
 /// A decoded request body, ready to scrub.
 enum Payload {
     /// A store or security endpoint body: one event, and the request's auth.
@@ -317,12 +327,7 @@ fn prepare(
     };
     // A bomb stops at its ratio cap: a few KB never become hundreds of MB. An identity
     // body is never over its own ratio cap.
-    let max_decoded = max_decoded.min(
-        received
-            .len()
-            .saturating_mul(limits.max_decompression_ratio)
-            .max(RATIO_FREE_BYTES),
-    );
+    let max_decoded = decoded_cap(received.len(), max_decoded, limits);
     let encodings = parts.headers.get_all(header::CONTENT_ENCODING);
     let compressed = !matches!(codings(encodings.iter()), Ok(list) if list.is_empty());
     if compressed {
@@ -365,6 +370,22 @@ fn prepare(
 
     if admitted.is_envelope {
         let mut envelope = Envelope::parse(decoded).map_err(IngestError::Envelope)?;
+        // Replay recordings are inflated again when scrubbed: room for the most they may
+        // inflate to, and their scrubbed copies.
+        let recordings = envelope
+            .items()
+            .iter()
+            .filter(|item| item.item_type() == ItemType::ReplayRecording)
+            .map(|item| {
+                let len = item.payload().len();
+                decoded_cap(len, limits.max_replay_uncompressed_size, limits).saturating_mul(2)
+            })
+            .fold(0usize, usize::saturating_add);
+        if recordings > 0 {
+            reservation
+                .at_least(reservation.held().saturating_add(recordings))
+                .map_err(IngestError::Body)?;
+        }
         let auth = envelope_auth(admitted.auth.clone(), &mut envelope, &admitted.project)?;
         return Ok(Payload::Envelope { envelope, auth });
     }
