@@ -627,16 +627,21 @@ mod tests {
         );
     }
 
+    /// `data` in every coding (deflate twice: zlib-wrapped and raw), with its header name.
+    fn every_coding(data: &[u8]) -> [(&'static str, Vec<u8>); 5] {
+        [
+            ("gzip", gzip(data)),
+            ("deflate", zlib(data)),
+            ("deflate", raw_deflate(data)),
+            ("br", brotli(data)),
+            ("zstd", zstd(data)),
+        ]
+    }
+
     #[test]
     fn every_coding_stops_at_the_cap() {
         let big = vec![b'a'; 4 * MIB];
-        let cases: [(&str, Vec<u8>); 5] = [
-            ("gzip", gzip(&big)),
-            ("deflate", zlib(&big)),
-            ("deflate", raw_deflate(&big)),
-            ("br", brotli(&big)),
-            ("zstd", zstd(&big)),
-        ];
+        let cases = every_coding(&big);
         for (coding, body) in cases {
             let err = decode(Some(&header(coding)), Bytes::from(body.clone()), MIB).unwrap_err();
             assert!(matches!(err, BodyError::TooLarge), "{coding}: {err:?}");
@@ -651,13 +656,7 @@ mod tests {
     #[test]
     fn a_watch_sees_the_body_grow_and_can_stop_it_early_for_every_coding() {
         let big = vec![b'a'; 8 * MIB];
-        let cases: [(&str, Vec<u8>); 5] = [
-            ("gzip", gzip(&big)),
-            ("deflate", zlib(&big)),
-            ("deflate", raw_deflate(&big)),
-            ("br", brotli(&big)),
-            ("zstd", zstd(&big)),
-        ];
+        let cases = every_coding(&big);
         for (coding, body) in cases {
             // Watched to the end: every call sees a longer prefix of the same bytes.
             let mut seen = Vec::new();
