@@ -417,7 +417,7 @@ impl Spool {
         let mut after = 0;
         let (mut sent, mut skipped) = (false, false);
         let mut suspects: Vec<(i64, Option<String>)> = Vec::new();
-        let mut seen_held = Vec::new();
+        let mut seen_held = std::collections::HashSet::new();
         loop {
             let store = self.inner.store.clone();
             let page = tokio::task::spawn_blocking(move || store.page(after, BATCH)).await;
@@ -440,7 +440,7 @@ impl Spool {
                 after = id;
                 let now = Instant::now();
                 if held.contains(id) {
-                    seen_held.push(id);
+                    seen_held.insert(id);
                     if held.blocks(id, now) {
                         skipped = true;
                         continue;
@@ -482,7 +482,7 @@ impl Spool {
                 self.set_up();
                 for (suspect, suspect_event) in suspects.drain(..) {
                     let strikes = held.hold(suspect, Instant::now());
-                    seen_held.push(suspect);
+                    seen_held.insert(suspect);
                     skipped = true;
                     self.inner
                         .metrics
