@@ -289,13 +289,13 @@ pub fn decode_watched<'a>(
 ) -> Result<Bytes, BodyError> {
     let codings = codings(encoding)?;
     let mut body = body;
-    // Undone in reverse order of application; the last one undone yields the body.
-    for (n, &coding) in codings.iter().rev().enumerate() {
-        body = if n + 1 == codings.len() {
-            decode_as_watched(coding, body, max_decoded, &mut *watch)?
-        } else {
-            decode_as_watched(coding, body, max_decoded, &mut |_| true)?
-        };
+    // Undone in reverse order of application: the first coding applied is undone last,
+    // and yields the body, which is what `watch` sees.
+    if let Some((&first_applied, later)) = codings.split_first() {
+        for &coding in later.iter().rev() {
+            body = decode_as(coding, body, max_decoded)?;
+        }
+        body = decode_as_watched(first_applied, body, max_decoded, watch)?;
     }
     // Identity only: the size check of `decode_as`.
     decode_as(ContentEncoding::Identity, body, max_decoded)

@@ -227,17 +227,18 @@ pub struct LimitsConfig {
     pub max_compressed_event_size: usize,
     /// Most bytes received for an envelope request.
     pub max_compressed_envelope_size: usize,
-    /// Largest decoded an `attachment` item, bytes.
+    /// Largest decoded `attachment` item, bytes.
     pub max_attachment_size: usize,
-    /// Largest decoded a `profile` or `profile_chunk` item, bytes.
+    /// Largest decoded `profile` or `profile_chunk` item, bytes.
     pub max_profile_size: usize,
-    /// Largest decoded a `replay_recording` item as sent (often zlib-compressed), bytes.
+    /// Largest `replay_recording` item as sent (often zlib-compressed), bytes.
     pub max_replay_compressed_size: usize,
-    /// Largest decoded a `span`, `log` or `trace_metric` item (containers of records) or an `otel_span`/`otel_log` item, bytes.
+    /// Largest decoded `span`, `log`, `trace_metric` (containers of records),
+    /// `otel_span` or `otel_log` item, bytes.
     pub max_container_size: usize,
-    /// Largest decoded a `check_in` item, bytes.
+    /// Largest decoded `check_in` item, bytes.
     pub max_check_in_size: usize,
-    /// Largest decoded a `client_report` item, bytes.
+    /// Largest decoded `client_report` item, bytes.
     pub max_client_reports_size: usize,
     /// Largest `replay_recording` once its own compression is undone, bytes.
     pub max_replay_uncompressed_size: usize,

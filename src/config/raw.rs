@@ -153,17 +153,24 @@ pub struct RawLimitsConfig {
     /// Most bytes received for an envelope request, before decompression.
     /// Default `"200MiB"`.
     pub max_compressed_envelope_size: ByteSize,
-    /// Largest an `attachment` item after decompression; over it the envelope gets 413. Default `"200MiB"` (as Relay).
+    /// Largest `attachment` item after decompression; over it the envelope gets 413.
+    /// Default `"200MiB"` (as Relay).
     pub max_attachment_size: ByteSize,
-    /// Largest a `profile` or `profile_chunk` item after decompression; over it the envelope gets 413. Default `"50MiB"` (as Relay).
+    /// Largest `profile` or `profile_chunk` item after decompression; over it the
+    /// envelope gets 413. Default `"50MiB"` (as Relay).
     pub max_profile_size: ByteSize,
-    /// Largest a `replay_recording` item as sent (often zlib-compressed) after decompression; over it the envelope gets 413. Default `"10MiB"` (as Relay).
+    /// Largest `replay_recording` item as sent (its own zlib compression kept); over it
+    /// the envelope gets 413. Default `"10MiB"` (as Relay).
     pub max_replay_compressed_size: ByteSize,
-    /// Largest a `span`, `log` or `trace_metric` item (containers of records) or an `otel_span`/`otel_log` item after decompression; over it the envelope gets 413. Default `"12MiB"` (as Relay).
+    /// Largest `span`, `log`, `trace_metric` (containers of records), `otel_span` or
+    /// `otel_log` item after decompression; over it the envelope gets 413. Default
+    /// `"12MiB"` (as Relay).
     pub max_container_size: ByteSize,
-    /// Largest a `check_in` item after decompression; over it the envelope gets 413. Default `"100KiB"` (as Relay).
+    /// Largest `check_in` item after decompression; over it the envelope gets 413.
+    /// Default `"100KiB"` (as Relay).
     pub max_check_in_size: ByteSize,
-    /// Largest a `client_report` item after decompression; over it the envelope gets 413. Default `"100KiB"` (as Relay).
+    /// Largest `client_report` item after decompression; over it the envelope gets 413.
+    /// Default `"100KiB"` (as Relay).
     pub max_client_reports_size: ByteSize,
     /// Largest `replay_recording` after its own zlib compression is undone; over it the
     /// envelope gets 413. Default `"100MiB"` (as Relay).
@@ -246,8 +253,9 @@ impl LogFormat {
     }
 }
 
-/// One mebibyte.
+/// One kibibyte.
 const KIB: u64 = 1024;
+/// One mebibyte.
 const MIB: u64 = 1024 * KIB;
 
 // Every default of the configuration, in one place. The per-section `Default` impls
