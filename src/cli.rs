@@ -1,4 +1,5 @@
-//! `scrubgate scrub`: try a project's rules on sample events from the command line.
+//! The offline commands: `check` validates configuration as `run` would load it, and
+//! `scrub` tries a project's rules on sample events from the command line.
 //!
 //! Reads one event (or one per line with `--jsonl`), prints the scrubbed event(s) to
 //! stdout, reports bad input on stderr with its line number, and with `--explain` prints
@@ -6,16 +7,20 @@
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::projects::ProjectConfig;
+use crate::config::{Config, ConfigError};
+use crate::projects::{check_dir, ProjectConfig};
 use crate::scrub::{ItemKind, ScrubOptions, ScrubReport};
 
 /// Exit status when an event could not be scrubbed.
 pub const EXIT_BAD_INPUT: u8 = 1;
-/// Exit status for an invalid project config (no event is read).
+/// Exit status for an invalid project config (no event is read) or, for `check`, an
+/// invalid server config.
 pub const EXIT_CONFIG: u8 = 2;
+/// Exit status of `check` when a project config is invalid.
+pub const EXIT_INVALID_PROJECT: u8 = 1;
 
 /// Arguments of `scrubgate scrub`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,6 +54,146 @@ pub fn load_project(path: &std::path::Path) -> Result<ProjectConfig, String> {
         }
         msg
     })
+}
+
+/// Arguments of `scrubgate check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// The server configuration file; every project file in its `projects.dir` is
+    /// checked too.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// One project config file (Relay's JSON format) to check on its own.
+    #[arg(long)]
+    pub project: Option<PathBuf>,
+    /// With `--project`: print every `piiConfig` the project applies, in order (its
+    /// own, the one its `datascrubbingSettings` convert to, and `protect`'s expansion),
+    /// as JSON on stdout.
+    #[arg(long, requires = "project")]
+    pub print_rules: bool,
+}
+
+/// Runs `scrubgate check`: validates configuration exactly as `run` would load it,
+/// printing every error with its path. Exit 0 when valid, 1 when a project config is
+/// invalid, 2 when the server config is invalid.
+pub fn check(args: &CheckArgs) -> ExitCode {
+    let (config_path, project) = (args.config.as_deref(), args.project.as_deref());
+    if config_path.is_none() && project.is_none() {
+        eprintln!("error: give --config FILE and/or --project FILE");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let mut ok = true;
+    if let Some(path) = project {
+        ok &= check_project_file(path, args.print_rules);
+    }
+    if let Some(path) = config_path {
+        let config = match Config::load(Some(path), &process_env) {
+            Ok(config) => config,
+            Err(error) => {
+                for line in config_error_lines(&error) {
+                    eprintln!("error: {line}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        println!("{}: ok", path.display());
+        ok &= check_projects_dir(&config.projects.dir);
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INVALID_PROJECT)
+    }
+}
+
+/// Checks every file in the projects directory as the server would load it.
+fn check_projects_dir(dir: &Path) -> bool {
+    let checks = match check_dir(dir, &process_env) {
+        Ok(checks) => checks,
+        Err(error) => {
+            for problem in error.problems() {
+                println!("{}: error: {problem}", error.path().display());
+            }
+            return false;
+        }
+    };
+    if checks.is_empty() {
+        println!("{}: warning: no project configs", dir.display());
+    }
+    let mut ok = true;
+    for file in &checks {
+        for error in &file.errors {
+            println!("{}: error: {error}", file.path.display());
+        }
+        for warning in &file.warnings {
+            println!("{}: warning: {warning}", file.path.display());
+        }
+        if file.is_ok() {
+            println!("{}: ok", file.path.display());
+        } else {
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Checks one project file on its own (its content only; the file name is not checked).
+fn check_project_file(path: &Path, print_rules: bool) -> bool {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            println!("{}: error: cannot read: {error}", path.display());
+            return false;
+        }
+    };
+    match ProjectConfig::from_json(&bytes, &process_env) {
+        Ok(project) => {
+            for warning in &project.warnings {
+                println!("{}: warning: {warning}", path.display());
+            }
+            println!("{}: ok", path.display());
+            if print_rules {
+                let applied: Vec<serde_json::Value> = project
+                    .expanded_rules
+                    .iter()
+                    .map(|(source, pii)| serde_json::json!({"source": source, "piiConfig": pii}))
+                    .collect();
+                let doc = serde_json::json!({ "applied_in_order": applied });
+                match serde_json::to_string_pretty(&doc) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => eprintln!("error: {e}"),
+                }
+            }
+            true
+        }
+        Err(errors) => {
+            for issue in &errors.0 {
+                println!("{}: error: {issue}", path.display());
+            }
+            false
+        }
+    }
+}
+
+/// The lines of a server config error: one per problem, or the error and its causes.
+fn config_error_lines(error: &ConfigError) -> Vec<String> {
+    match error {
+        ConfigError::Invalid(problems) => problems.iter().map(|p| p.to_string()).collect(),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            vec![text]
+        }
+    }
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// Runs `scrubgate scrub`.

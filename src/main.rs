@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use scrubgate::config::{Config, ConfigError, LogFormat};
-use scrubgate::projects::ProjectConfig;
-use scrubgate::projects::{check_dir, ProjectStore};
+use scrubgate::projects::ProjectStore;
 use tracing_subscriber::EnvFilter;
 
 // mimalloc: the proxy allocates per request (bodies, parsed trees, headers) from many
@@ -46,22 +45,14 @@ enum Command {
     /// Validate configuration exactly as `run` would load it, printing every error with
     /// its path. Exit 0 when valid, 1 when a project config is invalid, 2 when the server
     /// config is invalid.
-    Check {
-        /// The server configuration file; every project file in its `projects.dir` is
-        /// checked too.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// One project config file (Relay's JSON format) to check on its own.
-        #[arg(long)]
-        project: Option<PathBuf>,
-    },
+    Check(scrubgate::cli::CheckArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run(&config),
-        Command::Check { config, project } => check(config.as_deref(), project.as_deref()),
+        Command::Check(args) => scrubgate::cli::check(&args),
         Command::Scrub(args) => scrubgate::cli::scrub(&args),
     }
 }
@@ -234,93 +225,8 @@ fn init_tracing(format: LogFormat, level: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `scrubgate check`.
-fn check(config_path: Option<&Path>, project: Option<&Path>) -> ExitCode {
-    if config_path.is_none() && project.is_none() {
-        eprintln!("error: give --config FILE and/or --project FILE");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let mut ok = true;
-    if let Some(path) = project {
-        ok &= check_project_file(path);
-    }
-    if let Some(path) = config_path {
-        let config = match Config::load(Some(path), &env) {
-            Ok(config) => config,
-            Err(error) => {
-                print_config_error(&error);
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
-        println!("{}: ok", path.display());
-        ok &= check_projects_dir(&config.projects.dir);
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILURE)
-    }
-}
-
-/// Checks every file in the projects directory as the server would load it.
-fn check_projects_dir(dir: &Path) -> bool {
-    let checks = match check_dir(dir, &env) {
-        Ok(checks) => checks,
-        Err(error) => {
-            for problem in error.problems() {
-                println!("{}: error: {problem}", error.path().display());
-            }
-            return false;
-        }
-    };
-    if checks.is_empty() {
-        println!("{}: warning: no project configs", dir.display());
-    }
-    let mut ok = true;
-    for file in &checks {
-        for error in &file.errors {
-            println!("{}: error: {error}", file.path.display());
-        }
-        for warning in &file.warnings {
-            println!("{}: warning: {warning}", file.path.display());
-        }
-        if file.is_ok() {
-            println!("{}: ok", file.path.display());
-        } else {
-            ok = false;
-        }
-    }
-    ok
-}
-
-/// Checks one project file on its own (its content only; the file name is not checked).
-fn check_project_file(path: &Path) -> bool {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            println!("{}: error: cannot read: {error}", path.display());
-            return false;
-        }
-    };
-    match ProjectConfig::from_json(&bytes, &env) {
-        Ok(project) => {
-            for warning in &project.warnings {
-                println!("{}: warning: {warning}", path.display());
-            }
-            println!("{}: ok", path.display());
-            true
-        }
-        Err(errors) => {
-            for issue in &errors.0 {
-                println!("{}: error: {issue}", path.display());
-            }
-            false
-        }
-    }
-}
-
 /// Prints a server config error on stderr, one problem per line.
-fn print_config_error(error: &ConfigError) {
+pub(crate) fn print_config_error(error: &ConfigError) {
     match error {
         ConfigError::Invalid(problems) => {
             for problem in problems {

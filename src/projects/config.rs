@@ -6,7 +6,9 @@
 
 use serde_json::Value as Json;
 
-use crate::scrub::{CompiledRules, ConfigErrors, ConfigIssue, Coverage};
+use crate::scrub::{
+    CompileOptions, CompiledRules, ConfigErrors, ConfigIssue, Coverage, HashKey, Protect,
+};
 
 /// What happens to envelope `attachment` items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,10 +46,99 @@ pub struct ProjectConfig {
     /// Forward envelope item types the engine cannot scrub
     /// (`config.scrubgate.forwardUnknownItems`, default false: drop them).
     pub forward_unknown_items: bool,
+    /// The `protect` categories and method (`config.scrubgate.protect`).
+    pub protect: Protect,
+    /// The project's hash keys, the current one first.
+    pub hash_keys: Vec<HashKey>,
+    /// Every `piiConfig` applied, in order, with where it comes from (`check
+    /// --print-rules`).
+    pub expanded_rules: Vec<(String, Json)>,
     /// Warnings (not errors), e.g. a hash rule without a key.
     pub warnings: Vec<ConfigIssue>,
     /// The compiled rules.
     pub rules: CompiledRules,
+}
+
+/// `config.scrubgate`: scrubgate's own per-project options.
+struct ScrubgateOptions {
+    coverage: Coverage,
+    attachments: AttachmentPolicy,
+    forward_unknown_items: bool,
+    protect: Protect,
+}
+
+/// The keys `config.scrubgate` may hold.
+const SCRUBGATE_KEYS: [&str; 5] = [
+    "coverage",
+    "attachments",
+    "forwardUnknownItems",
+    "protect",
+    "protectMethod",
+];
+
+impl ScrubgateOptions {
+    /// Reads the object, pushing every problem (unknown keys with a "did you mean").
+    fn from_json(ours: &Json, errors: &mut Vec<ConfigIssue>) -> ScrubgateOptions {
+        if let Some(obj) = ours.as_object() {
+            for key in obj.keys() {
+                if !SCRUBGATE_KEYS.contains(&key.as_str()) {
+                    issue(
+                        errors,
+                        format!("config.scrubgate.{key}"),
+                        format!(
+                            "unknown key (expected {}){}",
+                            SCRUBGATE_KEYS.join(", "),
+                            crate::scrub::did_you_mean(key, &SCRUBGATE_KEYS)
+                        ),
+                    );
+                }
+            }
+        }
+        let coverage = match ours.get("coverage") {
+            None => Coverage::Relay,
+            Some(Json::String(s)) if s == "relay" => Coverage::Relay,
+            Some(Json::String(s)) if s == "all" => Coverage::All,
+            Some(_) => {
+                issue(
+                    errors,
+                    "config.scrubgate.coverage",
+                    "must be \"relay\" or \"all\"",
+                );
+                Coverage::Relay
+            }
+        };
+        let attachments = match ours.get("attachments").map(|v| v.as_str()) {
+            None | Some(Some("forward")) => AttachmentPolicy::Forward,
+            Some(Some("drop")) => AttachmentPolicy::Drop,
+            Some(_) => {
+                issue(
+                    errors,
+                    "config.scrubgate.attachments",
+                    "must be \"forward\" or \"drop\"",
+                );
+                AttachmentPolicy::Forward
+            }
+        };
+        let forward_unknown_items = match ours.get("forwardUnknownItems") {
+            None => false,
+            Some(Json::Bool(b)) => *b,
+            Some(_) => {
+                issue(
+                    errors,
+                    "config.scrubgate.forwardUnknownItems",
+                    "must be true or false",
+                );
+                false
+            }
+        };
+        let protect = Protect::from_json(ours, "config.scrubgate", errors);
+        ScrubgateOptions {
+            coverage,
+            attachments,
+            forward_unknown_items,
+            protect,
+        }
+    }
 }
 
 fn issue(errors: &mut Vec<ConfigIssue>, path: impl Into<String>, message: impl Into<String>) {
@@ -136,55 +227,45 @@ impl ProjectConfig {
                 );
             }
         }
-        let coverage = match config
-            .get("scrubgate")
-            .and_then(|ours| ours.get("coverage"))
-        {
-            None => Coverage::Relay,
-            Some(Json::String(s)) if s == "relay" => Coverage::Relay,
-            Some(Json::String(s)) if s == "all" => Coverage::All,
+        let empty_ours = Json::Object(Default::default());
+        let ours = match config.get("scrubgate") {
+            None | Some(Json::Null) => &empty_ours,
+            Some(o @ Json::Object(_)) => o,
             Some(_) => {
-                issue(
-                    &mut errors,
-                    "config.scrubgate.coverage",
-                    "must be \"relay\" or \"all\"",
-                );
-                Coverage::Relay
+                issue(&mut errors, "config.scrubgate", "must be an object");
+                &empty_ours
             }
         };
-        let compiled = crate::scrub::compile(config, "config", coverage, env, &mut errors);
-        let mut attachments = AttachmentPolicy::Forward;
-        let mut forward_unknown_items = false;
-        if let Some(ours) = config.get("scrubgate") {
-            match ours.get("attachments").map(|v| v.as_str()) {
-                None | Some(Some("forward")) => {}
-                Some(Some("drop")) => attachments = AttachmentPolicy::Drop,
-                Some(_) => issue(
-                    &mut errors,
-                    "config.scrubgate.attachments",
-                    "must be \"forward\" or \"drop\"",
-                ),
+        let options = ScrubgateOptions::from_json(ours, &mut errors);
+        let compiled = match crate::scrub::compile(
+            config,
+            "config",
+            &CompileOptions {
+                coverage: options.coverage,
+                protect: options.protect.clone(),
+                env,
+            },
+        ) {
+            Ok(c) => Some(c),
+            Err(ConfigErrors(more)) => {
+                errors.extend(more);
+                None
             }
-            match ours.get("forwardUnknownItems") {
-                None => {}
-                Some(Json::Bool(b)) => forward_unknown_items = *b,
-                Some(_) => issue(
-                    &mut errors,
-                    "config.scrubgate.forwardUnknownItems",
-                    "must be true or false",
-                ),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
+        };
+        let compiled = match compiled {
+            Some(c) if errors.is_empty() => c,
+            _ => return Err(ConfigErrors(errors)),
+        };
         Ok(ProjectConfig {
             project_id,
             disabled,
             public_keys,
             scrubs_ip_addresses: compiled.scrubs_ip_addresses,
-            attachments,
-            forward_unknown_items,
+            attachments: options.attachments,
+            forward_unknown_items: options.forward_unknown_items,
+            protect: options.protect,
+            hash_keys: compiled.hash_keys,
+            expanded_rules: compiled.expanded,
             warnings: compiled.warnings,
             rules: compiled.rules,
         })

@@ -10,6 +10,7 @@
 //! - Profiles and OTLP items: walked with their own schemas.
 
 use super::json::{self, Bump, Str, Value};
+use super::meta::{MetaLog, MetaSeg};
 use super::schema::{self, Schema};
 use super::{CompiledRules, ScrubOptions, ScrubReport};
 
@@ -69,6 +70,19 @@ fn scrub_as_user<'a>(
     extra_top: Option<(&str, &str)>,
     opts: Option<&ScrubOptions>,
 ) -> ScrubReport {
+    scrub_as_user_with_meta(rules, bump, item, pairs, extra_top, opts).0
+}
+
+/// [`scrub_as_user`], with the `_meta` entries of the synthetic event (paths from its
+/// root: `user.<field>`, or the extra top-level key).
+fn scrub_as_user_with_meta<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    item: &mut Value<'a>,
+    pairs: &[(&str, &str)],
+    extra_top: Option<(&str, &str)>,
+    opts: Option<&ScrubOptions>,
+) -> (ScrubReport, MetaLog<'a>) {
     let mut user = Vec::new();
     let mut taken = Vec::new();
     for (item_key, user_key) in pairs {
@@ -90,7 +104,7 @@ fn scrub_as_user<'a>(
         }
     }
     let mut event = obj(bump, top);
-    let report = rules.walk_synthetic(bump, &mut event);
+    let (report, meta) = rules.walk_synthetic_with_meta(bump, &mut event);
     let mut user = take(&mut event, "user").unwrap_or(Value::Null);
     for (item_key, user_key) in taken {
         let v = take(&mut user, user_key).filter(|v| !matches!(v, Value::Null));
@@ -100,7 +114,7 @@ fn scrub_as_user<'a>(
         let v = take(&mut event, event_key).filter(|v| !matches!(v, Value::Null));
         put_back(item, item_key, v);
     }
-    report
+    (report, meta)
 }
 
 /// `user_report`: `email`, `name` as the user's; `comments` as free text.
@@ -369,25 +383,37 @@ fn scrub_user_attributes<'a>(
     let Some(entries) = attributes.as_object_mut() else {
         return report;
     };
+    // The remarks of every changed attribute, with the path it has in the record.
+    let mut remarks = MetaLog::default();
     for (key, attribute) in entries.iter_mut() {
         let Some(&(_, user_key)) = USER_ATTRIBUTES.iter().find(|(name, _)| key.eq_str(name)) else {
             continue;
         };
-        let r = if matches!(attribute, Value::Object(_)) {
-            scrub_as_user(
+        let key: &'a str = bump.alloc_str(&key.decoded());
+        let (r, meta) = if matches!(attribute, Value::Object(_)) {
+            let (r, mut meta) = scrub_as_user_with_meta(
                 rules,
                 bump,
                 attribute,
                 &[("value", user_key)],
                 None,
                 Some(opts),
-            )
+            );
+            meta.rename(
+                &[MetaSeg::Key("user".into()), MetaSeg::Key(user_key.into())],
+                &[
+                    MetaSeg::Key(map.to_string().into()),
+                    MetaSeg::Key(key.into()),
+                    MetaSeg::Key("value".into()),
+                ],
+            );
+            (r, meta)
         } else {
             let mut holder = obj(
                 bump,
                 vec![("value", std::mem::replace(attribute, Value::Null))],
             );
-            let r = scrub_as_user(
+            let (r, mut meta) = scrub_as_user_with_meta(
                 rules,
                 bump,
                 &mut holder,
@@ -395,11 +421,23 @@ fn scrub_user_attributes<'a>(
                 None,
                 Some(opts),
             );
+            meta.rename(
+                &[MetaSeg::Key("user".into()), MetaSeg::Key(user_key.into())],
+                &[
+                    MetaSeg::Key(map.to_string().into()),
+                    MetaSeg::Key(key.into()),
+                ],
+            );
             *attribute = take(&mut holder, "value").unwrap_or(Value::Null);
-            r
+            (r, meta)
         };
         report.changes.extend(r.changes);
+        let mut meta = meta;
+        for (path, entry) in meta.split_off(0) {
+            *remarks.entry(path) = entry;
+        }
     }
+    remarks.merge_into(record, bump);
     report
 }
 

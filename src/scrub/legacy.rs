@@ -76,12 +76,52 @@ impl DataScrubbingSettings {
             }
             return out;
         };
-        let flag = |name: &str, errors: &mut Vec<ConfigIssue>| match obj.get(name) {
-            None | Some(Json::Null) => false,
-            Some(Json::Bool(b)) => *b,
-            Some(_) => {
+        // Relay's names, and the names of Sentry's project API (operators copy settings
+        // from there). Any other key is a typo that would silently scrub less.
+        const KEYS: [(&str, Option<&str>); 5] = [
+            ("scrubData", Some("dataScrubber")),
+            ("scrubDefaults", Some("dataScrubberDefaults")),
+            ("scrubIpAddresses", Some("scrubIPAddresses")),
+            ("sensitiveFields", None),
+            ("excludeFields", Some("safeFields")),
+        ];
+        let known: Vec<&str> = KEYS
+            .iter()
+            .flat_map(|(name, alias)| std::iter::once(*name).chain(*alias))
+            .collect();
+        for key in obj.keys() {
+            if !known.contains(&key.as_str()) {
                 errors.push(ConfigIssue {
-                    path: format!("{path}.{name}"),
+                    path: format!("{path}.{key}"),
+                    message: format!(
+                        "unknown key (expected scrubData, scrubDefaults, scrubIpAddresses, sensitiveFields or excludeFields){}",
+                        super::suggest::did_you_mean(key, &known)
+                    ),
+                });
+            }
+        }
+        // The value of `name`, under its Relay name or its Sentry API alias.
+        let get = |name: &str, errors: &mut Vec<ConfigIssue>| -> Option<(String, &Json)> {
+            let alias = KEYS.iter().find(|(n, _)| *n == name).and_then(|(_, a)| *a);
+            match (obj.get(name), alias.and_then(|a| obj.get(a))) {
+                (Some(v), Some(_)) => {
+                    errors.push(ConfigIssue {
+                        path: format!("{path}.{}", alias.unwrap_or(name)),
+                        message: format!("{name} is set under two names; keep one"),
+                    });
+                    Some((name.to_string(), v))
+                }
+                (Some(v), None) => Some((name.to_string(), v)),
+                (None, Some(v)) => Some((alias.unwrap_or(name).to_string(), v)),
+                (None, None) => None,
+            }
+        };
+        let flag = |name: &str, errors: &mut Vec<ConfigIssue>| match get(name, errors) {
+            None | Some((_, Json::Null)) => false,
+            Some((_, Json::Bool(b))) => *b,
+            Some((key, _)) => {
+                errors.push(ConfigIssue {
+                    path: format!("{path}.{key}"),
                     message: "must be true or false".into(),
                 });
                 false
@@ -91,25 +131,32 @@ impl DataScrubbingSettings {
         out.scrub_defaults = flag("scrubDefaults", errors);
         out.scrub_ip_addresses = flag("scrubIpAddresses", errors);
         let list = |name: &str, errors: &mut Vec<ConfigIssue>| -> Vec<String> {
-            match obj.get(name) {
-                None | Some(Json::Null) => Vec::new(),
-                Some(Json::Array(items)) => items
+            match get(name, errors) {
+                None | Some((_, Json::Null)) => Vec::new(),
+                Some((key, Json::Array(items))) => items
                     .iter()
                     .enumerate()
                     .filter_map(|(i, s)| match s.as_str() {
                         Some(s) => Some(s.to_string()),
                         None => {
                             errors.push(ConfigIssue {
-                                path: format!("{path}.{name}.{i}"),
+                                path: format!("{path}.{key}.{i}"),
                                 message: "must be a string".into(),
                             });
                             None
                         }
                     })
                     .collect(),
-                Some(_) => {
+                // Sentry's project API also takes these as newline-separated text.
+                Some((_, Json::String(text))) => text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect(),
+                Some((key, _)) => {
                     errors.push(ConfigIssue {
-                        path: format!("{path}.{name}"),
+                        path: format!("{path}.{key}"),
                         message: "must be an array of strings".into(),
                     });
                     Vec::new()

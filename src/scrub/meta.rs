@@ -201,7 +201,15 @@ impl<'a> MetaLog<'a> {
                 // its objects (arena slices are rebuilt to grow; adding many keys to one
                 // object that way would cost time and arena space quadratic in them).
                 list.sort_by(|a, b| path_order(a.0, b.0));
-                let mut draft = Draft::from(std::mem::take(&mut entries[i].1));
+                let mut incoming = std::mem::take(&mut entries[i].1);
+                if let Value::Serialized(text) = incoming {
+                    // A `_meta` this scrub already wrote (an earlier pass over the same
+                    // record): read it back so that its entries are kept. It was written
+                    // from entries of bounded depth, so parsing it cannot fail; if it
+                    // did, the new entries would still be written.
+                    incoming = json::parse(text, bump, usize::MAX).unwrap_or(Value::Null);
+                }
+                let mut draft = Draft::from(incoming);
                 for (path, entry) in list {
                     let mut node = &mut draft;
                     for seg in path {

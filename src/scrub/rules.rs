@@ -12,6 +12,9 @@ use super::builtin::Pattern;
 use super::selector::Selector;
 use super::ConfigIssue;
 
+/// How the warning about a hash rule without a key starts.
+pub const UNKEYED_HASH_WARNING: &str = "hashes without a key";
+
 /// Compiled size limit for custom regexes (Relay's limit).
 pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 
@@ -41,9 +44,28 @@ pub enum Redaction {
     Hash {
         /// The HMAC algorithm.
         algorithm: HashAlgorithm,
-        /// The key, `None` for Relay's empty key (or `vars.hashKey` when set).
+        /// The key, `None` for Relay's empty key (the project's current key, when it
+        /// has one, is filled in at compile time).
         key: Option<Arc<[u8]>>,
     },
+}
+
+/// One of a project's hash keys (`vars.hashKey`, or an entry of `vars.hashKeys`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HashKey {
+    /// The key's id (`hashKey` for `vars.hashKey`), named in pseudonym lookups.
+    pub id: Arc<str>,
+    /// The key bytes (never empty).
+    pub key: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: never in a log line or a panic message.
+        f.debug_struct("HashKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a rule looks for.
@@ -129,6 +151,7 @@ fn builtin_pattern(ty: &str) -> Option<Pattern> {
         "usssn" | "us_ssn" => Pattern::UsSsn,
         "userpath" => Pattern::Userpath,
         "bearer" => Pattern::Bearer,
+        "deviceid" | "device_id" => Pattern::DeviceId,
         _ => return None,
     })
 }
@@ -218,6 +241,7 @@ fn builtin(id: &str) -> Option<Spec> {
         "password" => ("remove", "[password]"),
         "anything" => ("replace", "[Filtered]"),
         "bearer" => ("replace", "[token]"),
+        "deviceid" => ("replace", "[device-id]"),
         _ => return None,
     };
     if method.is_empty() {
@@ -273,18 +297,107 @@ impl Reader<'_> {
         });
     }
 
+    /// A hash key: the literal text, or the environment variable `${NAME}` names. An
+    /// empty key is an error, not "no key": it would hash as Relay's unkeyed HMAC while
+    /// the operator believes the hashes are keyed.
     fn resolve_secret(&mut self, path: &str, raw: &str) -> Option<Arc<[u8]>> {
-        if let Some(name) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            match (self.env)(name) {
-                Some(v) => Some(Arc::from(v.into_bytes())),
-                None => {
-                    self.error(path, format!("environment variable {name} is not set"));
-                    None
+        let value = match raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            Some(name) => {
+                match (self.env)(name) {
+                    Some(v) if v.is_empty() => {
+                        self.error(
+                        path,
+                        format!("environment variable {name} is empty; a hash key must not be empty"),
+                    );
+                        return None;
+                    }
+                    Some(v) => v,
+                    None => {
+                        self.error(path, format!("environment variable {name} is not set"));
+                        return None;
+                    }
                 }
             }
-        } else {
-            Some(Arc::from(raw.as_bytes().to_vec()))
+            None if raw.is_empty() => {
+                self.error(
+                    path,
+                    "a hash key must not be empty (leave the key out for Relay's unkeyed hash)",
+                );
+                return None;
+            }
+            None => raw.to_string(),
+        };
+        Some(Arc::from(value.into_bytes()))
+    }
+
+    /// The project's hash keys from `vars`: `hashKeys` (an ordered list of
+    /// `{"id", "key"}`, the first one current) or `hashKey` (one key, id `hashKey`).
+    fn read_hash_keys(&mut self, vars: Option<&Json>) -> Vec<HashKey> {
+        let Some(vars) = vars else {
+            return Vec::new();
+        };
+        let Some(obj) = vars.as_object() else {
+            self.error(".vars", "must be an object");
+            return Vec::new();
+        };
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "hashKey" | "hashKeys") {
+                let hint = super::suggest::did_you_mean(key, &["hashKey", "hashKeys"]);
+                self.error(
+                    format!(".vars.{key}"),
+                    format!("unknown key (expected hashKey or hashKeys){hint}"),
+                );
+            }
         }
+        let mut keys = Vec::new();
+        match (obj.get("hashKey"), obj.get("hashKeys")) {
+            (Some(_), Some(_)) => self.error(
+                ".vars",
+                "set hashKey or hashKeys, not both (hashKeys' first entry is the current key)",
+            ),
+            (Some(Json::String(k)), None) => {
+                if let Some(key) = self.resolve_secret(".vars.hashKey", k) {
+                    keys.push(HashKey {
+                        id: Arc::from("hashKey"),
+                        key,
+                    });
+                }
+            }
+            (Some(_), None) => self.error(".vars.hashKey", "must be a string"),
+            (None, Some(Json::Array(list))) => {
+                if list.is_empty() {
+                    self.error(".vars.hashKeys", "must list at least one key");
+                }
+                for (i, entry) in list.iter().enumerate() {
+                    let path = format!(".vars.hashKeys.{i}");
+                    let (Some(id), Some(raw)) = (
+                        entry.get("id").and_then(Json::as_str),
+                        entry.get("key").and_then(Json::as_str),
+                    ) else {
+                        self.error(&path, "must be an object with string \"id\" and \"key\"");
+                        continue;
+                    };
+                    if keys.iter().any(|k: &HashKey| &*k.id == id) {
+                        self.error(
+                            format!("{path}.id"),
+                            format!("key id {id:?} is listed twice"),
+                        );
+                    }
+                    if let Some(key) = self.resolve_secret(&format!("{path}.key"), raw) {
+                        keys.push(HashKey {
+                            id: Arc::from(id),
+                            key,
+                        });
+                    }
+                }
+            }
+            (None, Some(_)) => self.error(
+                ".vars.hashKeys",
+                "must be an array of {\"id\": ..., \"key\": ...}, the current key first",
+            ),
+            (None, None) => {}
+        }
+        keys
     }
 
     fn read_redaction(
@@ -500,10 +613,18 @@ impl Reader<'_> {
 pub struct CompiledPii {
     /// Applications in order.
     pub applications: Vec<Application>,
+    /// The hash keys of `vars`, the current one first (empty: Relay's unkeyed hash).
+    pub hash_keys: Vec<HashKey>,
 }
 
-/// Reads and compiles a `piiConfig` object.
-pub fn compile_pii_config(reader: &mut Reader<'_>, v: &Json) -> CompiledPii {
+/// Reads and compiles a `piiConfig` object. Hashes without a key of their own use the
+/// current key of `vars` or, when the config has no `vars` keys, `inherited_keys` (the
+/// project's keys, for configs generated from its settings).
+pub fn compile_pii_config(
+    reader: &mut Reader<'_>,
+    v: &Json,
+    inherited_keys: &[HashKey],
+) -> CompiledPii {
     let Some(obj) = v.as_object() else {
         if !v.is_null() {
             reader.error("", "must be an object");
@@ -512,16 +633,18 @@ pub fn compile_pii_config(reader: &mut Reader<'_>, v: &Json) -> CompiledPii {
     };
     for key in obj.keys() {
         if !matches!(key.as_str(), "rules" | "vars" | "applications") {
+            let hint = super::suggest::did_you_mean(key, &["rules", "vars", "applications"]);
             reader.error(
                 format!(".{key}"),
-                "unknown key (expected rules, vars or applications)",
+                format!("unknown key (expected rules, vars or applications){hint}"),
             );
         }
     }
-    let default_key = match obj.get("vars").and_then(|v| v.get("hashKey")) {
-        Some(Json::String(k)) if !k.is_empty() => reader.resolve_secret(".vars.hashKey", k),
-        _ => None,
-    };
+    let mut hash_keys = reader.read_hash_keys(obj.get("vars"));
+    if hash_keys.is_empty() {
+        hash_keys = inherited_keys.to_vec();
+    }
+    let default_key = hash_keys.first().map(|k| k.key.clone());
     let mut specs: BTreeMap<String, Spec> = BTreeMap::new();
     if let Some(rules) = obj.get("rules") {
         match rules.as_object() {
@@ -559,6 +682,18 @@ pub fn compile_pii_config(reader: &mut Reader<'_>, v: &Json) -> CompiledPii {
                         reader.error(format!("{path}.{i}"), msg);
                     }
                 }
+                // The project's key keys every hash it makes, the built-in `:hash` rules
+                // included; a rule's own `redaction.key` wins (it is already set).
+                if let Some(k) = &default_key {
+                    for r in &mut rules {
+                        if let Redaction::Hash {
+                            key: key @ None, ..
+                        } = &mut r.redaction
+                        {
+                            *key = Some(k.clone());
+                        }
+                    }
+                }
                 rules.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.origin.cmp(&b.origin)));
                 rules.dedup_by(|a, b| {
                     a.id == b.id && a.origin == b.origin && a.redaction == b.redaction
@@ -567,7 +702,7 @@ pub fn compile_pii_config(reader: &mut Reader<'_>, v: &Json) -> CompiledPii {
                     if matches!(&r.redaction, Redaction::Hash { key: None, .. }) {
                         reader.warn(
                             format!("{path}.{}", r.origin),
-                            "hashes without a key: an unkeyed hash of an IP address or email can be reversed by trying candidates; set redaction.key or vars.hashKey",
+                            format!("{UNKEYED_HASH_WARNING}: an unkeyed hash of an IP address or email can be reversed by trying candidates; set redaction.key or vars.hashKey"),
                         );
                     }
                 }
@@ -584,7 +719,10 @@ pub fn compile_pii_config(reader: &mut Reader<'_>, v: &Json) -> CompiledPii {
     }
     sort_applications(&mut applications);
     reader.warnings.dedup();
-    CompiledPii { applications }
+    CompiledPii {
+        applications,
+        hash_keys,
+    }
 }
 
 /// Orders applications the way Relay's `BTreeMap<SelectorSpec, _>` does: by selector
@@ -707,7 +845,7 @@ mod tests {
             errors: vec![],
             warnings: vec![],
         };
-        let c = compile_pii_config(&mut r, &v);
+        let c = compile_pii_config(&mut r, &v, &[]);
         (c, r.errors, r.warnings)
     }
 

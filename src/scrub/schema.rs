@@ -385,6 +385,8 @@ fn covers_all(root: ValueType, path: &str) -> bool {
                         | "spans[].tags"
                         | "spans[].tags.*"
                         | "contexts.trace.description"
+                        | "user.segment"
+                        | "contexts.feedback.name"
                         | "contexts.feedback.message"
                         | "contexts.feedback.contact_email"
                         | "contexts.feedback.<other>"
@@ -403,6 +405,17 @@ fn item_rows(item: &'static str) -> impl Iterator<Item = &'static str> {
         (name == item).then_some(rest)
     })
 }
+
+/// Event fields that Relay's table marks `false` or lacks, which scrubgate lets selectors
+/// that name them reach (`maybe`; stricter than Relay, never less private): the segment
+/// SDKs copy from the envelope's `trace.user_segment`, the feedback form's contact email
+/// and name, and the trace context's `description` (the transaction's description, often
+/// a URL or query). Later rows override the table's.
+const EVENT_ROWS_BEYOND_RELAY: &str = "\
+user.segment\tmaybe\tstring\tn/a\tscrubgate: reachable by named selectors
+contexts.feedback.contact_email\tmaybe\tstring\tn/a\tscrubgate: reachable by named selectors
+contexts.feedback.name\tmaybe\tstring\tn/a\tscrubgate: reachable by named selectors
+contexts.trace.description\tmaybe\tstring\tn/a\tscrubgate: reachable by named selectors";
 
 /// The schemas of one coverage.
 #[derive(Debug)]
@@ -427,7 +440,10 @@ impl Schemas {
     fn build(coverage: Coverage) -> Schemas {
         Schemas {
             event: Schema::build(
-                EVENT_TSV.lines().skip(1),
+                EVENT_TSV
+                    .lines()
+                    .skip(1)
+                    .chain(EVENT_ROWS_BEYOND_RELAY.lines()),
                 ValueType::Event,
                 Pii::True,
                 coverage,
@@ -847,7 +863,8 @@ mod tests {
     #[test]
     fn table_attributes() {
         assert_eq!(pii(&["user", "email"]), Pii::True);
-        assert_eq!(pii(&["user", "segment"]), Pii::False);
+        // Relay: `false`; scrubgate lets named selectors reach it.
+        assert_eq!(pii(&["user", "segment"]), Pii::Maybe);
         assert_eq!(pii(&["tags"]), Pii::Maybe);
         assert_eq!(pii(&["request", "url"]), Pii::Maybe);
         assert_eq!(pii(&["extra", "a", "b", "c"]), Pii::True);

@@ -52,14 +52,53 @@ async fn no_client_ip_header_is_forwarded_when_the_project_scrubs_ips() {
     assert!(recorded.header("cookie").is_none());
 }
 
+/// A project scrubs IP addresses, and so forwards no client-IP header, when any of its
+/// rules changes the user's IP, not only under `scrubIpAddresses`.
+#[tokio::test]
+async fn no_client_ip_header_is_forwarded_when_rules_scrub_ips() {
+    let forms = [
+        json!({"applications": {"$string": ["@ip"]}}),
+        json!({"applications": {"$user.ip_address": ["@anything:remove"]}}),
+        json!({"applications": {"$string": ["@ip:hash"]}}),
+    ];
+    assert_eq!(forms.len(), 3);
+    for pii in forms {
+        let upstream = RecordingUpstream::spawn().await;
+        let proxy = TestProxy::builder(&upstream)
+            .project(
+                PROJECT,
+                project_json(PROJECT, false, pii.clone(), json!({})),
+            )
+            .spawn()
+            .await;
+        assert_eq!(store_with_ip_headers(&proxy).await.status, 200);
+        let recorded = &upstream.wait_for(1).await[0];
+        for (name, _) in CLIENT_IP_HEADERS {
+            assert!(
+                recorded.header(name).is_none(),
+                "{name} forwarded under {pii}"
+            );
+        }
+        for (name, value) in &recorded.headers {
+            if name == "host" {
+                continue;
+            }
+            let value = value.to_str().unwrap_or_default();
+            assert!(
+                !value.contains("203.0.113.5") && !value.contains("127.0.0.1"),
+                "{name}: {value} under {pii}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_peer_is_appended_to_x_forwarded_for_otherwise() {
     let upstream = RecordingUpstream::spawn().await;
+    // Rules that never touch an IP address.
+    let pii = json!({"applications": {"$string": ["@email"]}});
     let proxy = TestProxy::builder(&upstream)
-        .project(
-            PROJECT,
-            project_json(PROJECT, false, pii_config(), json!({})),
-        )
+        .project(PROJECT, project_json(PROJECT, false, pii, json!({})))
         .spawn()
         .await;
     assert_eq!(store_with_ip_headers(&proxy).await.status, 200);

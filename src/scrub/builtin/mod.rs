@@ -106,6 +106,12 @@ pub enum Pattern {
     /// The value side of the `password` rule: the whole value when it contains a
     /// sensitive keyword, otherwise each `Bearer <token>` match.
     PasswordValue,
+    /// Device identifiers that can be told apart from other ids in free text (scrubgate's
+    /// `@deviceid`, not Relay's): an IMEI of 15 digits with an allocated reporting body
+    /// prefix and a right Luhn check digit (so order and card numbers of the same shape
+    /// are not hit), and a MAC address. UUIDs and
+    /// hex ids are not matched: trace, span and event ids look the same.
+    DeviceId,
 }
 
 /// Byte ranges of a value, as filled by [`Pattern::find_ranges`].
@@ -114,7 +120,7 @@ pub type Ranges = SmallVec<[Range<usize>; 4]>;
 impl Pattern {
     /// Every pattern, in declaration order.
     #[cfg(test)]
-    pub const ALL: [Pattern; 14] = [
+    pub const ALL: [Pattern; 15] = [
         Pattern::Imei,
         Pattern::Mac,
         Pattern::Uuid,
@@ -129,6 +135,7 @@ impl Pattern {
         Pattern::UsSsn,
         Pattern::Bearer,
         Pattern::PasswordValue,
+        Pattern::DeviceId,
     ];
 
     /// Lowercase name (Relay's rule type name where there is one).
@@ -149,6 +156,7 @@ impl Pattern {
             Pattern::UsSsn => "us_ssn",
             Pattern::Bearer => "bearer",
             Pattern::PasswordValue => "password",
+            Pattern::DeviceId => "device_id",
         }
     }
 
@@ -219,6 +227,9 @@ impl Pattern {
             Pattern::UsSsn => f.dashes >= 2 && f.digits >= 9 && f.digit_run() >= 9,
             Pattern::Bearer => f.len >= 8,
             Pattern::PasswordValue => f.len > 0,
+            Pattern::DeviceId => {
+                Pattern::Imei.may_match_features(f) || Pattern::Mac.may_match_features(f)
+            }
         }
     }
 
@@ -253,6 +264,7 @@ impl Pattern {
             Pattern::Bearer => contains_ascii_ci(bytes, b"bearer"),
             // Keywords are matched with Unicode case folding (`ſecret`), so no byte test.
             Pattern::PasswordValue => !value.is_empty() && may_hold_password_keyword(value),
+            Pattern::DeviceId => Pattern::Imei.may_match(value) || Pattern::Mac.may_match(value),
         }
     }
 
@@ -281,8 +293,69 @@ impl Pattern {
                 );
             }
             Pattern::PasswordValue => password_value_ranges(value, out),
+            Pattern::DeviceId => device_id_ranges(value, out),
         }
     }
+}
+
+/// [`Pattern::DeviceId`]: Luhn-valid 15-digit IMEIs and MAC addresses, merged in order.
+fn device_id_ranges(value: &str, out: &mut Ranges) {
+    let mut found = Ranges::new();
+    push_matches(&IMEI, value, &mut found);
+    found.retain(|r| is_luhn_valid_imei(&value[r.clone()]));
+    push_matches(&MAC, value, &mut found);
+    found.sort_by_key(|r| r.start);
+    let mut last_end = out.last().map_or(0, |r| r.end);
+    for r in found {
+        if r.start >= last_end {
+            last_end = r.end;
+            out.push(r);
+        }
+    }
+}
+
+/// The reporting body identifiers GSMA has allocated: an IMEI's first two digits are one
+/// of these. 15-digit card numbers (American Express: 34, 37) pass Luhn too; they fail
+/// here.
+const IMEI_REPORTING_BODIES: [u8; 17] = [
+    1, 10, 30, 33, 35, 44, 45, 49, 50, 51, 52, 53, 54, 86, 91, 98, 99,
+];
+
+/// Whether `text` (digits, maybe with dashes) is an IMEI: 15 ASCII digits that start with
+/// an allocated reporting body identifier and end with a correct Luhn check digit.
+/// 16-digit IMEISVs carry no check digit and are not told apart from other numbers, so
+/// they are not matched.
+pub fn is_luhn_valid_imei(text: &str) -> bool {
+    let digits: SmallVec<[u8; 16]> = text
+        .bytes()
+        .filter(|b| *b != b'-')
+        .map(|b| b.wrapping_sub(b'0'))
+        .collect();
+    if digits.len() != 15 || digits.iter().any(|d| *d > 9) {
+        return false;
+    }
+    if !IMEI_REPORTING_BODIES.contains(&(digits[0] * 10 + digits[1])) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(*d);
+            if i % 2 == 1 {
+                let twice = d * 2;
+                if twice > 9 {
+                    twice - 9
+                } else {
+                    twice
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
 }
 
 #[cfg(test)]

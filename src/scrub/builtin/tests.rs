@@ -58,6 +58,17 @@ const CASES: &[Case] = &[
     case("mac/miss-non-hex", Mac, "4a:00:04:10:9b:5g", &[]),
     case("mac/miss-inside-word", Mac, "x4a:00:04:10:9b:50", &[]),
     case("mac/miss-dots", Mac, "4a.00.04.10.9b.50", &[]),
+    // device_id (scrubgate's detector: Luhn-checked IMEIs and MACs only)
+    case("device_id/imei", DeviceId, "imei 490154203237518 here", &["490154203237518"]),
+    case("device_id/imei-dashes", DeviceId, "imei 49-015420-323751-8", &["49-015420-323751-8"]),
+    case("device_id/mac", DeviceId, "wlan0 4a:00:04:10:9b:50 up", &["4a:00:04:10:9b:50"]),
+    case("device_id/both-in-order", DeviceId, "4A-00-04-10-9B-50 and 356938035643809", &["4A-00-04-10-9B-50", "356938035643809"]),
+    case("device_id/miss-order-number-fails-luhn", DeviceId, "order 490154203237519 shipped", &[]),
+    case("device_id/miss-fifteen-digits-not-luhn", DeviceId, "ref 123456789012345", &[]),
+    case("device_id/miss-imeisv-sixteen-digits", DeviceId, "3569380356438091", &[]),
+    case("device_id/miss-amex-card-passes-luhn", DeviceId, "card 340000000000009 declined", &[]),
+    case("device_id/miss-uuid", DeviceId, "ceee0822-ed8f-4622-b2a3-789e73e75cd1", &[]),
+    case("device_id/miss-trace-id", DeviceId, "trace 4bf92f3577b34da6a3ce929d0e0e4736", &[]),
     // uuid
     case("uuid/dashed", Uuid, "user id ceee0822-ed8f-4622-b2a3-789e73e75cd1", &["ceee0822-ed8f-4622-b2a3-789e73e75cd1"]),
     case("uuid/undashed-event-id", Uuid, "event 0123456789abcdef0123456789ABCDEF!", &["0123456789abcdef0123456789ABCDEF"]),
