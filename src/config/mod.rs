@@ -290,13 +290,34 @@ impl Config {
                     path: path.to_owned(),
                     source,
                 })?;
-                RawConfig::from_toml(&text).map_err(|source| ConfigError::Parse {
-                    path: path.to_owned(),
-                    source: Box::new(source),
-                })?
+                match RawConfig::from_toml(&text) {
+                    Ok(raw) => raw,
+                    Err(source) => {
+                        return Err(
+                            Self::every_problem(&text, env).unwrap_or(ConfigError::Parse {
+                                path: path.to_owned(),
+                                source: Box::new(source),
+                            }),
+                        )
+                    }
+                }
             }
         };
         Self::from_raw(raw, env)
+    }
+
+    /// For TOML that does not fit the schema: every key that does not, and every
+    /// problem of the values that do, at once (`check` names them all). `None` when the
+    /// text is not TOML.
+    fn every_problem(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<ConfigError> {
+        let (raw, mut problems) = RawConfig::from_toml_collecting(text)?;
+        if problems.is_empty() {
+            return None;
+        }
+        if let Err(ConfigError::Invalid(more)) = Self::from_raw(raw, env) {
+            problems.extend(more);
+        }
+        Some(ConfigError::Invalid(problems))
     }
 
     /// Like [`Config::load`] with the file's text given directly (tests, `check`).
@@ -308,10 +329,17 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let raw = RawConfig::from_toml(text).map_err(|source| ConfigError::Parse {
-            path: PathBuf::from("<inline>"),
-            source: Box::new(source),
-        })?;
+        let raw = match RawConfig::from_toml(text) {
+            Ok(raw) => raw,
+            Err(source) => {
+                return Err(
+                    Self::every_problem(text, env).unwrap_or(ConfigError::Parse {
+                        path: PathBuf::from("<inline>"),
+                        source: Box::new(source),
+                    }),
+                )
+            }
+        };
         Self::from_raw(raw, env)
     }
 

@@ -376,4 +376,123 @@ impl RawConfig {
     pub fn from_toml(text: &str) -> Result<RawConfig, toml::de::Error> {
         toml::from_str(text)
     }
+
+    /// For a file that is valid TOML but does not fit the schema: every key that does
+    /// not (unknown, or a value of the wrong type), each with its dotted path, and the
+    /// config read from the keys that do. `None` when the text is not TOML at all (the
+    /// parser's own error, with its line, says it best then).
+    pub fn from_toml_collecting(text: &str) -> Option<(RawConfig, Vec<super::ConfigProblem>)> {
+        let table: toml::Table = text.parse().ok()?;
+        let mut problems = Vec::new();
+        let mut kept = toml::Table::new();
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(section) => {
+                    let mut probe = toml::Table::new();
+                    probe.insert(key.clone(), toml::Value::Table(toml::Table::new()));
+                    if let Err(e) = RawConfig::deserialize(toml::Value::Table(probe)) {
+                        // An unknown section (or one that is not a table): named once.
+                        let message = format!(
+                            "{}{}",
+                            with_suggestion(&key, e.message()),
+                            line_of(text, None, &key)
+                        );
+                        problems.push(super::ConfigProblem::new(key, message));
+                        continue;
+                    }
+                    let mut kept_section = toml::Table::new();
+                    for (name, v) in section {
+                        let mut one = toml::Table::new();
+                        one.insert(name.clone(), v.clone());
+                        let mut probe = toml::Table::new();
+                        probe.insert(key.clone(), toml::Value::Table(one));
+                        match RawConfig::deserialize(toml::Value::Table(probe)) {
+                            Ok(_) => {
+                                kept_section.insert(name, v);
+                            }
+                            Err(e) => problems.push(super::ConfigProblem::new(
+                                format!("{key}.{name}"),
+                                format!(
+                                    "{}{}",
+                                    with_suggestion(&name, e.message()),
+                                    line_of(text, Some(&key), &name)
+                                ),
+                            )),
+                        }
+                    }
+                    kept.insert(key, toml::Value::Table(kept_section));
+                }
+                other => {
+                    let mut probe = toml::Table::new();
+                    probe.insert(key.clone(), other.clone());
+                    match RawConfig::deserialize(toml::Value::Table(probe)) {
+                        Ok(_) => {
+                            kept.insert(key, other);
+                        }
+                        Err(e) => {
+                            let message = format!(
+                                "{}{}",
+                                with_suggestion(&key, e.message()),
+                                line_of(text, None, &key)
+                            );
+                            problems.push(super::ConfigProblem::new(key, message))
+                        }
+                    }
+                }
+            }
+        }
+        let raw = RawConfig::deserialize(toml::Value::Table(kept)).ok()?;
+        Some((raw, problems))
+    }
+}
+
+/// serde's message, plus a "did you mean" when it is about an unknown key (serde lists
+/// the expected keys in backquotes).
+fn with_suggestion(key: &str, message: &str) -> String {
+    let message = message.trim();
+    if !message.starts_with("unknown field") {
+        return message.to_string();
+    }
+    let expected: Vec<&str> = message
+        .split('`')
+        .skip(3)
+        .step_by(2)
+        .filter(|name| !name.is_empty())
+        .collect();
+    let hint = crate::scrub::did_you_mean(key, &expected);
+    match message.split_once(", expected") {
+        Some((head, _)) if !hint.is_empty() => format!("{head}{hint}"),
+        _ => format!("{message}{hint}"),
+    }
+}
+
+/// `" (line N)"` for the line that sets `name` in `[section]` (or at the top level), or
+/// an empty string when it is not written that plainly (inline tables, dotted keys).
+fn line_of(text: &str, section: Option<&str>, name: &str) -> String {
+    let mut current: Option<&str> = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            current = Some(header.trim());
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if current == section && rest.trim_start().starts_with('=') {
+            return format!(" (line {})", i + 1);
+        }
+        if section.is_none() && current.is_none() && rest.trim_start().starts_with('=') {
+            return format!(" (line {})", i + 1);
+        }
+    }
+    match section {
+        // A whole unknown section: its header line.
+        None => text
+            .lines()
+            .position(|l| l.trim() == format!("[{name}]"))
+            .map(|i| format!(" (line {})", i + 1))
+            .unwrap_or_default(),
+        Some(_) => String::new(),
+    }
 }

@@ -326,17 +326,37 @@ fn validation_reports_every_problem_with_its_path() {
     assert!(found.contains(&"upstream.timeout: must be > 0".to_owned()));
 }
 
-/// A bad size string is caught while parsing (the line is named), not in validation.
+/// A bad size string is named with its key and line.
 #[test]
-fn bad_size_strings_fail_at_parse_time_with_the_line() {
-    let err =
-        Config::from_toml("[limits]\nmax_event_size = \"12 parsecs\"\n", &no_env).unwrap_err();
-    let ConfigError::Parse { source, .. } = &err else {
-        panic!("expected a parse error, got {err:?}");
-    };
-    let text = source.to_string();
-    assert!(text.contains("line 2"), "{text}");
-    assert!(text.contains("unknown unit"), "{text}");
+fn bad_size_strings_are_named_with_their_key_and_line() {
+    let found = problems(Config::from_toml(
+        "[limits]\nmax_event_size = \"12 parsecs\"\n",
+        &no_env,
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("limits.max_event_size: "), "{found:?}");
+    assert!(found[0].contains("unknown unit"), "{found:?}");
+    assert!(found[0].ends_with("(line 2)"), "{found:?}");
+}
+
+/// Every key that does not fit is reported at once, with the other values' problems.
+#[test]
+fn every_schema_problem_is_reported_at_once() {
+    let found = problems(Config::from_toml(
+        "[limits]\nmax_event_size = \"lots\"\n[server]\nlisten = 12\nmax_conections = 5\n[upstream]\ntimeout = \"0s\"\n",
+        &no_env,
+    ));
+    assert_eq!(found.len(), 4, "{found:?}");
+    assert!(found[0].starts_with("limits.max_event_size: expected a size"));
+    assert!(found[0].ends_with("(line 2)"), "{found:?}");
+    assert!(found[1].starts_with("server.listen: invalid type"));
+    assert!(found[1].ends_with("(line 4)"), "{found:?}");
+    assert!(
+        found[2].starts_with("server.max_conections: unknown field")
+            && found[2].contains("did you mean \"max_connections\"?"),
+        "{found:?}"
+    );
+    assert_eq!(found[3], "upstream.timeout: must be > 0");
 }
 
 #[test]
@@ -448,16 +468,23 @@ fn event_limit_may_not_exceed_envelope_limit() {
 }
 
 #[test]
-fn unknown_keys_and_wrong_types_are_parse_errors() {
-    for text in [
-        "[server]\nlisten = \"127.0.0.1:3000\"\nlisen = \"x\"",
-        "[serverr]\nlisten = \"127.0.0.1:3000\"",
-        "[server]\nmax_connections = \"many\"",
-        "[upstream]\nencoding = \"br\"",
-        "[log]\nformat = \"xml\"",
+fn unknown_keys_and_wrong_types_are_errors_with_their_path() {
+    for (text, path) in [
+        (
+            "[server]\nlisten = \"127.0.0.1:3000\"\nlisen = \"x\"",
+            "server.lisen: ",
+        ),
+        ("[serverr]\nlisten = \"127.0.0.1:3000\"", "serverr: "),
+        (
+            "[server]\nmax_connections = \"many\"",
+            "server.max_connections: ",
+        ),
+        ("[upstream]\nencoding = \"br\"", "upstream.encoding: "),
+        ("[log]\nformat = \"xml\"", "log.format: "),
     ] {
-        let err = Config::from_toml(text, &no_env).unwrap_err();
-        assert!(matches!(err, ConfigError::Parse { .. }), "{text}: {err:?}");
+        let found = problems(Config::from_toml(text, &no_env));
+        assert_eq!(found.len(), 1, "{text}: {found:?}");
+        assert!(found[0].starts_with(path), "{text}: {found:?}");
     }
 }
 

@@ -302,6 +302,28 @@ impl Reader<'_> {
     /// the operator believes the hashes are keyed.
     fn resolve_secret(&mut self, path: &str, raw: &str) -> Option<Arc<[u8]>> {
         let value = match raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            // `${NAME:-fallback}`: the fallback when NAME is unset (quick starts), with a
+            // warning, since a key written in a shared file keys nothing secret.
+            Some(inner) if inner.contains(":-") => {
+                let (name, fallback) = inner.split_once(":-").unwrap_or((inner, ""));
+                match (self.env)(name) {
+                    Some(v) if !v.is_empty() => v,
+                    _ if fallback.is_empty() => {
+                        self.error(
+                            path,
+                            format!("environment variable {name} is not set and the fallback is empty; a hash key must not be empty"),
+                        );
+                        return None;
+                    }
+                    _ => {
+                        self.warn(
+                            path,
+                            format!("environment variable {name} is not set: the hash key is the fallback written in this file, which anyone who has the file can use to reverse hashes by trying candidates; set {name}"),
+                        );
+                        fallback.to_string()
+                    }
+                }
+            }
             Some(name) => {
                 match (self.env)(name) {
                     Some(v) if v.is_empty() => {

@@ -231,3 +231,81 @@ fn scrub_command_one_event_jsonl_explain_and_errors() {
     assert!(out.is_empty());
     assert!(err.contains("config.piiConfig.rules.r.pattern"), "{err}");
 }
+
+#[test]
+fn check_print_rules_shows_every_applied_pii_config_in_order() {
+    let output = scrubgate()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SCRUBGATE_HASH_KEY", "cli-test-key")
+        .args([
+            "check",
+            "--project",
+            "config/projects/42.json",
+            "--print-rules",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let json_start = stdout.find('{').expect("a JSON document");
+    let doc: serde_json::Value = serde_json::from_str(&stdout[json_start..]).unwrap();
+    let applied = doc["applied_in_order"].as_array().unwrap();
+    let sources: Vec<&str> = applied
+        .iter()
+        .map(|a| a["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "config.piiConfig",
+            "config.datascrubbingSettings",
+            "config.scrubgate.protect"
+        ]
+    );
+    let protect = &applied[2]["piiConfig"];
+    for rule in [
+        "protect-emails",
+        "protect-user_ids",
+        "protect-ip_addresses",
+        "protect-device_ids",
+        "protect-device_ids-by-key",
+    ] {
+        assert!(protect["rules"].get(rule).is_some(), "{rule}: {protect}");
+    }
+    // The key is a secret: it is never printed.
+    assert!(!stdout.contains("cli-test-key"), "{stdout}");
+    // With the variable set there is no fallback warning.
+    assert!(!stdout.contains("warning"), "{stdout}");
+}
+
+#[test]
+fn check_reports_a_typo_in_a_setting_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("7.json");
+    std::fs::write(
+        &path,
+        json!({"config": {
+            "datascrubbingSettings": {"scrubData": true, "scrubIPAdresses": true},
+            "scrubgate": {"coverge": "all"}
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let output = scrubgate()
+        .args(["check", "--project"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("config.datascrubbingSettings.scrubIPAdresses: unknown key")
+            && stdout.contains("did you mean \"scrubIpAddresses\"?"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("config.scrubgate.coverge: unknown key")
+            && stdout.contains("did you mean \"coverage\"?"),
+        "{stdout}"
+    );
+}

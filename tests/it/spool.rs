@@ -369,11 +369,12 @@ async fn a_sigkill_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let config = binary_config(dir.path(), &upstream.url());
 
-    // `FAULT_KILLS` (default 3): how many times the process is killed.
+    // `FAULT_KILLS` (default 3, at least 1): how many times the process is killed.
     let kills: usize = std::env::var("FAULT_KILLS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(3)
+        .max(1);
     let mut acked = Vec::new();
     for round in 0..kills {
         let binary = Binary::start(&config).await;

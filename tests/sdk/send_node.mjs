@@ -104,6 +104,10 @@ Sentry.setUser({
   username: PLANT.user_username,
 });
 Sentry.setTag("customer", PLANT.tag_email);
+Sentry.setTag("device_id", PLANT.device_tag);
+Sentry.setContext("device", { device_unique_identifier: PLANT.device_udid });
+Sentry.setExtra("android_id", PLANT.device_android_id);
+Sentry.setExtra("modem", `modem ${PLANT.device_imei_text} attached`);
 Sentry.setExtra("note", `ask ${PLANT.extra_email} card ${PLANT.extra_card}`);
 Sentry.addBreadcrumb({
   category: "auth",

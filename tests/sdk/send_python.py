@@ -151,6 +151,10 @@ def set_scope():
         }
     )
     scope.set_tag("customer", PLANT["tag_email"])
+    scope.set_tag("device_id", PLANT["device_tag"])
+    scope.set_context("device", {"device_unique_identifier": PLANT["device_udid"]})
+    scope.set_extra("android_id", PLANT["device_android_id"])
+    scope.set_extra("modem", "modem " + PLANT["device_imei_text"] + " attached")
     scope.set_extra("note", "ask " + PLANT["extra_email"] + " card " + PLANT["extra_card"])
     scope.add_event_processor(add_request)
     sentry_sdk.add_breadcrumb(
