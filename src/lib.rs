@@ -145,6 +145,7 @@ impl Scrubgate {
             trusted_proxies,
             in_flight,
             drops: Default::default(),
+            failures: Default::default(),
             spool,
             budget,
             decode_pool,

@@ -567,3 +567,35 @@ fn over_scrubbing_stays_under_one_percent() {
         assert!(share < 0.01, "{share}");
     }
 }
+
+#[test]
+fn device_id_attributes_of_spans_logs_and_metrics_are_protected() {
+    let p = project(json!({"protect": ["device_ids"]}));
+    let attributes = json!({
+        "device.id": {"type": "string", "value": "dev-PLANT-77"},
+        "device.model": {"type": "string", "value": "Pixel 8"}
+    });
+    let record = json!({
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id": "00f067aa0ba902b7",
+        "name": "checkout",
+        "body": "ok",
+        "type": "counter",
+        "value": 1,
+        "attributes": attributes
+    });
+    for kind in [ItemKind::Span, ItemKind::Log, ItemKind::TraceMetric] {
+        let out = scrub(&p, kind, &json!({ "items": [record] }));
+        let attrs = &out["items"][0]["attributes"];
+        assert_eq!(
+            attrs["device.id"]["value"],
+            keyed_hash(KEY, "dev-PLANT-77"),
+            "{kind:?}: {out}"
+        );
+        assert_eq!(attrs["device.model"]["value"], "Pixel 8", "{kind:?}");
+        assert_eq!(
+            out["items"][0]["trace_id"],
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+    }
+}

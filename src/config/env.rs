@@ -81,6 +81,7 @@ env_overrides! {
     "SCRUBGATE_SPOOL_DIR" => spool.dir: path,
     "SCRUBGATE_SPOOL_MAX_BYTES" => spool.max_bytes: to_size,
     "SCRUBGATE_SPOOL_MAX_AGE" => spool.max_age: duration,
+    "SCRUBGATE_SPOOL_DRAIN_CONCURRENCY" => spool.drain_concurrency: to_usize,
 }
 
 // The parsers of the table: each takes the variable's value and returns the key's.

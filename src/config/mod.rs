@@ -141,6 +141,9 @@ pub struct SpoolConfig {
     pub max_bytes: usize,
     /// Oldest entry kept; > 0.
     pub max_age: Duration,
+    /// Spooled requests replayed at once; >= 1 (`0` in the file resolves to half of
+    /// `upstream.max_connections_per_host`).
+    pub drain_concurrency: usize,
 }
 
 /// `[server]`, validated.

@@ -45,6 +45,10 @@ pub struct RawSpoolConfig {
     pub max_bytes: ByteSize,
     /// Spooled requests older than this are dropped (and counted). Default `"24h"`.
     pub max_age: String,
+    /// Spooled requests replayed at once while the spool drains. Default 0: half of
+    /// `upstream.max_connections_per_host` (at least 1), so live requests keep the
+    /// other half of the connection pool.
+    pub drain_concurrency: usize,
 }
 
 /// `[server]`: the ingest listener.
@@ -320,6 +324,7 @@ impl Default for RawConfig {
                 dir: PathBuf::new(),
                 max_bytes: ByteSize::Bytes(1024 * MIB),
                 max_age: "24h".to_owned(),
+                drain_concurrency: 0,
             },
         }
     }

@@ -363,6 +363,10 @@ impl Validator {
                 dir: spool_dir,
                 max_bytes: spool_max_bytes?,
                 max_age: spool_max_age?,
+                drain_concurrency: match spool.drain_concurrency {
+                    0 => (max_connections_per_host? / 2).max(1),
+                    n => n,
+                },
             },
         })
     }

@@ -96,9 +96,7 @@ impl Waiting {
             let Some(activity) = weak.upgrade() else {
                 continue;
             };
-            if activity.is_waiting() {
-                activity.evicted.store(true, Ordering::Release);
-                activity.evict.notify_one();
+            if activity.evict() {
                 return true;
             }
         }
@@ -110,6 +108,17 @@ impl Activity {
     /// True while no request has been seen and the connection was not evicted.
     fn is_waiting(&self) -> bool {
         !self.seen_request.load(Ordering::Acquire) && !self.evicted.load(Ordering::Acquire)
+    }
+
+    /// Asks the connection to close to make room, if it has sent no request yet; true
+    /// when it was asked.
+    fn evict(&self) -> bool {
+        if !self.is_waiting() {
+            return false;
+        }
+        self.evicted.store(true, Ordering::Release);
+        self.evict.notify_one();
+        true
     }
 }
 
@@ -233,11 +242,35 @@ fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Open connections per client IP (IPv6 per /64), capped.
+/// Open connections per client IP (IPv6 per /64), capped. When an address is at the
+/// cap, its oldest connection that has not sent a request yet is closed to make room,
+/// so silent sockets from a shared address (a NAT, an office, a load balancer) cannot
+/// lock that address's SDKs out.
 #[derive(Debug)]
 pub struct PerIpLimit {
     cap: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<IpAddr, PerAddress>>,
+}
+
+/// One address's open connections.
+#[derive(Debug, Default)]
+struct PerAddress {
+    count: usize,
+    /// Its connections that had not sent a request when last looked at, oldest first.
+    waiting: VecDeque<Weak<Activity>>,
+}
+
+/// What [`PerIpLimit::try_acquire`] decided.
+#[derive(Debug)]
+pub enum Admission {
+    /// Under the cap.
+    Admitted(IpGuard),
+    /// At the cap: the address's oldest connection without a request was asked to
+    /// close, and this one takes its place (the count stays over the cap by one until
+    /// it has closed, at most `CLOSE_GRACE`).
+    Evicted(IpGuard),
+    /// At the cap, and every connection of the address has sent a request.
+    Refused,
 }
 
 impl PerIpLimit {
@@ -249,22 +282,44 @@ impl PerIpLimit {
         })
     }
 
-    /// Counts a connection from `ip` until the guard drops, or `None` when `ip` is at
-    /// the cap.
-    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpGuard> {
+    /// Counts `activity`'s connection from `ip` until the guard drops; at the cap, makes
+    /// room by evicting the address's oldest connection that has sent nothing, or
+    /// refuses when there is none.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr, activity: &Arc<Activity>) -> Admission {
         let key = ip_key(ip);
-        if self.cap > 0 {
-            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            let count = open.entry(key).or_insert(0);
-            if *count >= self.cap {
-                return None;
-            }
-            *count += 1;
-        }
-        Some(IpGuard {
+        let guard = || IpGuard {
             limit: Arc::clone(self),
             key,
-        })
+        };
+        if self.cap == 0 {
+            return Admission::Admitted(guard());
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let address = open.entry(key).or_default();
+        let mut evicted = false;
+        if address.count >= self.cap {
+            while let Some(weak) = address.waiting.pop_front() {
+                if weak.upgrade().is_some_and(|a| a.evict()) {
+                    evicted = true;
+                    break;
+                }
+            }
+            if !evicted {
+                return Admission::Refused;
+            }
+        }
+        address.count += 1;
+        if address.waiting.len() >= self.cap.max(16) {
+            address
+                .waiting
+                .retain(|weak| weak.upgrade().is_some_and(|a| a.is_waiting()));
+        }
+        address.waiting.push_back(Arc::downgrade(activity));
+        if evicted {
+            Admission::Evicted(guard())
+        } else {
+            Admission::Admitted(guard())
+        }
     }
 }
 
@@ -281,9 +336,9 @@ impl Drop for IpGuard {
             return;
         }
         let mut open = self.limit.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(address) = open.get_mut(&self.key) {
+            address.count -= 1;
+            if address.count == 0 {
                 open.remove(&self.key);
             }
         }
@@ -310,19 +365,52 @@ mod tests {
         let limit = PerIpLimit::new(2);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        let first = limit.try_acquire(ip).unwrap();
-        let _second = limit.try_acquire(ip).unwrap();
-        assert!(limit.try_acquire(ip).is_none());
-        assert!(limit.try_acquire(other).is_some());
+        let admit = |ip, activity: &Arc<Activity>| match limit.try_acquire(ip, activity) {
+            Admission::Admitted(guard) => Some(guard),
+            _ => None,
+        };
+        // Connections that have sent a request cannot be evicted: the third is refused.
+        let (a, b, c) = (Activity::new(), Activity::new(), Activity::new());
+        let first = admit(ip, &a).unwrap();
+        let _second = admit(ip, &b).unwrap();
+        let _ra = a.begin();
+        let _rb = b.begin();
+        assert!(matches!(limit.try_acquire(ip, &c), Admission::Refused));
+        assert!(admit(other, &Activity::new()).is_some());
         drop(first);
-        assert!(limit.try_acquire(ip).is_some());
+        assert!(admit(ip, &c).is_some());
+    }
+
+    #[test]
+    fn at_the_per_ip_cap_the_addresses_oldest_silent_connection_makes_room() {
+        let limit = PerIpLimit::new(2);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        let (served, silent, newcomer) = (Activity::new(), Activity::new(), Activity::new());
+        let _g1 = limit.try_acquire(ip, &served);
+        let _request = served.begin();
+        let _g2 = limit.try_acquire(ip, &silent);
+        // Another address's silent connection is never the one evicted.
+        let stranger = Activity::new();
+        let _g3 = limit.try_acquire(other, &stranger);
+        assert!(matches!(
+            limit.try_acquire(ip, &newcomer),
+            Admission::Evicted(_)
+        ));
+        assert!(silent.evicted.load(Ordering::Acquire));
+        assert!(!served.evicted.load(Ordering::Acquire));
+        assert!(!stranger.evicted.load(Ordering::Acquire));
     }
 
     #[test]
     fn zero_cap_is_unlimited() {
         let limit = PerIpLimit::new(0);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let guards: Vec<_> = (0..1000).map(|_| limit.try_acquire(ip).unwrap()).collect();
+        let activity = Activity::new();
+        let guards: Vec<_> = (0..1000)
+            .map(|_| limit.try_acquire(ip, &activity))
+            .filter(|a| matches!(a, Admission::Admitted(_)))
+            .collect();
         assert_eq!(guards.len(), 1000);
     }
 

@@ -1,6 +1,7 @@
-//! Warnings for dropped envelope items, rate-limited: at most one line per project and
-//! item type per [`INTERVAL`], which also says how many drops it stands for. The lines
-//! name the project, the item type and the reason, never any content.
+//! Rate-limited warnings. Dropped envelope items: at most one line per project and item
+//! type per [`INTERVAL`]; failed requests: at most one line per cause per
+//! [`FAILURE_INTERVAL`]. Each line says how many events it stands for, and names the
+//! project, item type, reason or cause, never any content.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,10 +49,74 @@ impl DropLog {
     }
 }
 
+/// The shortest time between two warnings for the same kind of failed request.
+pub const FAILURE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Warnings for requests that failed on our side (5xx), rate-limited: at most one line
+/// per kind of failure (its static detail text) per [`FAILURE_INTERVAL`], which says how
+/// many failures it stands for. While the upstream is down and the spool full, every
+/// request fails the same way; one line every few seconds says so.
+#[derive(Debug, Default)]
+pub struct FailureLog {
+    last: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl FailureLog {
+    /// Records one failed request; logs a warning unless one was logged for the same
+    /// failure within [`FAILURE_INTERVAL`]. Returns whether it logged.
+    pub fn failed(
+        &self,
+        endpoint: &'static str,
+        project: Option<u64>,
+        cause: &'static str,
+    ) -> bool {
+        let now = Instant::now();
+        let suppressed = {
+            let Ok(mut last) = self.last.lock() else {
+                return false;
+            };
+            let entry = last.entry(cause).or_insert((now - FAILURE_INTERVAL * 2, 0));
+            if now.duration_since(entry.0) < FAILURE_INTERVAL {
+                entry.1 += 1;
+                return false;
+            }
+            let suppressed = entry.1;
+            *entry = (now, 0);
+            suppressed
+        };
+        tracing::warn!(
+            endpoint,
+            project,
+            cause,
+            suppressed_since_last = suppressed,
+            "request failed"
+        );
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::envelope::ItemType;
+
+    #[test]
+    fn one_failure_warning_per_cause_per_interval() {
+        let log = FailureLog::default();
+        assert!(log.failed(
+            "store",
+            Some(1),
+            "upstream unavailable and the spool is full"
+        ));
+        for _ in 0..6 {
+            assert!(!log.failed(
+                "store",
+                Some(2),
+                "upstream unavailable and the spool is full"
+            ));
+        }
+        assert!(log.failed("envelope", Some(1), "too many request bytes in flight"));
+    }
 
     #[test]
     fn one_warning_per_project_and_type_per_interval() {

@@ -75,6 +75,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Rate-limited warnings for dropped items.
     pub drops: drops::DropLog,
+    /// Rate-limited warnings for requests that failed on our side.
+    pub failures: drops::FailureLog,
     /// The durable spool, when enabled and an upstream is set.
     pub spool: Option<Spool>,
     /// Body bytes in flight (`limits.max_body_bytes_in_flight`).
@@ -141,12 +143,11 @@ where
         Err(error) => {
             record_refusal(&state.metrics, endpoint, &error);
             if error.is_server_error() && !matches!(error, IngestError::Forward(_)) {
-                tracing::warn!(
-                    endpoint = endpoint.segment(),
-                    project,
-                    %error,
-                    "request failed"
-                );
+                // The cause by its answer's text (the in-flight budget, a full spool),
+                // at most one line per cause every few seconds.
+                state
+                    .failures
+                    .failed(endpoint.segment(), project, error.detail());
             } else {
                 tracing::debug!(
                     endpoint = endpoint.segment(),
@@ -267,19 +268,26 @@ pub async fn serve_ingest(
                 }
             }
         };
-        let Some(ip_guard) = per_ip.try_acquire(peer.ip()) else {
-            state.metrics.record_connection_refused();
-            tracing::debug!(
-                peer = %peer.ip(),
-                "connection refused: server.max_connections_per_ip reached"
-            );
-            drop(stream);
-            continue;
+        let activity = conn::Activity::new();
+        let ip_guard = match per_ip.try_acquire(peer.ip(), &activity) {
+            conn::Admission::Admitted(guard) => guard,
+            conn::Admission::Evicted(guard) => {
+                state.metrics.record_connection_evicted();
+                guard
+            }
+            conn::Admission::Refused => {
+                state.metrics.record_connection_refused();
+                tracing::debug!(
+                    peer = %peer.ip(),
+                    "connection refused: server.max_connections_per_ip reached"
+                );
+                drop(stream);
+                continue;
+            }
         };
         // Small answers should leave at once.
         let _ = stream.set_nodelay(true);
         let connection_guard = state.metrics.track_connection();
-        let activity = conn::Activity::new();
         waiting.push(&activity, state.config.server.max_connections);
         let service_state = Arc::clone(&state);
         let service_activity = Arc::clone(&activity);

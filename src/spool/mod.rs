@@ -43,8 +43,9 @@ use limits::RateLimits;
 pub use store::SpoolError;
 use store::{Entry, Store};
 
-/// Longest pause between two attempts while the upstream fails.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest pause between two attempts while the upstream fails: a store that is back
+/// gets requests directly again within about this long (each probe is one request).
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// First pause after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// Entries read per drain round.
@@ -209,6 +210,8 @@ struct Inner {
     breaker: Breaker,
     wake: Notify,
     max_age: Duration,
+    /// Entries replayed at once.
+    drain_concurrency: usize,
     metrics: SpoolMetrics,
     /// Set when a request was refused as over `spool.max_bytes`; cleared when entries
     /// leave the spool.
@@ -230,6 +233,7 @@ impl Spool {
                 breaker: Breaker::default(),
                 wake: Notify::new(),
                 max_age: config.max_age,
+                drain_concurrency: config.drain_concurrency.max(1),
                 metrics,
                 refusing: AtomicBool::new(false),
             }),
@@ -418,9 +422,10 @@ impl Spool {
         let (mut sent, mut skipped) = (false, false);
         let mut suspects: Vec<(i64, Option<String>)> = Vec::new();
         let mut seen_held = std::collections::HashSet::new();
+        let page_size = BATCH.max(self.inner.drain_concurrency);
         loop {
             let store = self.inner.store.clone();
-            let page = tokio::task::spawn_blocking(move || store.page(after, BATCH)).await;
+            let page = tokio::task::spawn_blocking(move || store.page(after, page_size)).await;
             let batch = match page {
                 Ok(Ok(batch)) => batch,
                 Ok(Err(error)) => {
@@ -436,81 +441,114 @@ impl Spool {
             if breaker.is_open() && breaker.set(UpstreamState::Probing) != UpstreamState::Probing {
                 self.inner.metrics.show_state(UpstreamState::Probing);
             }
-            for (id, entry) in batch {
-                after = id;
+            let mut batch = batch.into_iter();
+            loop {
+                // The next entries that may go now, sent at once; their answers are then
+                // taken in spool order, as if they had been sent one after another.
+                let mut chunk = Vec::with_capacity(self.inner.drain_concurrency);
                 let now = Instant::now();
-                if held.contains(id) {
-                    seen_held.insert(id);
-                    if held.blocks(id, now) {
+                for (id, entry) in batch.by_ref() {
+                    after = id;
+                    if held.contains(id) {
+                        seen_held.insert(id);
+                        if held.blocks(id, now) {
+                            skipped = true;
+                            continue;
+                        }
+                    }
+                    let categories = limits::categories(&entry.path_and_query, &entry.body);
+                    if limits.blocks(&categories, now) {
                         skipped = true;
                         continue;
                     }
+                    let event_id = entry.event_id.clone();
+                    let forwarder = forwarder.clone();
+                    let request = entry.into_request();
+                    let sending = tokio::spawn(async move { forwarder.forward(request).await });
+                    chunk.push((id, event_id, sending));
+                    if chunk.len() == self.inner.drain_concurrency {
+                        break;
+                    }
                 }
-                let categories = limits::categories(&entry.path_and_query, &entry.body);
-                if limits.blocks(&categories, now) {
-                    skipped = true;
-                    continue;
+                if chunk.is_empty() {
+                    break;
                 }
-                let event_id = entry.event_id.clone();
-                let outcome = match forwarder.forward(entry.into_request()).await {
-                    Ok(answer) if answer.status.is_success() => "replayed",
-                    Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
-                        // The upstream answers: it is up, and this entry waits.
+                let mut failed = false;
+                for (id, event_id, sending) in chunk {
+                    // A send task that panicked or was cancelled counts as a failure.
+                    let Ok(result) = sending.await else {
+                        failed = true;
+                        continue;
+                    };
+                    let outcome = match result {
+                        Ok(answer) if answer.status.is_success() => "replayed",
+                        // After a failure in this chunk, only what the upstream took is
+                        // settled; everything else stays for the next round.
+                        _ if failed => continue,
+                        Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
+                            // The upstream answers: it is up, and this entry waits.
+                            self.set_up();
+                            limits.update(&answer.headers, Instant::now());
+                            skipped = true;
+                            continue;
+                        }
+                        Ok(answer) if answer.status.is_client_error() => "rejected",
+                        Ok(answer) if answer.status.is_server_error() && held.contains(id) => {
+                            // Held already: it waits again, and says nothing of the upstream.
+                            held.hold(id, Instant::now());
+                            skipped = true;
+                            continue;
+                        }
+                        Ok(answer) if suspects.len() + 1 < MAX_SUSPECTS => {
+                            tracing::debug!(status = %answer.status, "a spooled request got a 5xx");
+                            suspects.push((id, event_id));
+                            continue;
+                        }
+                        Ok(_) | Err(_) => {
+                            failed = true;
+                            continue;
+                        }
+                    };
+                    if !failed {
+                        // The upstream took this one: the suspects before it are held back.
                         self.set_up();
-                        limits.update(&answer.headers, Instant::now());
-                        skipped = true;
-                        continue;
+                        for (suspect, suspect_event) in suspects.drain(..) {
+                            let strikes = held.hold(suspect, Instant::now());
+                            seen_held.insert(suspect);
+                            skipped = true;
+                            self.inner
+                                .metrics
+                                .events
+                                .with_label_values(&["held_back"])
+                                .inc();
+                            tracing::warn!(
+                                event_id = suspect_event.as_deref().unwrap_or("-"),
+                                strikes,
+                                "the upstream answers 5xx to a spooled request while it takes the \
+                                 others; retried on its own backoff until spool.max_age"
+                            );
+                        }
                     }
-                    Ok(answer) if answer.status.is_client_error() => "rejected",
-                    Ok(answer) if answer.status.is_server_error() && held.contains(id) => {
-                        // Held already: it waits again, and says nothing of the upstream.
-                        held.hold(id, Instant::now());
-                        skipped = true;
-                        continue;
-                    }
-                    Ok(answer) if suspects.len() + 1 < MAX_SUSPECTS => {
-                        tracing::debug!(status = %answer.status, "a spooled request got a 5xx");
-                        suspects.push((id, event_id));
-                        continue;
-                    }
-                    Ok(_) | Err(_) => {
-                        self.upstream_failed();
+                    held.release(id);
+                    if let Err(error) = self.delete(id).await {
+                        tracing::warn!(%error, "cannot delete a delivered spool entry");
                         return Round::Failed;
                     }
-                };
-                // The upstream took this one: the suspects before it are held back.
-                self.set_up();
-                for (suspect, suspect_event) in suspects.drain(..) {
-                    let strikes = held.hold(suspect, Instant::now());
-                    seen_held.insert(suspect);
-                    skipped = true;
+                    if outcome == "rejected" {
+                        tracing::warn!("the upstream refused a spooled request; dropped");
+                    }
                     self.inner
                         .metrics
                         .events
-                        .with_label_values(&["held_back"])
+                        .with_label_values(&[outcome])
                         .inc();
-                    tracing::warn!(
-                        event_id = suspect_event.as_deref().unwrap_or("-"),
-                        strikes,
-                        "the upstream answers 5xx to a spooled request while it takes the \
-                         others; retried on its own backoff until spool.max_age"
-                    );
+                    self.removed();
+                    sent = true;
                 }
-                held.release(id);
-                if let Err(error) = self.delete(id).await {
-                    tracing::warn!(%error, "cannot delete a delivered spool entry");
+                if failed {
+                    self.upstream_failed();
                     return Round::Failed;
                 }
-                if outcome == "rejected" {
-                    tracing::warn!("the upstream refused a spooled request; dropped");
-                }
-                self.inner
-                    .metrics
-                    .events
-                    .with_label_values(&[outcome])
-                    .inc();
-                self.removed();
-                sent = true;
             }
         }
         // A full pass: what is held and no longer spooled (expired) is forgotten.

@@ -21,6 +21,7 @@ fn config(dir: &Path, max_bytes: usize) -> SpoolConfig {
         dir: dir.to_owned(),
         max_bytes,
         max_age: Duration::from_secs(3600),
+        drain_concurrency: 4,
     }
 }
 

@@ -188,6 +188,43 @@ async fn per_ip_cap_refuses_the_connection_over_it_while_others_work() {
     );
 }
 
+/// 1,100 connections that never send a request, from the SDK's own address (a NAT, an
+/// office, a load balancer in front of scrubgate): at `max_connections_per_ip` the
+/// address's oldest silent connection makes room, so the SDK is still answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_from_the_sdks_own_address_do_not_lock_it_out() {
+    let upstream = RecordingUpstream::spawn().await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| {
+            // The defaults: 256 per address, a 10 s first-request deadline.
+            c.server.max_connections = 1024;
+            c.server.max_connections_per_ip = 256;
+            c.server.first_request_timeout = Duration::from_secs(10);
+        })
+        .spawn()
+        .await;
+    let silent = open_silent(proxy.addr, 1100).await;
+    assert_eq!(silent.len(), 1100);
+    for round in 0..5 {
+        let started = Instant::now();
+        let response = proxy.store(&canary_event()).await;
+        let elapsed = started.elapsed();
+        assert_eq!(response.status, 200, "round {round}: {}", response.text());
+        assert!(
+            elapsed < Duration::from_secs(1),
+            "round {round}: answered after {elapsed:?}"
+        );
+    }
+    let metrics = proxy.scrape_metrics().await;
+    let evicted = metric_value(&metrics, "scrubgate_connections_evicted_total").unwrap();
+    assert!(evicted >= 800.0, "{evicted} evicted");
+    assert!(
+        metric_value(&metrics, "scrubgate_connections_open").unwrap() <= 256.0 + 16.0,
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn admin_listener_survives_silent_connections() {
     let upstream = RecordingUpstream::spawn().await;

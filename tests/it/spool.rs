@@ -113,6 +113,88 @@ async fn an_unreachable_upstream_spools_and_every_event_is_delivered_once_it_is_
     assert_eq!(ids_received(&upstream).get(&id), Some(&1));
 }
 
+/// The drainer replays several entries at once (`spool.drain_concurrency`), and once
+/// the store answers again new requests go straight to it within about a second.
+#[tokio::test]
+async fn the_spool_drains_concurrently_and_live_requests_return_to_the_store_quickly() {
+    let upstream = RecordingUpstream::spawn().await;
+    upstream.set_mode(Mode::Down);
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, default_project())
+        .configure(|c| c.spool.drain_concurrency = 8)
+        .spawn()
+        .await;
+    let mut sent = Vec::new();
+    for n in 0..40 {
+        let (id, event) = event(n);
+        assert_eq!(proxy.store(&event).await.status, 200);
+        sent.push(id);
+    }
+    assert_eq!(sent.len(), 40);
+    assert!(upstream.requests().is_empty());
+    // Slow answers: one at a time, 40 entries would take 4 s.
+    upstream.set_mode(Mode::Delay(Duration::from_millis(100)));
+    let back = Instant::now();
+    assert!(
+        eventually(DRAIN_TIMEOUT, || async { upstream.accepted_count() >= 40 }).await,
+        "the spool was not drained"
+    );
+    let received = ids_received(&upstream);
+    for id in &sent {
+        assert_eq!(received.get(id), Some(&1), "{id} delivered exactly once");
+    }
+    let concurrent = upstream.max_concurrent();
+    assert!(
+        (4..=8).contains(&concurrent),
+        "{concurrent} replayed at once (drain_concurrency = 8)"
+    );
+    // The breaker is closed again: the next request goes straight to the store.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric_value(
+                &proxy.scrape_metrics().await,
+                "scrubgate_upstream_state{state=\"up\"}",
+            ) == Some(1.0)
+        })
+        .await
+    );
+    let (id, event) = event(99);
+    let before = upstream.requests().len();
+    assert_eq!(proxy.store(&event).await.status, 200);
+    assert_eq!(upstream.requests().len(), before + 1, "delivered directly");
+    assert_eq!(ids_received(&upstream).get(&id), Some(&1));
+    assert!(back.elapsed() < DRAIN_TIMEOUT);
+}
+
+/// The probe interval is capped: after a long outage (the backoff would have grown), a
+/// store that is back gets live requests again within about a second.
+#[tokio::test]
+async fn after_a_long_outage_the_store_is_probed_at_least_every_second() {
+    let upstream = RecordingUpstream::spawn().await;
+    upstream.set_mode(Mode::Down);
+    let proxy = TestProxy::spawn(&upstream).await;
+    let (_, event0) = event(0);
+    assert_eq!(proxy.store(&event0).await.status, 200);
+    // Long enough for a doubling backoff to pass 2 s (250 ms, 500, 1 s, 2 s, ...).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    upstream.set_mode(Mode::Normal);
+    let back = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric_value(
+                &proxy.scrape_metrics().await,
+                "scrubgate_upstream_state{state=\"up\"}",
+            ) == Some(1.0)
+        })
+        .await
+    );
+    let recovered = back.elapsed();
+    assert!(
+        recovered < Duration::from_millis(2500),
+        "up again after {recovered:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_stores_4xx_and_429_are_relayed_and_its_5xx_spooled() {
     let upstream = RecordingUpstream::spawn().await;

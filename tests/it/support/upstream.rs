@@ -90,6 +90,9 @@ struct Shared {
     mode: Mutex<Mode>,
     requests: Mutex<Vec<Recorded>>,
     arrived: Notify,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// The recording upstream; dropping it stops the server.
@@ -140,6 +143,8 @@ impl RecordingUpstream {
             mode: Mutex::new(Mode::Normal),
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         });
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let accept_shared = shared.clone();
@@ -203,6 +208,13 @@ impl RecordingUpstream {
         *self.shared.mode.lock().unwrap() = mode;
     }
 
+    /// The most requests that were being answered at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.shared
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// How many requests the upstream answered with a 2xx so far (without copying them).
     pub fn accepted_count(&self) -> usize {
         let requests = self.shared.requests.lock().unwrap();
@@ -241,6 +253,18 @@ async fn handle(
         // A service error makes hyper drop the (possibly pooled) connection unanswered.
         return Err(std::io::Error::other("upstream is down"));
     }
+    use std::sync::atomic::Ordering;
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let answer = answer(&shared, req).await;
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    answer
+}
+
+async fn answer(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let raw_body = body
         .collect()
