@@ -127,7 +127,8 @@ impl Scrubgate {
         readiness.set_loaded();
         let spool = if config.spool.enabled && !forwarder.is_outbox() {
             // Once at startup: opening reads the spool's size, a short blocking query.
-            let spool = spool::Spool::open(&config.spool, &registry).map_err(RunError::Spool)?;
+            let spool =
+                spool::Spool::open(&config.spool, metrics.clone()).map_err(RunError::Spool)?;
             tracing::info!(path = %spool.path().display(), "spool open");
             readiness.watch_spool(spool.clone());
             Some(spool)
@@ -140,13 +141,12 @@ impl Scrubgate {
         let state = Arc::new(AppState {
             config,
             projects: Arc::new(projects),
-            forwarder,
+            delivery: spool::Delivery::new(forwarder, spool),
             metrics,
             trusted_proxies,
             in_flight,
             drops: Default::default(),
             failures: Default::default(),
-            spool,
             budget,
             decode_pool,
         });
@@ -192,10 +192,9 @@ impl Scrubgate {
             Arc::clone(&readiness),
             admin_stopped,
         ));
-        let drainer = state
-            .spool
-            .as_ref()
-            .map(|spool| spool.spawn_drainer(state.forwarder.clone(), ingest_stopped.clone()));
+        let drainer = state.delivery.spool().map(|spool| {
+            spool.spawn_drainer(state.delivery.forwarder().clone(), ingest_stopped.clone())
+        });
         let ingest_task = tokio::spawn(server::serve_ingest(
             ingest,
             Arc::clone(&state),

@@ -52,6 +52,35 @@ label_enum! {
 }
 
 label_enum! {
+    /// `event` label of `scrubgate_spool_requests_total`: what happened to a request in
+    /// the spool.
+    SpoolEvent {
+        /// Written to the spool (the upstream could not take it).
+        Spooled => "spooled",
+        /// Delivered from the spool.
+        Replayed => "replayed",
+        /// Older than `spool.max_age`: dropped.
+        Expired => "expired",
+        /// Refused by the upstream with a 4xx on replay: dropped.
+        Rejected => "rejected",
+        /// Answered 5xx while the upstream took others: retried on its own backoff.
+        HeldBack => "held_back",
+    }
+}
+
+label_enum! {
+    /// `state` label of `scrubgate_upstream_state`: the upstream as the breaker sees it.
+    UpstreamStateLabel {
+        /// Requests go to the upstream.
+        Up => "up",
+        /// Requests go to the spool until a probe succeeds.
+        Down => "down",
+        /// The drainer is trying the upstream.
+        Probing => "probing",
+    }
+}
+
+label_enum! {
     /// `status_class` label of request durations: the response status's class.
     StatusClass {
         /// 100-199.

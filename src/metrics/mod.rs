@@ -24,6 +24,11 @@
 //! | `config_reloads_total` | counter | `result` |
 //! | `project_configs_loaded` | gauge | |
 //! | `build_info` | gauge | `version` |
+//! | `spool_bytes` | gauge | |
+//! | `spool_entries` | gauge | |
+//! | `spool_oldest_age_seconds` | gauge | |
+//! | `spool_requests_total` | counter | `event` |
+//! | `upstream_state` | gauge | `state` |
 //!
 //! `labels` holds the label enums and the bounded rule labels, `registration` the families'
 //! definitions and buckets, and `record` the typed recording API.
@@ -37,7 +42,8 @@ mod record;
 mod registration;
 
 pub use labels::{
-    Endpoint, ItemLabel, Outcome, ReloadResult, RuleLabels, StatusClass, UpstreamResult, UNKNOWN,
+    Endpoint, ItemLabel, Outcome, ReloadResult, RuleLabels, SpoolEvent, StatusClass,
+    UpstreamResult, UpstreamStateLabel, UNKNOWN,
 };
 pub use record::{GaugeGuard, CONTENT_TYPE};
 pub use registration::{BODY_SIZE_BUCKETS, REQUEST_DURATION_BUCKETS, SCRUB_DURATION_BUCKETS};
@@ -52,6 +58,13 @@ trait LabelVec {
 impl LabelVec for HistogramVec {
     type Child = Histogram;
     fn child(&self, labels: &[&str]) -> Histogram {
+        self.with_label_values(labels)
+    }
+}
+
+impl LabelVec for prometheus::IntGaugeVec {
+    type Child = IntGauge;
+    fn child(&self, labels: &[&str]) -> IntGauge {
         self.with_label_values(labels)
     }
 }
@@ -100,6 +113,11 @@ struct Families {
     upstream_in_flight: IntGauge,
     config_reloads: Resolved<IntCounterVec>,
     project_configs_loaded: IntGauge,
+    spool_bytes: IntGauge,
+    spool_entries: IntGauge,
+    spool_oldest_age: IntGauge,
+    spool_events: Resolved<IntCounterVec>,
+    upstream_state: Resolved<prometheus::IntGaugeVec>,
 }
 
 /// Handle to every metric family. Cheap to clone; all clones record into the same

@@ -5,11 +5,38 @@ use std::time::Duration;
 use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 
 use super::{
-    Endpoint, ItemLabel, Metrics, Outcome, ReloadResult, RuleLabels, StatusClass, UpstreamResult,
+    Endpoint, ItemLabel, Metrics, Outcome, ReloadResult, RuleLabels, SpoolEvent, StatusClass,
+    UpstreamResult, UpstreamStateLabel,
 };
 use crate::scrub::{Method, ScrubReport};
 
 impl Metrics {
+    /// Counts `count` spool requests with `event`.
+    pub fn record_spool_events(&self, event: SpoolEvent, count: u64) {
+        self.families
+            .spool_events
+            .get(event.index(), &[event.as_str()])
+            .inc_by(count);
+    }
+
+    /// Sets what the spool holds: bytes, entries and the oldest entry's age in seconds.
+    pub fn set_spool_size(&self, bytes: u64, entries: u64, oldest_age_secs: u64) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.families.spool_bytes.set(gauge(bytes));
+        self.families.spool_entries.set(gauge(entries));
+        self.families.spool_oldest_age.set(gauge(oldest_age_secs));
+    }
+
+    /// Shows `state` as the upstream's current state (1 for it, 0 for the others).
+    pub fn show_upstream_state(&self, state: UpstreamStateLabel) {
+        for s in UpstreamStateLabel::ALL {
+            self.families
+                .upstream_state
+                .get(s.index(), &[s.as_str()])
+                .set(i64::from(*s == state));
+        }
+    }
+
     /// Records one answered ingest request.
     pub fn observe_request(&self, endpoint: Endpoint, status: StatusClass, elapsed: Duration) {
         let index = endpoint.index() * StatusClass::ALL.len() + status.index();

@@ -7,7 +7,10 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use super::{Endpoint, ItemLabel, Outcome, ReloadResult, StatusClass, UpstreamResult};
+use super::{
+    Endpoint, ItemLabel, Outcome, ReloadResult, SpoolEvent, StatusClass, UpstreamResult,
+    UpstreamStateLabel,
+};
 use super::{Families, Metrics, Resolved};
 
 /// Buckets for request and upstream durations, in seconds. From 0.5 ms, because the
@@ -215,7 +218,41 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
-        Metrics {
+        // scrubgate_spool_bytes, _entries, _oldest_age_seconds: what the spool holds.
+        let spool_bytes = gauge(
+            registry,
+            "scrubgate_spool_bytes",
+            "Bytes of spooled requests.",
+        );
+        let spool_entries = gauge(registry, "scrubgate_spool_entries", "Spooled requests.");
+        let spool_oldest_age = gauge(
+            registry,
+            "scrubgate_spool_oldest_age_seconds",
+            "Age of the oldest spooled request.",
+        );
+        // scrubgate_spool_requests_total{event}: spooled|replayed|expired|rejected|
+        // held_back (see `SpoolEvent`).
+        let spool_events = counter_vec(
+            registry,
+            "scrubgate_spool_requests_total",
+            "Requests spooled, replayed, expired, rejected by the upstream on replay, or held \
+             back (answered 5xx while the upstream took others).",
+            &["event"],
+        );
+        // scrubgate_upstream_state{state}: 1 for the current state (up|down|probing).
+        let upstream_state = IntGaugeVec::new(
+            Opts::new(
+                "scrubgate_upstream_state",
+                "1 for the upstream's current state (up, down, probing).",
+            ),
+            &["state"],
+        )
+        .expect("static gauge definition is valid");
+        registry
+            .register(Box::new(upstream_state.clone()))
+            .expect("metric families are registered once per registry");
+
+        let metrics = Metrics {
             families: Arc::new(Families {
                 request_duration: Resolved::new(
                     request_duration,
@@ -234,7 +271,18 @@ impl Metrics {
                 upstream_in_flight,
                 config_reloads: Resolved::new(config_reloads, ReloadResult::ALL.len()),
                 project_configs_loaded,
+                spool_bytes,
+                spool_entries,
+                spool_oldest_age,
+                spool_events: Resolved::new(spool_events, SpoolEvent::ALL.len()),
+                upstream_state: Resolved::new(upstream_state, UpstreamStateLabel::ALL.len()),
             }),
+        };
+        // Every spool event and upstream state is a series from the start.
+        for event in SpoolEvent::ALL {
+            metrics.record_spool_events(*event, 0);
         }
+        metrics.show_upstream_state(UpstreamStateLabel::Up);
+        metrics
     }
 }

@@ -42,12 +42,11 @@ use tokio::task::JoinSet;
 
 use crate::body::budget::Budget;
 use crate::config::{AdminConfig, Config};
-use crate::forward::Forwarder;
 use crate::metrics::{Endpoint, ItemLabel, Metrics, StatusClass};
 use crate::projects::ProjectStore;
 use crate::protocol::client_ip::TrustedProxies;
 use crate::protocol::envelope::ItemType;
-use crate::spool::Spool;
+use crate::spool::Delivery;
 use admin::Readiness;
 use error::IngestError;
 use routes::{IngestEndpoint, Route};
@@ -65,8 +64,8 @@ pub struct AppState {
     pub config: Config,
     /// Project configs in force.
     pub projects: Arc<ProjectStore>,
-    /// Upstream delivery.
-    pub forwarder: Forwarder,
+    /// Upstream delivery: the forwarder, the spool and the policy between them.
+    pub delivery: Delivery,
     /// Metric handles.
     pub metrics: Metrics,
     /// Proxies whose `X-Forwarded-For` is believed (from `server.trusted_proxies`).
@@ -77,8 +76,6 @@ pub struct AppState {
     pub drops: drops::DropLog,
     /// Rate-limited warnings for requests that failed on our side.
     pub failures: drops::FailureLog,
-    /// The durable spool, when enabled and an upstream is set.
-    pub spool: Option<Spool>,
     /// Body bytes in flight (`limits.max_body_bytes_in_flight`).
     pub budget: Budget,
     /// The threads that decode and scrub bodies off the async workers

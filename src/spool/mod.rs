@@ -22,6 +22,7 @@
 //! SQLite (through rusqlite, as Relay's own spool uses it) gives atomic, checksummed
 //! commits and crash recovery without a format of our own.
 
+mod delivery;
 mod held;
 mod limits;
 mod store;
@@ -33,11 +34,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::config::SpoolConfig;
 use crate::forward::{ForwardError, ForwardRequest, Forwarder};
+use crate::metrics::{Metrics, SpoolEvent, UpstreamStateLabel};
+pub use delivery::{Delivered, Delivery, DeliveryError};
 use held::HeldBack;
 use limits::RateLimits;
 pub use store::SpoolError;
@@ -65,16 +67,6 @@ pub enum UpstreamState {
     Down = 1,
     /// The drainer is trying the upstream again.
     Probing = 2,
-}
-
-impl UpstreamState {
-    fn label(self) -> &'static str {
-        match self {
-            UpstreamState::Up => "up",
-            UpstreamState::Down => "down",
-            UpstreamState::Probing => "probing",
-        }
-    }
 }
 
 /// The circuit breaker in front of the upstream.
@@ -122,82 +114,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The spool's Prometheus families.
-#[derive(Debug, Clone)]
-struct SpoolMetrics {
-    bytes: IntGauge,
-    entries: IntGauge,
-    oldest_age: IntGauge,
-    events: IntCounterVec,
-    upstream_state: IntGaugeVec,
-}
-
-impl SpoolMetrics {
-    fn register(registry: &Registry) -> SpoolMetrics {
-        let bytes = IntGauge::new("scrubgate_spool_bytes", "Bytes of spooled requests.")
-            .expect("valid metric");
-        let entries =
-            IntGauge::new("scrubgate_spool_entries", "Spooled requests.").expect("valid metric");
-        let oldest_age = IntGauge::new(
-            "scrubgate_spool_oldest_age_seconds",
-            "Age of the oldest spooled request.",
-        )
-        .expect("valid metric");
-        let events = IntCounterVec::new(
-            Opts::new(
-                "scrubgate_spool_requests_total",
-                "Requests spooled, replayed, expired, rejected by the upstream on replay, or held back \
-                 (answered 5xx while the upstream took others).",
-            ),
-            &["event"],
-        )
-        .expect("valid metric");
-        let upstream_state = IntGaugeVec::new(
-            Opts::new(
-                "scrubgate_upstream_state",
-                "1 for the upstream's current state (up, down, probing).",
-            ),
-            &["state"],
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(bytes.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(entries.clone()),
-            Box::new(oldest_age.clone()),
-            Box::new(events.clone()),
-            Box::new(upstream_state.clone()),
-        ] {
-            // Registered once per process; a second registration is a programming error
-            // that tests would show.
-            let _ = registry.register(collector);
-        }
-        for event in ["spooled", "replayed", "expired", "rejected", "held_back"] {
-            events.with_label_values(&[event]);
-        }
-        let metrics = SpoolMetrics {
-            bytes,
-            entries,
-            oldest_age,
-            events,
-            upstream_state,
-        };
-        metrics.show_state(UpstreamState::Up);
-        metrics
-    }
-
-    fn show_state(&self, state: UpstreamState) {
-        for s in [
-            UpstreamState::Up,
-            UpstreamState::Down,
-            UpstreamState::Probing,
-        ] {
-            self.upstream_state
-                .with_label_values(&[s.label()])
-                .set(i64::from(s == state));
-        }
-    }
-}
-
 /// The spool: a store on disk, the breaker, and what the drainer needs.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -212,21 +128,20 @@ struct Inner {
     max_age: Duration,
     /// Entries replayed at once.
     drain_concurrency: usize,
-    metrics: SpoolMetrics,
+    metrics: Metrics,
     /// Set when a request was refused as over `spool.max_bytes`; cleared when entries
     /// leave the spool.
     refusing: AtomicBool,
 }
 
 impl Spool {
-    /// Opens (or creates) the spool in `config.dir`, and registers its metrics.
+    /// Opens (or creates) the spool in `config.dir`; it records into `metrics`.
     ///
     /// # Errors
     ///
     /// [`SpoolError`] when the directory or database cannot be created or opened.
-    pub fn open(config: &SpoolConfig, registry: &Registry) -> Result<Spool, SpoolError> {
+    pub fn open(config: &SpoolConfig, metrics: Metrics) -> Result<Spool, SpoolError> {
         let store = Store::open(&config.dir, config.max_bytes)?;
-        let metrics = SpoolMetrics::register(registry);
         let spool = Spool {
             inner: Arc::new(Inner {
                 store,
@@ -277,9 +192,7 @@ impl Spool {
         if result.is_ok() {
             self.inner
                 .metrics
-                .events
-                .with_label_values(&["spooled"])
-                .inc();
+                .record_spool_events(SpoolEvent::Spooled, 1);
             self.update_gauges();
             self.inner.wake.notify_one();
         }
@@ -298,10 +211,15 @@ impl Spool {
         match breaker.set(UpstreamState::Down) {
             UpstreamState::Up => {
                 tracing::warn!("upstream down: spooling requests until it answers again");
-                self.inner.metrics.show_state(UpstreamState::Down);
+                self.inner
+                    .metrics
+                    .show_upstream_state(UpstreamStateLabel::Down);
             }
             // A failed probe: down again until the next one.
-            UpstreamState::Probing => self.inner.metrics.show_state(UpstreamState::Down),
+            UpstreamState::Probing => self
+                .inner
+                .metrics
+                .show_upstream_state(UpstreamStateLabel::Down),
             UpstreamState::Down => {}
         }
         self.inner.wake.notify_one();
@@ -315,19 +233,12 @@ impl Spool {
 
     fn update_gauges(&self) {
         let stats = self.inner.store.stats();
-        let metrics = &self.inner.metrics;
-        metrics
-            .bytes
-            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
-        metrics
-            .entries
-            .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
         let age = stats
             .oldest_ms
             .map_or(0, |oldest| now_ms().saturating_sub(oldest) / 1000);
-        metrics
-            .oldest_age
-            .set(i64::try_from(age).unwrap_or(i64::MAX));
+        self.inner
+            .metrics
+            .set_spool_size(stats.bytes, stats.entries, age);
     }
 
     /// Replays the spool through `forwarder` until `shutdown` turns true.
@@ -395,9 +306,7 @@ impl Spool {
                 );
                 self.inner
                     .metrics
-                    .events
-                    .with_label_values(&["expired"])
-                    .inc_by(n);
+                    .record_spool_events(SpoolEvent::Expired, n);
                 self.removed();
             }
             Err(error) => tracing::warn!(%error, "spool expiry failed"),
@@ -439,7 +348,9 @@ impl Spool {
             }
             let breaker = &self.inner.breaker;
             if breaker.is_open() && breaker.set(UpstreamState::Probing) != UpstreamState::Probing {
-                self.inner.metrics.show_state(UpstreamState::Probing);
+                self.inner
+                    .metrics
+                    .show_upstream_state(UpstreamStateLabel::Probing);
             }
             let mut batch = batch.into_iter();
             loop {
@@ -481,7 +392,7 @@ impl Spool {
                         continue;
                     };
                     let outcome = match result {
-                        Ok(answer) if answer.status.is_success() => "replayed",
+                        Ok(answer) if answer.status.is_success() => SpoolEvent::Replayed,
                         // After a failure in this chunk, only what the upstream took is
                         // settled; everything else stays for the next round.
                         _ if failed => continue,
@@ -492,7 +403,7 @@ impl Spool {
                             skipped = true;
                             continue;
                         }
-                        Ok(answer) if answer.status.is_client_error() => "rejected",
+                        Ok(answer) if answer.status.is_client_error() => SpoolEvent::Rejected,
                         Ok(answer) if answer.status.is_server_error() && held.contains(id) => {
                             // Held already: it waits again, and says nothing of the upstream.
                             held.hold(id, Instant::now());
@@ -518,9 +429,7 @@ impl Spool {
                             skipped = true;
                             self.inner
                                 .metrics
-                                .events
-                                .with_label_values(&["held_back"])
-                                .inc();
+                                .record_spool_events(SpoolEvent::HeldBack, 1);
                             tracing::warn!(
                                 event_id = suspect_event.as_deref().unwrap_or("-"),
                                 strikes,
@@ -534,14 +443,10 @@ impl Spool {
                         tracing::warn!(%error, "cannot delete a delivered spool entry");
                         return Round::Failed;
                     }
-                    if outcome == "rejected" {
+                    if outcome == SpoolEvent::Rejected {
                         tracing::warn!("the upstream refused a spooled request; dropped");
                     }
-                    self.inner
-                        .metrics
-                        .events
-                        .with_label_values(&[outcome])
-                        .inc();
+                    self.inner.metrics.record_spool_events(outcome, 1);
                     self.removed();
                     sent = true;
                 }
@@ -594,7 +499,9 @@ impl Spool {
     fn set_up(&self) {
         if self.inner.breaker.set(UpstreamState::Up) != UpstreamState::Up {
             tracing::info!("upstream up: delivering synchronously again");
-            self.inner.metrics.show_state(UpstreamState::Up);
+            self.inner
+                .metrics
+                .show_upstream_state(UpstreamStateLabel::Up);
         }
     }
 }

@@ -29,14 +29,22 @@ fn config(dir: &Path, max_bytes: usize) -> SpoolConfig {
 async fn appended_requests_survive_a_reopen_in_order() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let spool = Spool::open(&config(dir.path(), 1 << 20), &Registry::new()).unwrap();
+        let spool = Spool::open(
+            &config(dir.path(), 1 << 20),
+            crate::metrics::Metrics::register(&prometheus::Registry::new()),
+        )
+        .unwrap();
         for id in ["a", "b", "c"] {
             spool.append(&request(id)).await.unwrap();
         }
         assert_eq!(spool.inner.store.stats().entries, 3);
     }
     // A new process (a new spool on the same directory) finds them all, oldest first.
-    let spool = Spool::open(&config(dir.path(), 1 << 20), &Registry::new()).unwrap();
+    let spool = Spool::open(
+        &config(dir.path(), 1 << 20),
+        crate::metrics::Metrics::register(&prometheus::Registry::new()),
+    )
+    .unwrap();
     let stats = spool.inner.store.stats();
     assert_eq!(stats.entries, 3);
     assert!(stats.oldest_ms.is_some());
@@ -63,7 +71,11 @@ async fn appended_requests_survive_a_reopen_in_order() {
 async fn a_full_spool_refuses_and_deletes_free_room() {
     let dir = tempfile::tempdir().unwrap();
     let one = Entry::from_request(&request("a")).size() as usize;
-    let spool = Spool::open(&config(dir.path(), one * 2), &Registry::new()).unwrap();
+    let spool = Spool::open(
+        &config(dir.path(), one * 2),
+        crate::metrics::Metrics::register(&prometheus::Registry::new()),
+    )
+    .unwrap();
     spool.append(&request("a")).await.unwrap();
     spool.append(&request("b")).await.unwrap();
     assert!(matches!(
@@ -79,7 +91,11 @@ async fn a_full_spool_refuses_and_deletes_free_room() {
 #[tokio::test]
 async fn concurrent_appends_are_committed_together_and_all_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path(), 1 << 24), &Registry::new()).unwrap();
+    let spool = Spool::open(
+        &config(dir.path(), 1 << 24),
+        crate::metrics::Metrics::register(&prometheus::Registry::new()),
+    )
+    .unwrap();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let spool = spool.clone();
@@ -97,7 +113,11 @@ async fn concurrent_appends_are_committed_together_and_all_kept() {
 #[tokio::test]
 async fn old_entries_expire() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path(), 1 << 20), &Registry::new()).unwrap();
+    let spool = Spool::open(
+        &config(dir.path(), 1 << 20),
+        crate::metrics::Metrics::register(&prometheus::Registry::new()),
+    )
+    .unwrap();
     spool.append(&request("a")).await.unwrap();
     assert_eq!(spool.inner.store.expire(now_ms() + 1000).unwrap(), 1);
     assert_eq!(

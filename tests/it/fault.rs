@@ -41,6 +41,7 @@ fn accepted_by_upstream(upstream: &RecordingUpstream) -> HashMap<String, usize> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_failing_every_way_under_load_loses_and_duplicates_nothing() {
+    let _exclusive = exclusive_load().await;
     let upstream = RecordingUpstream::spawn().await;
     let proxy = TestProxy::builder(&upstream)
         .project(PROJECT, default_project())
@@ -185,6 +186,7 @@ fn peak_rss(pid: u32) -> u64 {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bombs_floods_and_silent_connections_leave_good_requests_served() {
+    let _exclusive = exclusive_load().await;
     const BUDGET: u64 = 256 << 20;
     let upstream = RecordingUpstream::spawn().await;
     let dir = tempfile::tempdir().unwrap();
@@ -324,6 +326,7 @@ async fn bombs_floods_and_silent_connections_leave_good_requests_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_outage_under_load_is_spooled_and_drained_once_the_upstream_is_back() {
+    let _exclusive = exclusive_load().await;
     let upstream = RecordingUpstream::spawn().await;
     upstream.set_mode(Mode::Down);
     let proxy = TestProxy::spawn(&upstream).await;
@@ -372,6 +375,7 @@ async fn a_long_outage_under_load_is_spooled_and_drained_once_the_upstream_is_ba
 /// (target at least 0.5). Every acknowledged event is delivered exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blip_at_full_load_recovers_at_full_speed() {
+    let _exclusive = exclusive_load().await;
     let upstream = RecordingUpstream::spawn().await;
     let proxy = TestProxy::spawn(&upstream).await;
     let addr = proxy.addr.to_string();

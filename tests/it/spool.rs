@@ -446,6 +446,7 @@ fn binary_config(dir: &Path, upstream: &str) -> std::path::PathBuf {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_under_load_loses_no_acknowledged_event() {
+    let _exclusive = exclusive_load().await;
     let upstream = RecordingUpstream::spawn().await;
     upstream.set_mode(Mode::Down);
     let dir = tempfile::tempdir().unwrap();

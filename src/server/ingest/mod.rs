@@ -45,7 +45,7 @@ use crate::protocol::client_ip::{client_ip, X_FORWARDED_FOR};
 use crate::protocol::envelope::{Envelope, EnvelopeError, Headers, Item, ItemType};
 use crate::protocol::item_scan::ItemSizeScan;
 use crate::scrub::{Coverage, ItemKind, ScrubOptions};
-use crate::spool;
+use crate::spool::{Delivered, DeliveryError};
 
 mod items;
 mod upstream;
@@ -493,11 +493,9 @@ fn scrub(
 /// outcome counted, and the upstream's answer relayed. When policy dropped every item,
 /// nothing is sent and the SDK gets Relay's answer for an envelope without an event.
 ///
-/// With the spool (on when an upstream is set), a request the upstream cannot take
-/// (unreachable, timed out, 5xx) is written to disk, already scrubbed, and the SDK gets
-/// 200 with its event id; while the breaker knows the upstream is down, requests go to
-/// the spool without trying it. Every other answer of the store (2xx, 4xx, 429 with its
-/// rate-limit headers) is relayed as it is.
+/// Whether it goes to the store or the spool is [`crate::spool::Delivery`]'s decision; a
+/// spooled request gets 200 with its event id, and every answer of the store (2xx, 4xx,
+/// 429 with its rate-limit headers) is relayed as it is.
 async fn deliver(
     state: &AppState,
     project: &Project,
@@ -515,6 +513,7 @@ async fn deliver(
         project.config.scrubs_ip_addresses,
     );
     let forwarded = scrubbed.forwarded;
+    let event_id = scrubbed.event_id.clone();
     let request = ForwardRequest {
         path_and_query: scrubbed.path_and_query,
         headers,
@@ -527,42 +526,27 @@ async fn deliver(
             state.metrics.record_item(*item_type, outcome);
         }
     };
-    let Some(spool) = &state.spool else {
-        return match state.forwarder.forward(request).await {
-            Ok(answer) => {
-                record(upstream_outcome(answer.status));
-                Ok(relay_answer(answer))
-            }
-            Err(error) => {
-                record(Outcome::UpstreamError);
-                Err(IngestError::Forward(error))
-            }
-        };
-    };
-    if !spool.breaker().is_open() {
-        match state.forwarder.forward(request.clone()).await {
-            Ok(answer) if !answer.status.is_server_error() => {
-                record(upstream_outcome(answer.status));
-                return Ok(relay_answer(answer));
-            }
-            Ok(_) => spool.upstream_failed(),
-            Err(error) if spool::is_retryable(&error) => spool.upstream_failed(),
-            Err(error) => {
-                record(Outcome::UpstreamError);
-                return Err(IngestError::Forward(error));
-            }
+    match state.delivery.deliver(request).await {
+        Ok(Delivered::Answered(answer)) => {
+            record(upstream_outcome(answer.status));
+            Ok(relay_answer(answer))
         }
-    }
-    match spool.append(&request).await {
-        Ok(()) => {
+        Ok(Delivered::Spooled) => {
             record(Outcome::Spooled);
-            Ok(accepted(request.event_id.as_deref()))
+            Ok(accepted(event_id.as_deref()))
         }
-        Err(source) => {
+        Err(DeliveryError::Forward(error)) => {
+            record(Outcome::UpstreamError);
+            Err(IngestError::Forward(error))
+        }
+        Err(DeliveryError::Spool {
+            source,
+            retry_after_secs,
+        }) => {
             record(Outcome::SpoolFull);
             Err(IngestError::Spool {
                 source,
-                retry_after_secs: spool.breaker().retry_after_secs(),
+                retry_after_secs,
             })
         }
     }

@@ -698,3 +698,11 @@ pub async fn send_events_paced(
     }
     (acked, refused)
 }
+
+/// Serializes the tests that load both cores for seconds (the fault runs, the SIGKILL
+/// test): run side by side they would measure each other, not scrubgate. Hold the guard
+/// for the whole test.
+pub async fn exclusive_load() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
