@@ -46,6 +46,12 @@ enum Command {
     /// its path. Exit 0 when valid, 1 when a project config is invalid, 2 when the server
     /// config is invalid.
     Check(scrubgate::cli::CheckArgs),
+    /// Run rule tests (`*.test.json`): exit 0 when all pass, 1 when one fails, 2 when a
+    /// file is invalid.
+    Test(scrubgate::cli::TestArgs),
+    /// What a project's rules make of a value (a person's email, user id...) under each
+    /// of its hash keys, and a Sentry search query for it.
+    Pseudonym(scrubgate::cli::PseudonymArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +59,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Check(args) => scrubgate::cli::check(&args),
+        Command::Test(args) => scrubgate::cli::test(&args),
+        Command::Pseudonym(args) => scrubgate::cli::pseudonym(&args),
         Command::Scrub(args) => scrubgate::cli::scrub(&args),
     }
 }

@@ -55,6 +55,9 @@ pub struct ProjectConfig {
     pub expanded_rules: Vec<(String, Json)>,
     /// Warnings (not errors), e.g. a hash rule without a key.
     pub warnings: Vec<ConfigIssue>,
+    /// The file's `config` object as written (for the console and pseudonym lookups
+    /// under older keys; `${NAME}` references are kept unresolved).
+    pub config_json: Json,
     /// The compiled rules.
     pub rules: CompiledRules,
 }
@@ -267,6 +270,7 @@ impl ProjectConfig {
             hash_keys: compiled.hash_keys,
             expanded_rules: compiled.expanded,
             warnings: compiled.warnings,
+            config_json: config.clone(),
             rules: compiled.rules,
         })
     }

@@ -26,9 +26,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::metrics::{Metrics, ReloadResult, RuleLabels};
-use crate::scrub::ConfigErrors;
+use crate::scrub::{ConfigErrors, ConfigIssue};
 
 mod config;
+pub mod pseudonym;
 
 pub use config::{AttachmentPolicy, ProjectConfig, PublicKey};
 
@@ -119,6 +120,21 @@ impl LoadError {
             | LoadError::BadFileName { path }
             | LoadError::IdMismatch { path, .. }
             | LoadError::Invalid { path, .. } => path,
+        }
+    }
+
+    /// Every problem with its JSON path (empty for problems of the file itself).
+    pub fn issues(&self) -> Vec<ConfigIssue> {
+        match self {
+            LoadError::Invalid { source, .. } => source.0.clone(),
+            other => other
+                .problems()
+                .into_iter()
+                .map(|message| ConfigIssue {
+                    path: String::new(),
+                    message,
+                })
+                .collect(),
         }
     }
 
@@ -215,6 +231,8 @@ pub struct ProjectStore {
     projects: ArcSwap<HashMap<u64, Arc<Project>>>,
     /// Per-file state; the mutex also serialises reloads (watcher and SIGHUP).
     files: Mutex<HashMap<PathBuf, FileState>>,
+    /// The problems of each project's last failed load, until it loads again.
+    failures: Mutex<HashMap<u64, Vec<ConfigIssue>>>,
 }
 
 impl std::fmt::Debug for ProjectStore {
@@ -237,6 +255,7 @@ impl ProjectStore {
             metrics,
             projects: ArcSwap::from_pointee(HashMap::new()),
             files: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         };
         let summary = store.reload();
         (store, summary.errors)
@@ -260,6 +279,13 @@ impl ProjectStore {
     /// True when no project has a config in force.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The problems of project `id`'s last failed load (empty when its last load
+    /// succeeded), each with its JSON path.
+    pub fn last_failure(&self, id: u64) -> Vec<ConfigIssue> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.get(&id).cloned().unwrap_or_default()
     }
 
     /// The ids of every project in force, ascending.
@@ -315,6 +341,10 @@ impl ProjectStore {
                 }
                 FileOutcome::Loaded(project, state) => {
                     let id = project.id;
+                    self.failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
                     self.log_loaded(&project);
                     self.metrics.record_config_reload(ReloadResult::Ok);
                     next.get_or_insert_with(|| (*current).clone())
@@ -324,6 +354,12 @@ impl ProjectStore {
                 }
                 FileOutcome::Failed(error, state) => {
                     self.log_failed(&error, state.and_then(|s| s.id));
+                    if let Some(id) = state.and_then(|s| s.id) {
+                        self.failures
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id, error.issues());
+                    }
                     self.metrics.record_config_reload(ReloadResult::Error);
                     summary.errors.push(error);
                     match state {
@@ -587,14 +623,22 @@ fn load_project(
             });
         }
     }
-    Ok(Project {
-        id,
-        id_label: id.to_string(),
-        rule_labels: RuleLabels::new(config.rules.rule_ids()),
-        config,
-        source: path.to_owned(),
-        loaded_at: SystemTime::now(),
-    })
+    Ok(Project::new(id, config, path.to_owned()))
+}
+
+impl Project {
+    /// Project `id` with `config`, loaded now from `source` (also for tools that hold a
+    /// project outside any store: `scrubgate test`, the console's playground).
+    pub fn new(id: u64, config: ProjectConfig, source: PathBuf) -> Project {
+        Project {
+            id,
+            id_label: id.to_string(),
+            rule_labels: RuleLabels::new(config.rules.rule_ids()),
+            config,
+            source,
+            loaded_at: SystemTime::now(),
+        }
+    }
 }
 
 #[cfg(test)]

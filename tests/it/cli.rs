@@ -309,3 +309,125 @@ fn check_reports_a_typo_in_a_setting_with_a_suggestion() {
         "{stdout}"
     );
 }
+
+#[test]
+fn test_command_passes_fails_with_a_diff_and_refuses_invalid_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = json!({"config": {"piiConfig": {"applications": {"$string": ["@email"]}}}});
+    std::fs::write(dir.path().join("p.json"), project.to_string()).unwrap();
+    let case = |expect: serde_json::Value| json!({"project": "p.json", "input": {"message": "mail jane@example.com"}, "expect": expect});
+    let run = |path: &std::path::Path| {
+        let output = scrubgate().arg("test").arg(path).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let passing = dir.path().join("ok.test.json");
+    std::fs::write(
+        &passing,
+        case(json!({"absent": ["jane@example.com"], "equals": {"message": "mail [email]"}}))
+            .to_string(),
+    )
+    .unwrap();
+    let (code, out) = run(&passing);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("PASS") && out.contains("1 passed, 0 failed, 0 invalid"),
+        "{out}"
+    );
+
+    let failing = dir.path().join("bad.test.json");
+    std::fs::write(
+        &failing,
+        case(json!({"equals": {"message": "mail jane"}, "output": {"message": "mail jane"}}))
+            .to_string(),
+    )
+    .unwrap();
+    let (code, out) = run(&failing);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(
+        out.contains("message: expected \"mail jane\", got \"mail [email]\""),
+        "{out}"
+    );
+    assert!(out.contains("-   \"message\": \"mail jane\""), "{out}");
+    assert!(out.contains("+   \"message\": \"mail [email]\""), "{out}");
+
+    let invalid = dir.path().join("broken.test.json");
+    std::fs::write(&invalid, "{\"project\": \"p.json\", \"inptu\": {}}").unwrap();
+    let (code, out) = run(&invalid);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("unknown key \"inptu\""), "{out}");
+
+    // A directory: every *.test.json under it; one invalid file makes the run 2.
+    let (code, out) = run(dir.path());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("1 passed, 1 failed, 1 invalid"), "{out}");
+}
+
+#[test]
+fn the_shipped_projects_rule_tests_pass() {
+    let output = scrubgate()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["test", "config/projects/tests"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("3 passed, 0 failed, 0 invalid"), "{stdout}");
+}
+
+#[test]
+fn pseudonym_command_gives_the_hash_the_rules_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("7.json");
+    std::fs::write(
+        &path,
+        json!({"config": {
+            "piiConfig": {"vars": {"hashKey": "${PSEUDONYM_TEST_KEY}"}},
+            "scrubgate": {"protect": ["emails"]}
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let output = scrubgate()
+        .env("PSEUDONYM_TEST_KEY", "key")
+        .args([
+            "pseudonym",
+            "--selector",
+            "user.email",
+            "--value",
+            "jane@example.com",
+            "--project",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // HMAC-SHA1("key", "jane@example.com").
+    assert_eq!(
+        doc["results"],
+        json!([{"selector": "user.email",
+                "replacement": "10E85523CCA75DA0550BE3E6F7A129AEFD07BF10",
+                "key_id": "hashKey",
+                "query": "user.email:10E85523CCA75DA0550BE3E6F7A129AEFD07BF10"}])
+    );
+    let output = scrubgate()
+        .env("PSEUDONYM_TEST_KEY", "key")
+        .args([
+            "pseudonym",
+            "--selector",
+            "user.mail",
+            "--value",
+            "x",
+            "--project",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown selector"));
+}

@@ -5,11 +5,16 @@
 use super::*;
 
 /// Scrubs payloads of one request with one project's rules, recording timings and
-/// redactions.
+/// redactions (in a request), or the changes made (offline: the console's playground,
+/// `scrubgate test`).
 pub(super) struct Scrubber<'a> {
-    pub(super) state: &'a AppState,
+    /// The server, for metrics and drop warnings; `None` offline.
+    pub(super) state: Option<&'a AppState>,
+    pub(super) limits: &'a LimitsConfig,
     pub(super) project: &'a Project,
     pub(super) options: &'a ScrubOptions,
+    /// Offline: every change made, with the item type it was made in.
+    pub(super) changes: Option<&'a std::cell::RefCell<Vec<(ItemLabel, crate::scrub::Change)>>>,
 }
 
 impl Scrubber<'_> {
@@ -28,14 +33,20 @@ impl Scrubber<'_> {
             Some(new_id) => rules.scrub_assigning_event_id(kind, payload, self.options, new_id),
             None => rules.scrub(kind, payload, self.options),
         };
-        self.state.metrics.observe_scrub(label, started.elapsed());
+        if let Some(state) = self.state {
+            state.metrics.observe_scrub(label, started.elapsed());
+        }
         let scrubbed = result.map_err(|source| IngestError::Scrub { kind, source })?;
-        if !scrubbed.report.changes.is_empty() {
-            self.state.metrics.record_redactions(
+        if let (Some(state), false) = (self.state, scrubbed.report.changes.is_empty()) {
+            state.metrics.record_redactions(
                 &self.project.id_label,
                 &scrubbed.report,
                 &self.project.rule_labels,
             );
+        }
+        if let Some(changes) = self.changes {
+            let mut changes = changes.borrow_mut();
+            changes.extend(scrubbed.report.changes.iter().map(|c| (label, c.clone())));
         }
         Ok((Bytes::from(scrubbed.bytes), scrubbed.event_id))
     }
@@ -46,7 +57,7 @@ impl Scrubber<'_> {
         &self,
         envelope: &mut Envelope,
     ) -> Result<Vec<ItemType>, IngestError> {
-        let limits = &self.state.config.limits;
+        let limits = self.limits;
         if envelope.has_trace() {
             let (header, _) = self.scrub(
                 ItemKind::EnvelopeHeader,
@@ -92,11 +103,11 @@ impl Scrubber<'_> {
         }
         // Counted only once the whole envelope is accepted: a refused envelope counts as
         // one invalid envelope, not as some dropped items.
-        for (item_type, reason) in dropped {
-            self.state
-                .metrics
-                .record_item(item_type, Outcome::DroppedItem);
-            self.state.drops.dropped(self.project.id, item_type, reason);
+        if let Some(state) = self.state {
+            for (item_type, reason) in dropped {
+                state.metrics.record_item(item_type, Outcome::DroppedItem);
+                state.drops.dropped(self.project.id, item_type, reason);
+            }
         }
         *envelope.items_mut() = kept;
         Ok(forwarded)
@@ -120,7 +131,7 @@ impl Scrubber<'_> {
         let compressed = events.first() == Some(&0x78);
         let inflated;
         let json = if compressed {
-            let limits = &self.state.config.limits;
+            let limits = self.limits;
             let cap = decoded_cap(events.len(), limits.max_replay_uncompressed_size, limits);
             inflated = crate::body::inflate_zlib(events, cap).map_err(IngestError::Body)?;
             &inflated[..]
@@ -168,6 +179,43 @@ impl Scrubber<'_> {
         }
         Ok(())
     }
+}
+
+/// One scrubbed change, with the item it was made in.
+pub type ItemChange = (ItemLabel, crate::scrub::Change);
+
+/// Scrubs an envelope outside any request, as the proxy would (every item by its type
+/// and the project's item policy), and returns the envelope to forward with every
+/// change made (paths recorded). For the console's playground and `scrubgate test`;
+/// nothing is counted or logged. An envelope whose every item is dropped comes back
+/// with its header only.
+///
+/// # Errors
+/// [`IngestError`] as the proxy would answer the envelope (invalid framing, an item too
+/// large, a payload that cannot be scrubbed).
+pub fn scrub_envelope_offline(
+    project: &Project,
+    body: &[u8],
+    limits: &LimitsConfig,
+) -> Result<(Bytes, Vec<ItemChange>), IngestError> {
+    let mut envelope =
+        Envelope::parse(Bytes::copy_from_slice(body)).map_err(IngestError::Envelope)?;
+    let options = ScrubOptions {
+        client_ip: None,
+        max_depth: limits.max_json_depth,
+        record_paths: true,
+    };
+    let changes = std::cell::RefCell::new(Vec::new());
+    let scrubber = Scrubber {
+        state: None,
+        limits,
+        project,
+        options: &options,
+        changes: Some(&changes),
+    };
+    scrubber.scrub_envelope(&mut envelope)?;
+    let bytes = envelope.to_bytes().map_err(IngestError::Envelope)?;
+    Ok((bytes, changes.into_inner()))
 }
 
 /// The reason for dropping an attachment by project policy (not an item scrubgate cannot

@@ -50,6 +50,8 @@ use crate::spool::{Delivered, DeliveryError};
 mod items;
 mod upstream;
 
+pub use items::{scrub_envelope_offline, ItemChange};
+
 use items::{item_size_limit, Scrubber};
 use upstream::{
     json_response, new_event_id, relay_answer, security_path, upstream_headers, upstream_outcome,
@@ -431,9 +433,11 @@ fn scrub(
         record_paths: false,
     };
     let scrubber = Scrubber {
-        state,
+        state: Some(state),
+        limits: &state.config.limits,
         project: &admitted.project,
         options: &options,
+        changes: None,
     };
     let project_id = admitted.project.id;
     match payload {

@@ -1,5 +1,6 @@
-//! The offline commands: `check` validates configuration as `run` would load it, and
-//! `scrub` tries a project's rules on sample events from the command line.
+//! The offline commands: `check` validates configuration as `run` would load it, `scrub`
+//! tries a project's rules on sample events from the command line, `test` runs rule
+//! tests, and `pseudonym` finds what a project's rules make of a person's email or id.
 //!
 //! Reads one event (or one per line with `--jsonl`), prints the scrubbed event(s) to
 //! stdout, reports bad input on stderr with its line number, and with `--explain` prints
@@ -9,6 +10,10 @@ use std::io::{self, BufRead, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod rule_tests;
+
+pub use rule_tests::{test, TestArgs};
 
 use crate::config::{Config, ConfigError};
 use crate::projects::{check_dir, ProjectConfig};
@@ -194,6 +199,53 @@ fn config_error_lines(error: &ConfigError) -> Vec<String> {
 
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// Arguments of `scrubgate pseudonym`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PseudonymArgs {
+    /// The project config whose rules and hash keys to use.
+    #[arg(long)]
+    pub project: PathBuf,
+    /// The value, e.g. the person's email address.
+    #[arg(long)]
+    pub value: String,
+    /// One field (user.email, user.id, user.username, user.ip_address, trace.user_id);
+    /// all of them when absent.
+    #[arg(long)]
+    pub selector: Option<String>,
+}
+
+/// Runs `scrubgate pseudonym`: prints `{"results": [...]}` with, for each field and
+/// hash key, the text the project's rules put there and a Sentry search query for it.
+/// The value is never logged.
+pub fn pseudonym(args: &PseudonymArgs) -> ExitCode {
+    let project = match load_project(&args.project) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprint!("{msg}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match crate::projects::pseudonym::pseudonyms(
+        &project,
+        &args.value,
+        args.selector.as_deref(),
+        &process_env,
+    ) {
+        Ok(results) => {
+            let doc = serde_json::json!({ "results": results });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
 }
 
 /// Runs `scrubgate scrub`.
