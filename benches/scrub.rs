@@ -2,7 +2,10 @@
 //! (a) the default data scrubbing, (b) an advanced config with 20+ rules incl. hashing,
 //! and the floor: `serde_json::Value` parse + write of the same bytes.
 //!
-//! Run: `cargo bench --bench scrub`
+//! Also: the same advanced rules as shadow rules against live (`shadow` group).
+//!
+//! Run: `cargo bench --bench scrub` (`cargo bench --bench scrub -- shadow` for the shadow
+//! pair alone)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -80,6 +83,36 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Shadow rules (config.scrubgate.shadow): the same advanced rules evaluated as shadow
+    // rules on the same events (paths and shapes recorded, nothing written) against
+    // applying them live. Shadow must cost at most what the rules cost live.
+    let mut shadow = c.benchmark_group("shadow");
+    shadow.throughput(Throughput::Bytes(total as u64));
+    shadow.sample_size(20);
+    shadow.bench_function("live_advanced_rules", |b| {
+        b.iter(|| {
+            for e in &events {
+                let out = advanced
+                    .rules
+                    .scrub(ItemKind::Event, e, &opts)
+                    .expect("scrubs");
+                std::hint::black_box(out);
+            }
+        })
+    });
+    shadow.bench_function("shadow_advanced_rules", |b| {
+        b.iter(|| {
+            for e in &events {
+                let report = advanced
+                    .rules
+                    .evaluate(ItemKind::Event, e, &opts)
+                    .expect("evaluates");
+                std::hint::black_box(report);
+            }
+        })
+    });
+    shadow.finish();
 }
 
 criterion_group!(benches, bench);

@@ -147,6 +147,7 @@ impl Scrubgate {
             in_flight,
             drops: Default::default(),
             failures: Default::default(),
+            samples: Default::default(),
             budget,
             decode_pool,
         });
@@ -184,12 +185,20 @@ impl Scrubgate {
 
         let watcher = Arc::clone(&state.projects)
             .spawn_watcher(state.config.projects.poll_interval, ingest_stopped.clone());
+        let registry = Arc::new(registry);
+        let admin_listen = admin.local_addr().unwrap_or(state.config.admin.listen);
+        let console = Arc::new(server::console::Console::new(
+            Arc::clone(&state),
+            Arc::clone(&registry),
+            admin_listen,
+        ));
         let admin_task = tokio::spawn(server::serve_admin(
             admin,
             state.config.admin.clone(),
             state.config.server.idle_timeout,
             registry,
             Arc::clone(&readiness),
+            console,
             admin_stopped,
         ));
         let drainer = state.delivery.spool().map(|spool| {

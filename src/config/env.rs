@@ -52,6 +52,7 @@ env_overrides! {
     "SCRUBGATE_ADMIN_MAX_CONNECTIONS" => admin.max_connections: to_usize,
     "SCRUBGATE_ADMIN_HEADER_READ_TIMEOUT" => admin.header_read_timeout: duration,
     "SCRUBGATE_ADMIN_FIRST_REQUEST_TIMEOUT" => admin.first_request_timeout: duration,
+    "SCRUBGATE_ADMIN_TOKEN" => admin.token: text,
     "SCRUBGATE_UPSTREAM_URL" => upstream.url: optional_url,
     "SCRUBGATE_UPSTREAM_ENCODING" => upstream.encoding: UpstreamEncoding::parse,
     "SCRUBGATE_UPSTREAM_TIMEOUT" => upstream.timeout: duration,

@@ -189,6 +189,8 @@ pub struct AdminConfig {
     pub header_read_timeout: Duration,
     /// Time from accept to the first complete request head; > 0.
     pub first_request_timeout: Duration,
+    /// The console's bearer token; `None` when unset.
+    pub token: Option<String>,
 }
 
 /// `[upstream]`, validated.

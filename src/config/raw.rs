@@ -100,6 +100,10 @@ pub struct RawAdminConfig {
     /// Time from accept to the first complete request head; a connection that has sent
     /// no request by then is closed. Default `"10s"`.
     pub first_request_timeout: String,
+    /// Bearer token for the console and its `/api/` (`Authorization: Bearer <token>`).
+    /// Required to serve them on a non-loopback address; when set, required on every
+    /// address. Default `""`: none (the console is served on loopback only).
+    pub token: String,
 }
 
 /// `[upstream]`: where scrubbed events are forwarded.
@@ -285,6 +289,7 @@ impl Default for RawConfig {
                 max_connections: 64,
                 header_read_timeout: "10s".to_owned(),
                 first_request_timeout: "10s".to_owned(),
+                token: String::new(),
             },
             upstream: RawUpstreamConfig {
                 url: None,

@@ -324,6 +324,7 @@ impl Validator {
                 max_connections: admin_max_connections?,
                 header_read_timeout: admin_header_read_timeout?,
                 first_request_timeout: admin_first_request_timeout?,
+                token: Some(admin.token.clone()).filter(|t| !t.is_empty()),
             },
             upstream: UpstreamConfig {
                 url: url?,

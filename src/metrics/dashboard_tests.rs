@@ -29,6 +29,7 @@ fn grafana_dashboard_queries_registered_families() {
             path: "user.email".into(),
             rule: "@email".into(),
             method: Method::Replace,
+            shape: None,
         }],
     };
     metrics.record_redactions("1", &report, &RuleLabels::new(["@email"]));

@@ -19,6 +19,7 @@
 //! | `items_total` | counter | `item_type`, `outcome` |
 //! | `scrub_duration_seconds` | histogram | `item_type` |
 //! | `redactions_total` | counter | `project`, `rule`, `method` |
+//! | `shadow_matches_total` | counter | `project`, `rule` |
 //! | `upstream_request_duration_seconds` | histogram | `status_class` |
 //! | `upstream_in_flight` | gauge | |
 //! | `config_reloads_total` | counter | `result` |
@@ -109,6 +110,7 @@ struct Families {
     items: Resolved<IntCounterVec>,
     scrub_duration: Resolved<HistogramVec>,
     redactions: IntCounterVec,
+    shadow_matches: IntCounterVec,
     upstream_duration: Resolved<HistogramVec>,
     upstream_in_flight: IntGauge,
     config_reloads: Resolved<IntCounterVec>,

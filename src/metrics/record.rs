@@ -110,6 +110,30 @@ impl Metrics {
         }
     }
 
+    /// Counts what shadow rules would have changed, by rule (folded to `unknown` for ids
+    /// not in `known_rules`).
+    pub fn record_shadow_matches(
+        &self,
+        project: &str,
+        report: &ScrubReport,
+        known_rules: &RuleLabels,
+    ) {
+        let mut counts: Vec<(&str, u64)> = Vec::new();
+        for change in &report.changes {
+            let rule = known_rules.label(&change.rule);
+            match counts.iter_mut().find(|(r, _)| *r == rule) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((rule, 1)),
+            }
+        }
+        for (rule, n) in counts {
+            self.families
+                .shadow_matches
+                .with_label_values(&[project, rule])
+                .inc_by(n);
+        }
+    }
+
     /// Records one upstream exchange.
     pub fn observe_upstream(&self, result: UpstreamResult, elapsed: Duration) {
         self.families

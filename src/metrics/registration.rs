@@ -172,6 +172,14 @@ impl Metrics {
             "Values changed by scrubbing rules, by project, rule id and method.",
             &["project", "rule", "method"],
         );
+        // scrubgate_shadow_matches_total{project, rule}: values shadow rules would have
+        // changed (config.scrubgate.shadow), never changed. Labels as for redactions.
+        let shadow_matches = counter_vec(
+            registry,
+            "scrubgate_shadow_matches_total",
+            "Values shadow rules would have changed, by project and rule id (nothing is changed).",
+            &["project", "rule"],
+        );
         // scrubgate_upstream_request_duration_seconds{status_class}: one upstream
         // exchange, including waiting for a connection slot and reading the answer.
         // status_class: 1xx|2xx|3xx|4xx|5xx|error|timeout.
@@ -267,6 +275,7 @@ impl Metrics {
                 items: Resolved::new(items, ItemLabel::COUNT * Outcome::ALL.len()),
                 scrub_duration: Resolved::new(scrub_duration, ItemLabel::COUNT),
                 redactions,
+                shadow_matches,
                 upstream_duration: Resolved::new(upstream_duration, UpstreamResult::ALL.len()),
                 upstream_in_flight,
                 config_reloads: Resolved::new(config_reloads, ReloadResult::ALL.len()),

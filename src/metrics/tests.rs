@@ -37,6 +37,7 @@ fn every_family_is_exposed_after_recording() {
             path: "user.email".into(),
             rule: "@email:hash".into(),
             method: Method::Hash,
+            shape: None,
         }],
     };
     metrics.record_redactions("42", &report, &RuleLabels::new(["@email:hash"]));
@@ -138,6 +139,7 @@ fn unknown_rules_fold_into_unknown_and_counts_aggregate() {
         path: "extra.x".into(),
         rule: rule.into(),
         method,
+        shape: None,
     };
     let report = ScrubReport {
         changes: vec![

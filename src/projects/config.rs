@@ -48,6 +48,11 @@ pub struct ProjectConfig {
     pub forward_unknown_items: bool,
     /// The `protect` categories and method (`config.scrubgate.protect`).
     pub protect: Protect,
+    /// Shadow rules (`config.scrubgate.shadow`): evaluated on live traffic, counted and
+    /// sampled, never applied.
+    pub shadow: Option<CompiledRules>,
+    /// Sample the live rules' changes too (`config.scrubgate.samples`).
+    pub samples: bool,
     /// The project's hash keys, the current one first.
     pub hash_keys: Vec<HashKey>,
     /// Every `piiConfig` applied, in order, with where it comes from (`check
@@ -68,15 +73,18 @@ struct ScrubgateOptions {
     attachments: AttachmentPolicy,
     forward_unknown_items: bool,
     protect: Protect,
+    samples: bool,
 }
 
 /// The keys `config.scrubgate` may hold.
-const SCRUBGATE_KEYS: [&str; 5] = [
+const SCRUBGATE_KEYS: [&str; 7] = [
     "coverage",
     "attachments",
     "forwardUnknownItems",
     "protect",
     "protectMethod",
+    "shadow",
+    "samples",
 ];
 
 impl ScrubgateOptions {
@@ -135,11 +143,20 @@ impl ScrubgateOptions {
             }
         };
         let protect = Protect::from_json(ours, "config.scrubgate", errors);
+        let samples = match ours.get("samples") {
+            None => false,
+            Some(Json::Bool(b)) => *b,
+            Some(_) => {
+                issue(errors, "config.scrubgate.samples", "must be true or false");
+                false
+            }
+        };
         ScrubgateOptions {
             coverage,
             attachments,
             forward_unknown_items,
             protect,
+            samples,
         }
     }
 }
@@ -259,6 +276,19 @@ impl ProjectConfig {
             Some(c) if errors.is_empty() => c,
             _ => return Err(ConfigErrors(errors)),
         };
+        let shadow = match ours.get("shadow") {
+            None | Some(Json::Null) => None,
+            Some(pii) => match crate::scrub::compile_pii(
+                pii,
+                "config.scrubgate.shadow",
+                options.coverage,
+                &compiled.hash_keys,
+                env,
+            ) {
+                Ok(rules) => Some(rules),
+                Err(ConfigErrors(more)) => return Err(ConfigErrors(more)),
+            },
+        };
         Ok(ProjectConfig {
             project_id,
             disabled,
@@ -267,6 +297,8 @@ impl ProjectConfig {
             attachments: options.attachments,
             forward_unknown_items: options.forward_unknown_items,
             protect: options.protect,
+            shadow,
+            samples: options.samples,
             hash_keys: compiled.hash_keys,
             expanded_rules: compiled.expanded,
             warnings: compiled.warnings,

@@ -57,6 +57,8 @@ pub struct Project {
     pub config: ProjectConfig,
     /// The rule ids the config can report (metric label values).
     pub rule_labels: RuleLabels,
+    /// The rule ids its shadow rules can report.
+    pub shadow_labels: RuleLabels,
     /// The file it was loaded from.
     pub source: PathBuf,
     /// When it was loaded.
@@ -634,6 +636,13 @@ impl Project {
             id,
             id_label: id.to_string(),
             rule_labels: RuleLabels::new(config.rules.rule_ids()),
+            shadow_labels: RuleLabels::new(
+                config
+                    .shadow
+                    .as_ref()
+                    .map(|s| s.rule_ids())
+                    .unwrap_or_default(),
+            ),
             config,
             source,
             loaded_at: SystemTime::now(),

@@ -165,6 +165,32 @@ pub struct Change {
     pub rule: std::sync::Arc<str>,
     /// How the value was changed.
     pub method: Method,
+    /// The changed value's shape (see [`shape_of`]), never the value; only with
+    /// [`ScrubOptions::record_paths`], and only for strings.
+    pub shape: Option<String>,
+}
+
+/// The longest shape [`shape_of`] gives, in characters.
+pub const SHAPE_MAX_CHARS: usize = 64;
+
+/// What a value looks like without what it says: letters become `a` or `A`, digits `9`,
+/// other characters stay, cut at [`SHAPE_MAX_CHARS`] (`jane@example.com` gives
+/// `aaaa@aaaaaaa.aaa`). Samples of rule hits show shapes, never values.
+pub fn shape_of(text: &str) -> String {
+    text.chars()
+        .take(SHAPE_MAX_CHARS)
+        .map(|c| {
+            if c.is_uppercase() {
+                'A'
+            } else if c.is_alphabetic() {
+                'a'
+            } else if c.is_numeric() {
+                '9'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// What scrubbing one payload did.
@@ -323,6 +349,31 @@ pub fn compile(
     })
 }
 
+/// Compiles one `piiConfig`-shaped object on its own (`config.scrubgate.shadow`), at JSON
+/// path `path`, under `coverage`; hashes without a key of their own use `hash_keys`.
+///
+/// # Errors
+/// Every problem found, each with its full JSON path.
+pub fn compile_pii(
+    pii: &Json,
+    path: &str,
+    coverage: Coverage,
+    hash_keys: &[HashKey],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CompiledRules, ConfigErrors> {
+    let mut reader = rules::Reader {
+        prefix: path.to_string(),
+        env,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let compiled = rules::compile_pii_config(&mut reader, pii, hash_keys);
+    if !reader.errors.is_empty() {
+        return Err(ConfigErrors(reader.errors));
+    }
+    Ok(CompiledRules::new(compiled.applications, false, coverage))
+}
+
 /// The project's own `piiConfig`: `piiConfig`, or the JSON string Sentry's project API
 /// calls `relayPiiConfig` (operators copy it from there), with the key it was found at.
 fn own_pii_config(
@@ -428,7 +479,27 @@ impl CompiledRules {
         input: &[u8],
         opts: &ScrubOptions,
     ) -> Result<Scrubbed, ScrubError> {
-        self.scrub_with_arena(kind, input, opts, None)
+        self.scrub_with_arena(kind, input, opts, None, true)
+    }
+
+    /// What these rules would change in a payload, without writing the result: shadow
+    /// rules are evaluated this way (at most the cost of scrubbing with them, less the
+    /// output). Paths and shapes are recorded.
+    ///
+    /// # Errors
+    /// As [`CompiledRules::scrub`].
+    pub fn evaluate(
+        &self,
+        kind: ItemKind,
+        input: &[u8],
+        opts: &ScrubOptions,
+    ) -> Result<ScrubReport, ScrubError> {
+        let opts = ScrubOptions {
+            record_paths: true,
+            ..opts.clone()
+        };
+        self.scrub_with_arena(kind, input, &opts, None, false)
+            .map(|scrubbed| scrubbed.report)
     }
 
     /// [`CompiledRules::scrub`] for an event that must leave with an `event_id`, as
@@ -445,7 +516,7 @@ impl CompiledRules {
         opts: &ScrubOptions,
         new_id: fn() -> String,
     ) -> Result<Scrubbed, ScrubError> {
-        self.scrub_with_arena(kind, input, opts, Some(new_id))
+        self.scrub_with_arena(kind, input, opts, Some(new_id), true)
     }
 
     /// Scrubs with the tree in this thread's arena.
@@ -455,10 +526,11 @@ impl CompiledRules {
         input: &[u8],
         opts: &ScrubOptions,
         new_id: Option<fn() -> String>,
+        write: bool,
     ) -> Result<Scrubbed, ScrubError> {
         TREE_ARENA.with(|arena| match arena.try_borrow_mut() {
             Ok(mut bump) => {
-                let scrubbed = self.scrub_in(&bump, kind, input, opts, new_id);
+                let scrubbed = self.scrub_in(&bump, kind, input, opts, new_id, write);
                 if bump.allocated_bytes() > TREE_ARENA_KEEP {
                     *bump = json::Bump::new();
                 } else {
@@ -467,7 +539,7 @@ impl CompiledRules {
                 scrubbed
             }
             // Not reached today (scrubbing never nests); correct all the same.
-            Err(_) => self.scrub_in(&json::Bump::new(), kind, input, opts, new_id),
+            Err(_) => self.scrub_in(&json::Bump::new(), kind, input, opts, new_id, write),
         })
     }
 
@@ -479,6 +551,7 @@ impl CompiledRules {
         input: &[u8],
         opts: &ScrubOptions,
         new_id: Option<fn() -> String>,
+        write: bool,
     ) -> Result<Scrubbed, ScrubError> {
         let text = std::str::from_utf8(input).map_err(|_| ScrubError::NotUtf8)?;
         let event_like = kind.is_event_like();
@@ -532,6 +605,13 @@ impl CompiledRules {
         };
         // Room for the `_meta` remarks and longer replacements, so the output is not
         // reallocated (and copied) while it is written.
+        if !write {
+            return Ok(Scrubbed {
+                bytes: Vec::new(),
+                report,
+                event_id,
+            });
+        }
         let mut bytes = Vec::with_capacity(input.len() + input.len() / 4 + 256);
         json::write_from(&mut bytes, &root, text);
         Ok(Scrubbed {

@@ -16,12 +16,14 @@
 
 pub mod admin;
 pub mod conn;
+pub mod console;
 pub mod cors;
 pub mod decode_pool;
 pub mod drops;
 pub mod error;
 pub mod ingest;
 pub mod routes;
+pub mod samples;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -76,6 +78,8 @@ pub struct AppState {
     pub drops: drops::DropLog,
     /// Rate-limited warnings for requests that failed on our side.
     pub failures: drops::FailureLog,
+    /// Samples of rule hits (live and shadow) for the console.
+    pub samples: samples::SampleStore,
     /// Body bytes in flight (`limits.max_body_bytes_in_flight`).
     pub budget: Budget,
     /// The threads that decode and scrub bodies off the async workers
@@ -341,12 +345,12 @@ pub async fn serve_admin(
     listener: TcpListener,
     config: AdminConfig,
     idle_timeout: Duration,
-    registry: Registry,
+    registry: Arc<Registry>,
     readiness: Arc<Readiness>,
+    console: Arc<console::Console>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
-    let registry = Arc::new(registry);
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let deadlines = conn::Deadlines {
         first_request: config.first_request_timeout,
@@ -378,13 +382,23 @@ pub async fn serve_admin(
         };
         let registry = Arc::clone(&registry);
         let readiness = Arc::clone(&readiness);
+        let console = Arc::clone(&console);
         let activity = conn::Activity::new();
         let service_activity = Arc::clone(&activity);
         let service = service_fn(move |req: Request<Incoming>| {
             let request_guard = service_activity.begin();
-            let response = admin::handle(&req, &registry, &readiness);
-            drop(request_guard);
-            async move { Ok::<_, Infallible>(response) }
+            let registry = Arc::clone(&registry);
+            let readiness = Arc::clone(&readiness);
+            let console = Arc::clone(&console);
+            async move {
+                let response = if console::Console::serves(req.uri().path()) {
+                    console.handle(req).await
+                } else {
+                    admin::handle(&req, &registry, &readiness)
+                };
+                drop(request_guard);
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let stop = shutdown.clone();

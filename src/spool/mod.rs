@@ -162,6 +162,12 @@ impl Spool {
         &self.inner.breaker
     }
 
+    /// Spooled requests and their bytes now.
+    pub fn size(&self) -> (u64, u64) {
+        let stats = self.inner.store.stats();
+        (stats.entries, stats.bytes)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         self.inner.store.path()

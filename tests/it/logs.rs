@@ -1,95 +1,88 @@
-//! Logs: one line per request at debug, and never event content or secrets.
+//! Logs: one line per request at debug, and never event content or secrets. The real
+//! binary runs at `trace` level with JSON logs, and its whole stderr is searched (a
+//! separate process: a thread-local subscriber in this test binary can miss events
+//! whose callsites other tests running in parallel registered first).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 
-use tracing_subscriber::fmt::MakeWriter;
-
+use crate::support::binary::Binary;
 use crate::support::*;
 
-/// A log sink writing into shared memory.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+async fn post(addr: &str, auth: &str, body: String) -> u16 {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = Request::post(format!("http://{addr}/api/{PROJECT}/store/"))
+        .header("x-sentry-auth", auth)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    status
 }
 
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-// A current-thread runtime: every task of the server runs on this thread, so the
-// thread-local subscriber sees all of their events.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_event_content_or_secrets() {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(buffer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let upstream = RecordingUpstream::spawn().await;
-    let proxy = TestProxy::spawn(&upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let projects = dir.path().join("projects");
+    std::fs::create_dir_all(&projects).unwrap();
+    std::fs::write(projects.join(format!("{PROJECT}.json")), default_project()).unwrap();
+    let config = dir.path().join("scrubgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = {:?}\ntimeout = \"2s\"\n[projects]\ndir = {:?}\n\
+             [log]\nformat = \"json\"\nlevel = \"trace\"\n",
+            dir.path().join("data").display().to_string(),
+            upstream.url(),
+            projects.display().to_string()
+        ),
+    )
+    .unwrap();
+    let binary = Binary::start(&config).await;
+    let addr = binary.addr.clone();
     let auth = format!("Sentry sentry_key={KEY}, sentry_version=7, sentry_secret={SECRET}");
-    let store = format!("/api/{PROJECT}/store/");
-    // Success, a scrub failure that quotes the canary, and an upstream failure.
-    let ok = proxy
-        .post(&store)
-        .header("x-sentry-auth", &auth)
-        .body(canary_event().to_string())
-        .send()
-        .await;
-    assert_eq!(ok.status, 200);
-    let bad = proxy
-        .post(&store)
-        .header("x-sentry-auth", &auth)
-        .body(format!("{{\"message\": \"{CANARY_EMAIL}\", oops"))
-        .send()
-        .await;
-    assert_eq!(bad.status, 400);
-    let bad_auth = proxy
-        .post(&store)
-        .header(
-            "x-sentry-auth",
-            &format!("Sentry sentry_key={SECRET}x, sentry_version=7"),
+    // Success, a scrub failure that quotes the canary, a bad key, an upstream failure.
+    assert_eq!(post(&addr, &auth, canary_event().to_string()).await, 200);
+    assert_eq!(
+        post(
+            &addr,
+            &auth,
+            format!("{{\"message\": \"{CANARY_EMAIL}\", oops")
         )
-        .body(canary_event().to_string())
-        .send()
-        .await;
-    assert_eq!(bad_auth.status, 400);
+        .await,
+        400
+    );
+    let bad_auth = format!("Sentry sentry_key={SECRET}x, sentry_version=7");
+    assert_eq!(
+        post(&addr, &bad_auth, canary_event().to_string()).await,
+        400
+    );
     upstream.set_mode(Mode::Down);
-    let down = proxy
-        .post(&store)
-        .header("x-sentry-auth", &auth)
-        .body(canary_event().to_string())
-        .send()
-        .await;
-    assert_eq!(down.status, 200, "spooled: {}", down.text());
-    proxy.shutdown().await;
+    assert_eq!(
+        post(&addr, &auth, canary_event().to_string()).await,
+        200,
+        "spooled"
+    );
+    let (_, logs) = binary.signal_and_wait("-TERM").await;
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     // The capture works: one debug line per request, a warning for the upstream failure.
     assert!(
-        logs.matches("endpoint=\"store\"").count() >= 4,
+        logs.matches("\"endpoint\":\"store\"").count() >= 4,
         "request lines missing:\n{logs}"
     );
     assert!(
-        logs.contains("WARN"),
+        logs.contains("\"level\":\"WARN\""),
         "no warning for the upstream failure:\n{logs}"
+    );
+    assert!(
+        logs.contains("\"level\":\"TRACE\""),
+        "trace level was not on:\n{logs}"
     );
     assert!(
         !logs.contains(CANARY_EMAIL),

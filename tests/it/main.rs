@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod conn;
+mod console;
 mod cors;
 mod delivery;
 mod envelope;

@@ -54,6 +54,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             path,
             rule: origin.clone(),
             method: crate::scrub::Method::Remove,
+            shape: None,
         });
         true
     }
@@ -128,6 +129,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             return None;
         }
         let path_str = self.path_string();
+        let shape = self.opts.record_paths.then(|| crate::scrub::shape_of(text));
         let original_len = text.chars().count();
         let entry = self.meta.entry(meta_segs(&self.frames));
         for r in &remarks {
@@ -135,6 +137,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 path: path_str.clone(),
                 rule: r.rule.clone(),
                 method: r.ty.method(),
+                shape: shape.clone(),
             });
         }
         // A fresh entry: this value's remarks and its original length.
@@ -150,6 +153,7 @@ impl<'r, 'a> Walker<'r, 'a> {
                 path: path_str,
                 rule: origin.clone(),
                 method: crate::scrub::Method::Remove,
+                shape,
             });
             self.pending_delete = true;
             return None;

@@ -4,6 +4,11 @@
 // handlers, no eval, no inline style attributes. Untrusted text (everything that comes
 // from the API or the editors) only ever reaches the page through textContent, input
 // values and attribute setters, never innerHTML.
+//
+// URLs are relative (`api/status`, `console.css`), so the console also works behind a
+// reverse proxy that serves the admin listener under a path prefix ending in `/`.
+// The admin token lives in sessionStorage under `scrubgate-admin-token` (this tab only;
+// no cookies) and is sent as `Authorization: Bearer <token>`.
 'use strict';
 
 (() => {
@@ -100,11 +105,13 @@
     return v !== null && typeof v === 'object' && !Array.isArray(v);
   }
 
-  /** An error row: the JSON path in monospace, then the message. */
+  /** An error row: the file (reload errors name it), the JSON path, then the message. */
   function errorItem(err, tag) {
+    const file = err && err.file ? String(err.file) : '';
     const path = err && err.path ? String(err.path) : '';
     const message = err && err.message !== undefined ? String(err.message) : String(err);
     const node = el(tag || 'li', { className: 'error' });
+    if (file) node.append(el('span', { className: 'file', text: file + ':' }));
     if (path) node.append(el('span', { className: 'path', text: path }));
     node.append(el('span', { className: 'error-message', text: message }));
     return node;
@@ -222,7 +229,7 @@
     const spool = $('status-spool');
     let data;
     try {
-      data = await api('GET', '/api/status');
+      data = await api('GET', 'api/status');
     } catch (e) {
       upstream.textContent = e.status === 401 || e.status === 403 ? 'locked' : 'unknown';
       upstream.className = 'pill';
@@ -265,7 +272,7 @@
   async function loadProjects() {
     const msg = $('projects-message');
     try {
-      const data = await api('GET', '/api/projects');
+      const data = await api('GET', 'api/projects');
       state.projects = Array.isArray(data.projects) ? data.projects.slice() : [];
       state.projects.sort((a, b) => (Number(a.id) - Number(b.id)) || String(a.id).localeCompare(String(b.id)));
       setMessage(msg, state.projects.length ? '' : 'No projects are loaded.');
@@ -363,14 +370,15 @@
       for (const p of state.projects) {
         sel.append(el('option', { text: 'project ' + p.id, attrs: { value: projectKey(p.id) } }));
       }
-      if (prev && Array.from(sel.options).some((o) => o.value === prev)) sel.value = prev;
+      const want = prev || (allowNone ? '' : state.selected || '');
+      if (want && Array.from(sel.options).some((o) => o.value === want)) sel.value = want;
     }
   }
 
   async function getProjectDetail(id, fresh) {
     const key = projectKey(id);
     if (!fresh && state.details.has(key)) return state.details.get(key);
-    const data = await api('GET', '/api/projects/' + encodeURIComponent(key));
+    const data = await api('GET', 'api/projects/' + encodeURIComponent(key));
     state.details.set(key, data);
     return data;
   }
@@ -415,7 +423,7 @@
         counts = plural(nRules, 'rule') + ', ' + plural(nApps, 'application');
       }
       root.append(
-        el('details', { className: 'applied-rule', attrs: { open: i < 4 ? '' : null } },
+        el('details', { className: 'applied-rule', attrs: { open: '' } },
           el('summary', null, (i + 1) + '. ' + (source || 'rules'),
             counts ? el('span', { className: 'muted', text: '  ' + counts }) : null),
           el('pre', { className: 'json', text: pretty(isPlainObject(entry) ? rest : entry) }),
@@ -429,7 +437,7 @@
     const root = $('samples');
     let data;
     try {
-      data = await api('GET', '/api/projects/' + encodeURIComponent(projectKey(id)) + '/samples');
+      data = await api('GET', 'api/projects/' + encodeURIComponent(projectKey(id)) + '/samples');
     } catch (e) {
       clear(root).append(el('p', { className: 'error', text: 'Samples: ' + e.message }));
       return;
@@ -468,7 +476,7 @@
     out.classList.remove('ok', 'bad');
     btn.disabled = true;
     try {
-      const data = await api('POST', '/api/reload');
+      const data = await api('POST', 'api/reload');
       const errs = Array.isArray(data.errors) ? data.errors : [];
       out.classList.add(errs.length ? 'bad' : 'ok');
       out.append(el('span', { className: 'loaded', text: 'loaded ' + plural(Number(data.loaded) || 0, 'project') +
@@ -523,14 +531,142 @@
         for (let i = 0; i < line - 1 && i < lines.length; i++) pos += lines[i].length + 1;
         pos += column - 1;
       }
-      if (line === null && /end of (JSON )?input|unexpected end/i.test(message)) {
-        const lines = text.split('\n');
-        line = lines.length;
-        column = lines[lines.length - 1].length + 1;
-        pos = text.length;
+      if (pos === null) pos = locateJsonError(text);
+      if (pos !== null && line === null) {
+        const before = text.slice(0, pos).split('\n');
+        line = before.length;
+        column = before[before.length - 1].length + 1;
       }
       return { ok: false, message, line, column, pos };
     }
+  }
+
+  /**
+   * The offset of the first syntax error in `text`, for engines whose JSON.parse message
+   * names no position (V8 quotes short inputs instead). A strict JSON scanner; null when
+   * it finds nothing wrong.
+   */
+  function locateJsonError(text) {
+    let i = 0;
+    const n = text.length;
+    class At {
+      constructor(pos) {
+        this.pos = pos;
+      }
+    }
+    const fail = (pos) => {
+      throw new At(Math.min(pos, n));
+    };
+    const ws = () => {
+      while (i < n && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
+    };
+    const literal = (word) => {
+      for (let k = 0; k < word.length; k++) if (text[i + k] !== word[k]) fail(i + k);
+      i += word.length;
+    };
+    const string = () => {
+      i++; // opening quote
+      while (i < n) {
+        const c = text[i];
+        if (c === '"') {
+          i++;
+          return;
+        }
+        if (c === '\\') {
+          const e = text[i + 1];
+          if (e === 'u') {
+            if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) fail(i);
+            i += 6;
+          } else if ('"\\/bfnrt'.includes(e) && e !== undefined) {
+            i += 2;
+          } else {
+            fail(i);
+          }
+        } else if (c < ' ') {
+          fail(i);
+        } else {
+          i++;
+        }
+      }
+      fail(n);
+    };
+    const number = () => {
+      const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+      if (!m || !m[0] || m[0] === '-') fail(i);
+      i += m[0].length;
+    };
+    const value = () => {
+      ws();
+      const c = text[i];
+      if (c === '{') {
+        i++;
+        ws();
+        if (text[i] === '}') {
+          i++;
+          return;
+        }
+        for (;;) {
+          ws();
+          if (text[i] !== '"') fail(i);
+          string();
+          ws();
+          if (text[i] !== ':') fail(i);
+          i++;
+          value();
+          ws();
+          if (text[i] === ',') {
+            i++;
+            continue;
+          }
+          if (text[i] === '}') {
+            i++;
+            return;
+          }
+          fail(i);
+        }
+      } else if (c === '[') {
+        i++;
+        ws();
+        if (text[i] === ']') {
+          i++;
+          return;
+        }
+        for (;;) {
+          value();
+          ws();
+          if (text[i] === ',') {
+            i++;
+            continue;
+          }
+          if (text[i] === ']') {
+            i++;
+            return;
+          }
+          fail(i);
+        }
+      } else if (c === '"') {
+        string();
+      } else if (c === 't') {
+        literal('true');
+      } else if (c === 'f') {
+        literal('false');
+      } else if (c === 'n') {
+        literal('null');
+      } else if (c === '-' || (c >= '0' && c <= '9')) {
+        number();
+      } else {
+        fail(i);
+      }
+    };
+    try {
+      value();
+      ws();
+      if (i < n) fail(i);
+    } catch (e) {
+      if (e instanceof At) return e.pos;
+      return null;
+    }
+    return null;
   }
 
   function showJsonError(box, textarea, what, res) {
@@ -652,17 +788,21 @@
       const itemType = $('playground-item-type').value;
       if (itemType && itemType !== 'event') body.item_type = itemType;
     }
-    if (!valid) return;
+    if (!valid) {
+      markOutputStale();
+      return;
+    }
 
     const btn = $('scrub-button');
     btn.disabled = true;
     setMessage(msg, 'Scrubbing…');
     try {
-      const data = await api('POST', '/api/scrub', body);
+      const data = await api('POST', 'api/scrub', body);
       state.lastScrub = data;
       renderScrubResult(data);
       setMessage(msg, '');
     } catch (e) {
+      markOutputStale();
       if (e.errors) {
         const ruleList = $('rule-errors');
         const inputList = $('input-errors');
@@ -680,6 +820,15 @@
     } finally {
       btn.disabled = false;
     }
+  }
+
+  /** The output no longer matches the editors: say so rather than leave it looking current. */
+  function markOutputStale() {
+    const out = $('playground-output');
+    if (!state.lastScrub || out.classList.contains('stale')) return;
+    out.classList.add('stale');
+    $('playground-changes').classList.add('stale');
+    $('playground-summary').textContent += ' (from the previous scrub)';
   }
 
   /** Path -> {changes: [{rule, method}], meta: {rem, len, ...}} from `changes` and `_meta`. */
@@ -792,6 +941,20 @@
       line.append(el('span', { className: 'j-punct', text: open }));
       block.append(line);
       if (!inMeta && pathParts.length) mark(block, path, line);
+      if (depth === 1 && keyLabel === '_meta') {
+        // Relay's remarks: the notes beside the values say the same, so fold them.
+        block.classList.add('collapsed');
+        line.append(el('span', { className: 'ellipsis', text: ' … ' + close + (comma ? ',' : '') }),
+          el('button', {
+            className: 'toggle', type: 'button', text: 'show',
+            attrs: { 'aria-expanded': 'false', 'aria-label': 'show _meta' },
+            on: { click: (ev) => {
+              const collapsed = block.classList.toggle('collapsed');
+              ev.currentTarget.textContent = collapsed ? 'show' : 'hide';
+              ev.currentTarget.setAttribute('aria-expanded', collapsed ? 'false' : 'true');
+            } },
+          }));
+      }
       entries.forEach(([k, x], i) => {
         const childMeta = inMeta || (depth === 0 && k === '_meta');
         walk(block, x, pathParts.concat(k), depth + 1, isArr ? null : k, i < entries.length - 1, childMeta);
@@ -827,6 +990,8 @@
   function renderScrubResult(data) {
     const out = clear($('playground-output'));
     const changesBox = clear($('playground-changes'));
+    out.classList.remove('stale');
+    changesBox.classList.remove('stale');
     if (typeof data.envelope === 'string') {
       renderEnvelopeResult(out, changesBox, data);
       return;
@@ -888,20 +1053,21 @@
     } catch (e) {
       out.append(el('p', { className: 'error', text: 'Cannot split the envelope: ' + e.message }));
     }
-    let cursor = 0;
+    // The server reports changes per item type: give each output item the next report
+    // of its type, in order; reports left over belong to items that were dropped.
+    const pool = new Map();
+    for (const it of items) {
+      const type = String(it && it.type !== undefined ? it.type : '');
+      if (!pool.has(type)) pool.set(type, []);
+      pool.get(type).push(it);
+    }
     if (parsed) {
       out.append(el('div', { className: 'item-head', text: 'envelope header' }),
         el('span', { className: 'json-line', text: parsed.header }));
       parsed.items.forEach((item, i) => {
         const type = isPlainObject(item.header) ? String(item.header.type ?? '') : '';
-        let report = null;
-        for (let j = cursor; j < items.length; j++) {
-          if (items[j] && String(items[j].type) === type) {
-            report = items[j];
-            cursor = j + 1;
-            break;
-          }
-        }
+        const queue = pool.get(type);
+        const report = queue && queue.length ? queue.shift() : null;
         const changes = report && Array.isArray(report.changes) ? report.changes : [];
         const box = el('div', { className: 'item', dataset: { item: i, itemType: type } },
           el('div', { className: 'item-head', text: 'item ' + (i + 1) + ': ' + (type || '?') + ' · ' + plural(changes.length, 'change') }),
@@ -928,17 +1094,18 @@
         out.append(box);
       });
     }
-    // Reports for items that are not in the output (dropped).
-    items.forEach((it, j) => {
-      if (parsed && j < cursor) return;
-      for (const c of Array.isArray(it.changes) ? it.changes : []) {
-        rows.push({ item: String(it.type ?? '') + ' (not in output)', path: String(c.path ?? ''), rule: c.rule, method: c.method, missing: false });
-        total += 1;
+    for (const [type, left] of pool) {
+      for (const it of left) {
+        for (const c of Array.isArray(it.changes) ? it.changes : []) {
+          rows.push({ item: type + ' (not in output)', path: String(c.path ?? ''), rule: c.rule, method: c.method, missing: false });
+          total += 1;
+        }
       }
-    });
+    }
     out.append(el('details', null, el('summary', { text: 'raw envelope' }),
       el('pre', { className: 'json', text: data.envelope })));
-    $('playground-summary').textContent = plural(total, 'change') + ' in ' + plural(items.length, 'item');
+    $('playground-summary').textContent = plural(total, 'change') + ' in ' +
+      plural(parsed ? parsed.items.length : items.length, 'item');
     changesBox.append(changesTable(rows, true));
   }
 
@@ -1007,7 +1174,7 @@
     btn.disabled = true;
     setMessage(msg, 'Looking up…');
     try {
-      const data = await api('POST', '/api/pseudonym', body);
+      const data = await api('POST', 'api/pseudonym', body);
       const results = Array.isArray(data.results) ? data.results : [];
       setMessage(msg, plural(results.length, 'result'));
       renderPseudonyms(clear(out), results);

@@ -13,8 +13,10 @@ pub(super) struct Scrubber<'a> {
     pub(super) limits: &'a LimitsConfig,
     pub(super) project: &'a Project,
     pub(super) options: &'a ScrubOptions,
-    /// Offline: every change made, with the item type it was made in.
-    pub(super) changes: Option<&'a std::cell::RefCell<Vec<(ItemLabel, crate::scrub::Change)>>>,
+    /// Offline: every change made, with where it was made.
+    pub(super) changes: Option<&'a std::cell::RefCell<Vec<ItemChange>>>,
+    /// Offline: the index of the envelope item being scrubbed (`None`: the header).
+    pub(super) item_index: std::cell::Cell<Option<usize>>,
 }
 
 impl Scrubber<'_> {
@@ -28,10 +30,23 @@ impl Scrubber<'_> {
         new_id: Option<fn() -> String>,
     ) -> Result<(Bytes, Option<String>), IngestError> {
         let started = Instant::now();
-        let rules = &self.project.config.rules;
+        let config = &self.project.config;
+        let rules = &config.rules;
+        // Samples of the live rules need the paths and shapes of their changes.
+        let sampling = self.state.is_some() && config.samples;
+        let with_paths;
+        let options = if sampling && !self.options.record_paths {
+            with_paths = ScrubOptions {
+                record_paths: true,
+                ..self.options.clone()
+            };
+            &with_paths
+        } else {
+            self.options
+        };
         let result = match new_id {
-            Some(new_id) => rules.scrub_assigning_event_id(kind, payload, self.options, new_id),
-            None => rules.scrub(kind, payload, self.options),
+            Some(new_id) => rules.scrub_assigning_event_id(kind, payload, options, new_id),
+            None => rules.scrub(kind, payload, options),
         };
         if let Some(state) = self.state {
             state.metrics.observe_scrub(label, started.elapsed());
@@ -46,7 +61,38 @@ impl Scrubber<'_> {
         }
         if let Some(changes) = self.changes {
             let mut changes = changes.borrow_mut();
-            changes.extend(scrubbed.report.changes.iter().map(|c| (label, c.clone())));
+            let item = self.item_index.get();
+            changes.extend(scrubbed.report.changes.iter().map(|c| ItemChange {
+                item,
+                item_type: label,
+                change: c.clone(),
+            }));
+        }
+        if let Some(state) = self.state {
+            let event_id = scrubbed.event_id.as_deref();
+            if sampling {
+                let changes = &scrubbed.report.changes;
+                state
+                    .samples
+                    .record(self.project.id, changes, false, event_id, label.as_str());
+            }
+            if let Some(shadow) = &config.shadow {
+                // Shadow rules see the payload as it came, and change nothing.
+                if let Ok(report) = shadow.evaluate(kind, payload, self.options) {
+                    state.metrics.record_shadow_matches(
+                        &self.project.id_label,
+                        &report,
+                        &self.project.shadow_labels,
+                    );
+                    state.samples.record(
+                        self.project.id,
+                        &report.changes,
+                        true,
+                        event_id,
+                        label.as_str(),
+                    );
+                }
+            }
         }
         Ok((Bytes::from(scrubbed.bytes), scrubbed.event_id))
     }
@@ -72,7 +118,8 @@ impl Scrubber<'_> {
         let mut kept: Vec<Item> = Vec::with_capacity(items.len());
         let mut forwarded = Vec::with_capacity(items.len());
         let mut dropped: Vec<(ItemLabel, &'static str)> = Vec::new();
-        for mut item in items {
+        for (index, mut item) in items.into_iter().enumerate() {
+            self.item_index.set(Some(index));
             let wire = item.item_type();
             let label = ItemLabel::Item(wire);
             if item_size_limit(wire, limits).is_some_and(|limit| item.payload().len() > limit) {
@@ -181,8 +228,16 @@ impl Scrubber<'_> {
     }
 }
 
-/// One scrubbed change, with the item it was made in.
-pub type ItemChange = (ItemLabel, crate::scrub::Change);
+/// One change made while an envelope was scrubbed offline, and where.
+#[derive(Debug, Clone)]
+pub struct ItemChange {
+    /// The item's position in the envelope as given; `None` for the envelope header.
+    pub item: Option<usize>,
+    /// The item's type.
+    pub item_type: ItemLabel,
+    /// The change.
+    pub change: crate::scrub::Change,
+}
 
 /// Scrubs an envelope outside any request, as the proxy would (every item by its type
 /// and the project's item policy), and returns the envelope to forward with every
@@ -212,6 +267,7 @@ pub fn scrub_envelope_offline(
         project,
         options: &options,
         changes: Some(&changes),
+        item_index: std::cell::Cell::new(None),
     };
     scrubber.scrub_envelope(&mut envelope)?;
     let bytes = envelope.to_bytes().map_err(IngestError::Envelope)?;

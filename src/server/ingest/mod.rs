@@ -438,6 +438,7 @@ fn scrub(
         project: &admitted.project,
         options: &options,
         changes: None,
+        item_index: std::cell::Cell::new(None),
     };
     let project_id = admitted.project.id;
     match payload {

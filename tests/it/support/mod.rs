@@ -211,7 +211,11 @@ impl TestProxy {
 
     async fn start(config: Config, dir: tempfile::TempDir, projects_dir: PathBuf) -> TestProxy {
         let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // The admin listener on the configured address's IP (a test of a non-loopback
+        // console binds 0.0.0.0), on a free port.
+        let admin = TcpListener::bind((config.admin.listen.ip(), 0))
+            .await
+            .unwrap();
         let addr = ingest.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
