@@ -112,6 +112,22 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // A sampled payload (one per project every 100 ms): paths and shapes recorded.
+    let sampled = ScrubOptions {
+        record_paths: true,
+        ..ScrubOptions::default()
+    };
+    shadow.bench_function("shadow_advanced_rules_sampled", |b| {
+        b.iter(|| {
+            for e in &events {
+                let report = advanced
+                    .rules
+                    .evaluate(ItemKind::Event, e, &sampled)
+                    .expect("evaluates");
+                std::hint::black_box(report);
+            }
+        })
+    });
     shadow.finish();
 }
 

@@ -165,8 +165,9 @@ pub struct Change {
     pub rule: std::sync::Arc<str>,
     /// How the value was changed.
     pub method: Method,
-    /// The changed value's shape (see [`shape_of`]), never the value; only with
-    /// [`ScrubOptions::record_paths`], and only for strings.
+    /// The matched text's shape (see [`shape_of`]; the whole value's for a value
+    /// deleted), never the text; only with [`ScrubOptions::record_paths`], and only for
+    /// strings.
     pub shape: Option<String>,
 }
 
@@ -482,9 +483,9 @@ impl CompiledRules {
         self.scrub_with_arena(kind, input, opts, None, true)
     }
 
-    /// What these rules would change in a payload, without writing the result: shadow
-    /// rules are evaluated this way (at most the cost of scrubbing with them, less the
-    /// output). Paths and shapes are recorded.
+    /// What these rules would change in a payload, without writing the result or its
+    /// `_meta`: shadow rules are evaluated this way, for less than scrubbing with them
+    /// costs. Paths and shapes are recorded when `opts.record_paths` is set.
     ///
     /// # Errors
     /// As [`CompiledRules::scrub`].
@@ -494,11 +495,7 @@ impl CompiledRules {
         input: &[u8],
         opts: &ScrubOptions,
     ) -> Result<ScrubReport, ScrubError> {
-        let opts = ScrubOptions {
-            record_paths: true,
-            ..opts.clone()
-        };
-        self.scrub_with_arena(kind, input, &opts, None, false)
+        self.scrub_with_arena(kind, input, opts, None, false)
             .map(|scrubbed| scrubbed.report)
     }
 
@@ -574,7 +571,7 @@ impl CompiledRules {
             | ItemKind::Transaction
             | ItemKind::Security
             | ItemKind::Feedback
-            | ItemKind::ReplayEvent => self.scrub_event_tree(bump, &mut root, opts),
+            | ItemKind::ReplayEvent => self.scrub_event_tree(bump, &mut root, opts, write),
             ItemKind::UserReport => items::scrub_user_report(self, bump, &mut root),
             ItemKind::Session => items::scrub_session(self, bump, &mut root, opts),
             ItemKind::Sessions => items::scrub_sessions(self, bump, &mut root, opts),
@@ -626,6 +623,7 @@ impl CompiledRules {
         bump: &'a json::Bump,
         root: &mut json::Value<'a>,
         opts: &ScrubOptions,
+        write: bool,
     ) -> ScrubReport {
         if let Some(ip) = opts.client_ip {
             resolve_auto_ip(root, bump, ip);
@@ -648,6 +646,11 @@ impl CompiledRules {
         );
         walker.adopt_thread_memo(self.id);
         walker.walk_root(root);
+        if !write {
+            // Evaluated only (shadow rules): the changes are all that is wanted.
+            walker.return_thread_memo(self.id);
+            return walker.report;
+        }
         walker.scrub_meta_originals(root);
         if self.scrub_graphql {
             items::scrub_graphql(root);

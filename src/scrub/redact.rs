@@ -23,6 +23,8 @@ pub(super) struct ChunkedValue<'t> {
     /// Whether `original` was split around the placeholders it holds (done when a rule
     /// first needs the value: most values are ruled out by their features before).
     prepared: bool,
+    /// Keep the shape of each matched text (for samples; off in the proxy's hot path).
+    pub(super) record_shapes: bool,
 }
 
 /// Replacement texts of the built-in rules.
@@ -92,6 +94,8 @@ enum Chunk<'t> {
         text: Cow<'t, str>,
         rule: std::sync::Arc<str>,
         ty: RemarkType,
+        /// The matched text's shape, when recorded.
+        shape: Option<String>,
     },
 }
 
@@ -112,6 +116,7 @@ impl<'t> ChunkedValue<'t> {
             search: std::cell::OnceCell::new(),
             changed: false,
             prepared: false,
+            record_shapes: false,
         }
     }
 
@@ -224,7 +229,7 @@ impl<'t> ChunkedValue<'t> {
             for _ in matched.bytes().filter(|b| *b == 0) {
                 old_redactions.next();
             }
-            out.push(redact(rule, matched));
+            out.push(redact(rule, matched, self.record_shapes));
             pos = r.end;
         }
         push_text(&mut out, pos, search.len(), &mut old_redactions);
@@ -234,16 +239,17 @@ impl<'t> ChunkedValue<'t> {
     /// Replaces the whole value with one redaction.
     fn replace_all(&mut self, rule: &'t RuleRef) {
         let search = self.take_search_text();
-        let redaction = redact(rule, &search);
+        let redaction = redact(rule, &search, self.record_shapes);
         self.set_chunks(vec![redaction]);
     }
 
-    /// The new text, written into `bump` (the tree's arena, where it stays), and the
-    /// remarks with their ranges in it.
-    pub(super) fn join_in(self, bump: &Bump) -> (&str, Vec<Remark>) {
+    /// The new text, written into `bump` (the tree's arena, where it stays), the remarks
+    /// with their ranges in it, and each remark's matched-text shape (when recorded).
+    pub(super) fn join_in(self, bump: &Bump) -> (&str, Vec<Remark>, Vec<Option<String>>) {
         let mut remarks = Vec::new();
+        let mut shapes = Vec::new();
         let chunks = match self.chunks {
-            None => return (bump.alloc_str(self.original), remarks),
+            None => return (bump.alloc_str(self.original), remarks, shapes),
             Some(c) => c,
         };
         // Replacements are mostly shorter than what they replace; hashes are 40+ bytes.
@@ -252,7 +258,12 @@ impl<'t> ChunkedValue<'t> {
             match c {
                 Chunk::Text(t) => s.push_str(&t),
                 Chunk::Opaque(t) => s.push_str(t),
-                Chunk::Redaction { text, rule, ty } => {
+                Chunk::Redaction {
+                    text,
+                    rule,
+                    ty,
+                    shape,
+                } => {
                     let start = s.len();
                     s.push_str(&text);
                     remarks.push(Remark {
@@ -260,10 +271,11 @@ impl<'t> ChunkedValue<'t> {
                         ty,
                         range: Some((start, s.len())),
                     });
+                    shapes.push(shape);
                 }
             }
         }
-        (s.into_bump_str(), remarks)
+        (s.into_bump_str(), remarks, shapes)
     }
 }
 
@@ -281,7 +293,9 @@ fn build_search_text(chunks: &[Chunk<'_>]) -> String {
     s
 }
 
-fn redact<'t>(rule: &'t RuleRef, matched: &str) -> Chunk<'t> {
+fn redact<'t>(rule: &'t RuleRef, matched: &str, record_shape: bool) -> Chunk<'t> {
+    // A match can span earlier redactions (NUL marks in the search text): not text.
+    let shape = record_shape.then(|| crate::scrub::shape_of(&matched.replace('\0', "")));
     let (text, ty) = match &rule.redaction {
         Redaction::Default | Redaction::Remove => (Cow::Borrowed(""), RemarkType::Removed),
         Redaction::Replace(t) => (Cow::Borrowed(t.as_str()), RemarkType::Substituted),
@@ -302,6 +316,7 @@ fn redact<'t>(rule: &'t RuleRef, matched: &str) -> Chunk<'t> {
         text,
         rule: rule.origin.clone(),
         ty,
+        shape,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Samples of rule hits for the console: per project, a bounded ring of the latest
 //! changes the live rules made (with `config.scrubgate.samples`) and the changes shadow
 //! rules would have made. A sample holds the rule, the path, the method, the event id,
-//! the item type and the changed value's shape (`aaaa@aaaaaaa.aaa`), never the value.
+//! the item type and the matched text's shape (`aaaa@aaaaaaa.aaa`), never the text.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -20,7 +20,7 @@ pub struct Sample {
     pub path: String,
     /// The method it applied (or would apply).
     pub method: &'static str,
-    /// The changed value's shape (letters `a`/`A`, digits `9`, at most 64 characters).
+    /// The matched text's shape (letters `a`/`A`, digits `9`, at most 64 characters).
     pub shape: String,
     /// True for a shadow rule (nothing was changed).
     pub shadow: bool,
@@ -30,13 +30,32 @@ pub struct Sample {
     pub item_type: &'static str,
 }
 
+/// The shortest time between two sampled payloads of one project: paths and shapes are
+/// recorded only for those (about ten a second), so sampling costs nearly nothing.
+pub const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The samples of every project.
 #[derive(Debug, Default)]
 pub struct SampleStore {
     by_project: Mutex<HashMap<u64, VecDeque<Sample>>>,
+    last_sampled: Mutex<HashMap<u64, std::time::Instant>>,
 }
 
 impl SampleStore {
+    /// Whether the next payload of `project` is to be sampled (at most one per
+    /// [`SAMPLE_INTERVAL`]); when it is, the caller records paths and shapes.
+    pub fn take_turn(&self, project: u64) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self.last_sampled.lock().unwrap_or_else(|p| p.into_inner());
+        match last.get(&project) {
+            Some(at) if now.duration_since(*at) < SAMPLE_INTERVAL => false,
+            _ => {
+                last.insert(project, now);
+                true
+            }
+        }
+    }
+
     /// Adds the changes of one payload.
     pub fn record(
         &self,
@@ -89,6 +108,16 @@ mod tests {
             method: Method::Replace,
             shape: Some("aaaa@aaaaaaa.aaa".into()),
         }
+    }
+
+    #[test]
+    fn one_payload_per_project_per_interval_is_sampled() {
+        let store = SampleStore::default();
+        assert!(store.take_turn(1));
+        assert!(!store.take_turn(1));
+        assert!(store.take_turn(2), "another project has its own turn");
+        std::thread::sleep(SAMPLE_INTERVAL);
+        assert!(store.take_turn(1));
     }
 
     #[test]

@@ -308,12 +308,11 @@ async fn shadow_rules_are_sampled_and_change_nothing() {
         shadow_sample["event_id"],
         "0000000000000000000000000000abcd"
     );
-    assert_eq!(
-        shadow_sample["shape"],
-        "aaaaaa-9999 aaa Aaaa.Aaa@Aaaaaaa.aaa"
-    );
+    // The matched text's shape, not the whole value's.
+    assert_eq!(shadow_sample["shape"], "aaaaaa-9999");
     let live = samples.iter().find(|s| s["shadow"] == false).unwrap();
     assert_eq!(live["rule"], "@email");
+    assert_eq!(live["shape"], "Aaaa.Aaa@Aaaaaaa.aaa");
     // No planted value anywhere in the API's answers.
     let (_, projects) = api(&proxy, Method::GET, "/api/projects", None).await;
     for text in [out.to_string(), projects.to_string()] {

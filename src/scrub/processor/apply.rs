@@ -101,6 +101,7 @@ impl<'r, 'a> Walker<'r, 'a> {
             return None;
         }
         let mut value = ChunkedValue::new(text);
+        value.record_shapes = self.opts.record_paths;
         let mut deleted_by: Option<std::sync::Arc<str>> = None;
         // One pass over the bytes feeds every built-in pattern's prefilter. Computed on
         // the original text: redactions only remove characters, so it stays conservative.
@@ -122,22 +123,23 @@ impl<'r, 'a> Walker<'r, 'a> {
         if !value.changed && deleted_by.is_none() {
             return None;
         }
-        let (new_text, remarks) = value.join_in(self.bump);
+        let (new_text, remarks, shapes) = value.join_in(self.bump);
         if deleted_by.is_none() && new_text == text {
             // Like Relay, a redaction that leaves the value as it was is not a change
             // (this keeps scrubbing idempotent: `[Filtered]` stays `[Filtered]`).
             return None;
         }
         let path_str = self.path_string();
+        // A deleted value's shape is the whole value's.
         let shape = self.opts.record_paths.then(|| crate::scrub::shape_of(text));
         let original_len = text.chars().count();
         let entry = self.meta.entry(meta_segs(&self.frames));
-        for r in &remarks {
+        for (r, matched) in remarks.iter().zip(shapes) {
             self.report.changes.push(Change {
                 path: path_str.clone(),
                 rule: r.rule.clone(),
                 method: r.ty.method(),
-                shape: shape.clone(),
+                shape: matched.or_else(|| shape.clone()),
             });
         }
         // A fresh entry: this value's remarks and its original length.

@@ -32,8 +32,12 @@ impl Scrubber<'_> {
         let started = Instant::now();
         let config = &self.project.config;
         let rules = &config.rules;
-        // Samples of the live rules need the paths and shapes of their changes.
-        let sampling = self.state.is_some() && config.samples;
+        // Samples (live and shadow) need the paths and shapes of the changes: recorded for
+        // one payload per project every so often, not for all.
+        let sample_turn = self.state.is_some_and(|s| {
+            (config.samples || config.shadow.is_some()) && s.samples.take_turn(self.project.id)
+        });
+        let sampling = sample_turn && config.samples;
         let with_paths;
         let options = if sampling && !self.options.record_paths {
             with_paths = ScrubOptions {
@@ -78,19 +82,25 @@ impl Scrubber<'_> {
             }
             if let Some(shadow) = &config.shadow {
                 // Shadow rules see the payload as it came, and change nothing.
-                if let Ok(report) = shadow.evaluate(kind, payload, self.options) {
+                let shadow_options = ScrubOptions {
+                    record_paths: sample_turn,
+                    ..self.options.clone()
+                };
+                if let Ok(report) = shadow.evaluate(kind, payload, &shadow_options) {
                     state.metrics.record_shadow_matches(
                         &self.project.id_label,
                         &report,
                         &self.project.shadow_labels,
                     );
-                    state.samples.record(
-                        self.project.id,
-                        &report.changes,
-                        true,
-                        event_id,
-                        label.as_str(),
-                    );
+                    if sample_turn {
+                        state.samples.record(
+                            self.project.id,
+                            &report.changes,
+                            true,
+                            event_id,
+                            label.as_str(),
+                        );
+                    }
                 }
             }
         }
