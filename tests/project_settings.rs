@@ -395,3 +395,120 @@ fn container_records_get_meta_for_their_user_attributes() {
         assert_ne!(rec["attributes"]["user.email"]["value"], "jane@example.com");
     }
 }
+
+// ---- every data-scrubbing setting ------------------------------------------------------
+
+fn defaults_with(extra: Value) -> Value {
+    let mut settings = json!({"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true});
+    for (k, v) in extra.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
+    json!({ "datascrubbingSettings": settings })
+}
+
+/// An event with a password, a card number, an IP and a custom secret field.
+fn settings_event() -> Value {
+    json!({
+        "user": {"ip_address": "198.51.100.7"},
+        "extra": {
+            "password": "hunter2",
+            "card": "4111 1111 1111 1111",
+            "customer_ref": "CR-42",
+            "note": "from 198.51.100.8"
+        }
+    })
+}
+
+#[test]
+fn default_scrubbing_filters_passwords_cards_and_ips() {
+    let out = scrub(&project(defaults_with(json!({}))).unwrap(), ItemKind::Event, &settings_event());
+    assert_eq!(out["extra"]["password"], "[Filtered]");
+    assert_eq!(out["extra"]["card"], "[Filtered]");
+    assert_eq!(out["extra"]["note"], "from [ip]");
+    assert_eq!(out["user"]["ip_address"], Value::Null);
+    assert_eq!(out["extra"]["customer_ref"], "CR-42");
+}
+
+#[test]
+fn scrub_data_false_turns_default_scrubbing_off_but_not_ip_scrubbing() {
+    let out = scrub(
+        &project(defaults_with(json!({"scrubData": false}))).unwrap(),
+        ItemKind::Event,
+        &settings_event(),
+    );
+    assert_eq!(out["extra"]["password"], "hunter2");
+    assert_eq!(out["extra"]["card"], "4111 1111 1111 1111");
+    assert_eq!(out["extra"]["note"], "from [ip]");
+    assert_eq!(out["user"]["ip_address"], Value::Null);
+}
+
+#[test]
+fn scrub_defaults_false_keeps_only_sensitive_fields_and_ips() {
+    let out = scrub(
+        &project(defaults_with(json!({"scrubDefaults": false, "sensitiveFields": ["customer_ref"]}))).unwrap(),
+        ItemKind::Event,
+        &settings_event(),
+    );
+    assert_eq!(out["extra"]["password"], "hunter2", "no default password rule");
+    assert_eq!(out["extra"]["card"], "4111 1111 1111 1111");
+    assert_eq!(out["extra"]["customer_ref"], "[Filtered]", "sensitiveFields still apply");
+    assert_eq!(out["user"]["ip_address"], Value::Null);
+}
+
+#[test]
+fn scrub_ip_addresses_false_keeps_ips() {
+    let p = project(defaults_with(json!({"scrubIpAddresses": false}))).unwrap();
+    let out = scrub(&p, ItemKind::Event, &settings_event());
+    assert_eq!(out["user"]["ip_address"], "198.51.100.7");
+    assert_eq!(out["extra"]["note"], "from 198.51.100.8");
+    assert_eq!(out["extra"]["password"], "[Filtered]");
+    assert!(!p.scrubs_ip_addresses);
+}
+
+#[test]
+fn sensitive_fields_filter_matching_keys_case_insensitively() {
+    let p = project(defaults_with(json!({"sensitiveFields": ["customer_ref", "Api_Token"]}))).unwrap();
+    let event = json!({"extra": {"customer_ref": "CR-42", "api_token": "t-1", "CUSTOMER_REF_OLD": "CR-1", "other": "keep"}});
+    let out = scrub(&p, ItemKind::Event, &event);
+    assert_eq!(out["extra"]["customer_ref"], "[Filtered]");
+    assert_eq!(out["extra"]["api_token"], "[Filtered]");
+    // As Relay: a sensitive field matches any key that contains it.
+    assert_eq!(out["extra"]["CUSTOMER_REF_OLD"], "[Filtered]");
+    assert_eq!(out["extra"]["other"], "keep");
+}
+
+#[test]
+fn exclude_fields_keep_their_values_and_a_double_star_switches_defaults_off() {
+    let p = project(defaults_with(json!({"excludeFields": ["password"]}))).unwrap();
+    let out = scrub(&p, ItemKind::Event, &settings_event());
+    assert_eq!(out["extra"]["password"], "hunter2", "an excluded field is kept");
+    assert_eq!(out["extra"]["card"], "[Filtered]");
+    let p = project(defaults_with(json!({"excludeFields": ["**"]}))).unwrap();
+    let out = scrub(&p, ItemKind::Event, &settings_event());
+    for key in ["password", "card", "note"] {
+        assert_eq!(out["extra"][key], settings_event()["extra"][key], "{key}");
+    }
+    // The known IP fields are removed by their own application.
+    assert_eq!(out["user"]["ip_address"], Value::Null);
+}
+
+#[test]
+fn bad_values_of_scrubgate_options_are_errors_with_their_path() {
+    for (options, path) in [
+        (json!({"coverage": "most"}), "config.scrubgate.coverage:"),
+        (json!({"coverage": true}), "config.scrubgate.coverage:"),
+        (json!({"attachments": "keep"}), "config.scrubgate.attachments:"),
+        (json!({"forwardUnknownItems": "yes"}), "config.scrubgate.forwardUnknownItems:"),
+        (json!({"samples": 1}), "config.scrubgate.samples:"),
+        (json!({"protectMethod": "mask"}), "config.scrubgate.protectMethod:"),
+        (json!({"shadow": {"applications": {"$string": ["nope"]}}}), "config.scrubgate.shadow.applications"),
+    ] {
+        let errors = errors_of(json!({ "scrubgate": options }));
+        assert!(
+            errors.iter().any(|e| e.starts_with(path)),
+            "{options}: {errors:?}"
+        );
+    }
+    let errors = errors_of(json!({"scrubgate": "all"}));
+    assert!(errors[0].starts_with("config.scrubgate: must be an object"), "{errors:?}");
+}

@@ -92,8 +92,11 @@ fn emails_ips() -> Value {
     json!({"piiConfig": {"applications": {"$string": ["@email", "@ip"]}}})
 }
 
+/// A container's records; never empty, so that a loop over them cannot pass vacuously.
 fn items(v: &Value) -> &Vec<Value> {
-    v["items"].as_array().expect("container items")
+    let list = v["items"].as_array().expect("container items");
+    assert!(!list.is_empty(), "a container without records: {v}");
+    list
 }
 
 fn attr<'a>(record: &'a Value, key: &str) -> &'a Value {

@@ -202,23 +202,60 @@ proptest! {
     }
 }
 
+/// Arbitrary selectors and rule specs: half the selectors are known ones (so that enough
+/// configs compile), half random text.
+fn config_strategy() -> impl Strategy<Value = Value> {
+    let selector = prop_oneof![
+        prop::sample::select(vec![
+            "$string", "$user.email", "extra.**", "$http.headers.*", "**", "$frame.vars.*",
+            "$string && !$user.id", "$user.email || $user.id", "contexts.device.id",
+        ])
+        .prop_map(str::to_string),
+        "[$a-z*.|&!~()' 0-9_-]{0,30}",
+    ];
+    (
+        selector,
+        "(pattern|email|ip|redact_pair|multiple|alias|anything|password|bogus)",
+        "[a-z()\\[\\]*+?.\\\\|{}0-9]{0,12}",
+        "(remove|replace|mask|hash|default|shred)",
+    )
+        .prop_map(|(selector, rule_type, pattern, method)| {
+            json!({"piiConfig": {
+                "rules": {"r": {"type": rule_type, "pattern": pattern, "keyPattern": pattern,
+                                 "rules": ["@ip"], "rule": "@email", "redaction": {"method": method}}},
+                "applications": {selector: ["r"]}
+            }})
+        })
+}
+
 proptest! {
-    /// Arbitrary selectors and rule specs: a config error or a working rule set.
+    /// Arbitrary configs: a config error or a working rule set.
     #[test]
-    fn arbitrary_configs_compile_or_fail_cleanly(
-        selector in "[$a-z*.|&!~()' 0-9_-]{0,30}",
-        rule_type in "(pattern|email|ip|redact_pair|multiple|alias|anything|password|bogus)",
-        pattern in "[a-z()\\[\\]*+?.\\\\|{}0-9]{0,12}",
-        method in "(remove|replace|mask|hash|default|shred)",
-    ) {
-        let cfg = json!({"piiConfig": {
-            "rules": {"r": {"type": rule_type, "pattern": pattern, "keyPattern": pattern,
-                             "rules": ["@ip"], "rule": "@email", "redaction": {"method": method}}},
-            "applications": {selector: ["r"]}
-        }});
+    fn arbitrary_configs_compile_or_fail_cleanly(cfg in config_strategy()) {
         if let Ok(p) = ProjectConfig::from_config_value(cfg) {
             let out = p.rules.scrub(ItemKind::Event, br#"{"extra":{"a":"x 1.2.3.4 a@b.io"},"user":{"id":"1"}}"#, &ScrubOptions::default()).unwrap();
             let _: Value = serde_json::from_slice(&out.bytes).expect("valid JSON");
         }
     }
+}
+
+/// The generator above is worth something only if enough of its configs compile: a
+/// property that only ever sees config errors would pass without testing a rule.
+#[test]
+fn the_config_generator_makes_enough_valid_configs() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = config_strategy();
+    let total = 400;
+    let compiled = (0..total)
+        .filter(|_| {
+            let cfg = strategy.new_tree(&mut runner).unwrap().current();
+            ProjectConfig::from_config_value(cfg).is_ok()
+        })
+        .count();
+    assert!(
+        compiled * 5 >= total,
+        "only {compiled} of {total} generated configs compile"
+    );
 }

@@ -351,11 +351,24 @@ async fn spooled_requests_survive_a_restart_and_nothing_unscrubbed_is_on_disk() 
         .spawn()
         .await;
     let mut sent = Vec::new();
+    // Personal data and a secret in every event, and the secret in the auth header too.
+    let auth = format!("Sentry sentry_key={KEY}, sentry_version=7, sentry_secret={SECRET}");
     for n in 0..3 {
-        let (id, event) = event(n);
-        assert_eq!(proxy.store(&event).await.status, 200);
+        let (id, mut event) = event(n);
+        plant_canaries(&mut event);
+        event["extra"]["password"] = serde_json::json!(SECRET);
+        let body = event.to_string();
+        assert!(body.contains(CANARY_EMAIL) && body.contains(CANARY_IP) && body.contains(SECRET));
+        let response = proxy
+            .post(&format!("/api/{PROJECT}/store/"))
+            .header("x-sentry-auth", &auth)
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
         sent.push(id);
     }
+    assert_eq!(sent.len(), 3);
     proxy.shutdown().await;
 
     let on_disk = spool_bytes(spool_dir.path());
