@@ -421,7 +421,11 @@ fn settings_event() -> Value {
 
 #[test]
 fn default_scrubbing_filters_passwords_cards_and_ips() {
-    let out = scrub(&project(defaults_with(json!({}))).unwrap(), ItemKind::Event, &settings_event());
+    let out = scrub(
+        &project(defaults_with(json!({}))).unwrap(),
+        ItemKind::Event,
+        &settings_event(),
+    );
     assert_eq!(out["extra"]["password"], "[Filtered]");
     assert_eq!(out["extra"]["card"], "[Filtered]");
     assert_eq!(out["extra"]["note"], "from [ip]");
@@ -445,13 +449,22 @@ fn scrub_data_false_turns_default_scrubbing_off_but_not_ip_scrubbing() {
 #[test]
 fn scrub_defaults_false_keeps_only_sensitive_fields_and_ips() {
     let out = scrub(
-        &project(defaults_with(json!({"scrubDefaults": false, "sensitiveFields": ["customer_ref"]}))).unwrap(),
+        &project(defaults_with(
+            json!({"scrubDefaults": false, "sensitiveFields": ["customer_ref"]}),
+        ))
+        .unwrap(),
         ItemKind::Event,
         &settings_event(),
     );
-    assert_eq!(out["extra"]["password"], "hunter2", "no default password rule");
+    assert_eq!(
+        out["extra"]["password"], "hunter2",
+        "no default password rule"
+    );
     assert_eq!(out["extra"]["card"], "4111 1111 1111 1111");
-    assert_eq!(out["extra"]["customer_ref"], "[Filtered]", "sensitiveFields still apply");
+    assert_eq!(
+        out["extra"]["customer_ref"], "[Filtered]",
+        "sensitiveFields still apply"
+    );
     assert_eq!(out["user"]["ip_address"], Value::Null);
 }
 
@@ -467,7 +480,10 @@ fn scrub_ip_addresses_false_keeps_ips() {
 
 #[test]
 fn sensitive_fields_filter_matching_keys_case_insensitively() {
-    let p = project(defaults_with(json!({"sensitiveFields": ["customer_ref", "Api_Token"]}))).unwrap();
+    let p = project(defaults_with(
+        json!({"sensitiveFields": ["customer_ref", "Api_Token"]}),
+    ))
+    .unwrap();
     let event = json!({"extra": {"customer_ref": "CR-42", "api_token": "t-1", "CUSTOMER_REF_OLD": "CR-1", "other": "keep"}});
     let out = scrub(&p, ItemKind::Event, &event);
     assert_eq!(out["extra"]["customer_ref"], "[Filtered]");
@@ -481,7 +497,10 @@ fn sensitive_fields_filter_matching_keys_case_insensitively() {
 fn exclude_fields_keep_their_values_and_a_double_star_switches_defaults_off() {
     let p = project(defaults_with(json!({"excludeFields": ["password"]}))).unwrap();
     let out = scrub(&p, ItemKind::Event, &settings_event());
-    assert_eq!(out["extra"]["password"], "hunter2", "an excluded field is kept");
+    assert_eq!(
+        out["extra"]["password"], "hunter2",
+        "an excluded field is kept"
+    );
     assert_eq!(out["extra"]["card"], "[Filtered]");
     let p = project(defaults_with(json!({"excludeFields": ["**"]}))).unwrap();
     let out = scrub(&p, ItemKind::Event, &settings_event());
@@ -497,11 +516,23 @@ fn bad_values_of_scrubgate_options_are_errors_with_their_path() {
     for (options, path) in [
         (json!({"coverage": "most"}), "config.scrubgate.coverage:"),
         (json!({"coverage": true}), "config.scrubgate.coverage:"),
-        (json!({"attachments": "keep"}), "config.scrubgate.attachments:"),
-        (json!({"forwardUnknownItems": "yes"}), "config.scrubgate.forwardUnknownItems:"),
+        (
+            json!({"attachments": "keep"}),
+            "config.scrubgate.attachments:",
+        ),
+        (
+            json!({"forwardUnknownItems": "yes"}),
+            "config.scrubgate.forwardUnknownItems:",
+        ),
         (json!({"samples": 1}), "config.scrubgate.samples:"),
-        (json!({"protectMethod": "mask"}), "config.scrubgate.protectMethod:"),
-        (json!({"shadow": {"applications": {"$string": ["nope"]}}}), "config.scrubgate.shadow.applications"),
+        (
+            json!({"protectMethod": "mask"}),
+            "config.scrubgate.protectMethod:",
+        ),
+        (
+            json!({"shadow": {"applications": {"$string": ["nope"]}}}),
+            "config.scrubgate.shadow.applications",
+        ),
     ] {
         let errors = errors_of(json!({ "scrubgate": options }));
         assert!(
@@ -510,5 +541,8 @@ fn bad_values_of_scrubgate_options_are_errors_with_their_path() {
         );
     }
     let errors = errors_of(json!({"scrubgate": "all"}));
-    assert!(errors[0].starts_with("config.scrubgate: must be an object"), "{errors:?}");
+    assert!(
+        errors[0].starts_with("config.scrubgate: must be an object"),
+        "{errors:?}"
+    );
 }

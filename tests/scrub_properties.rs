@@ -207,8 +207,15 @@ proptest! {
 fn config_strategy() -> impl Strategy<Value = Value> {
     let selector = prop_oneof![
         prop::sample::select(vec![
-            "$string", "$user.email", "extra.**", "$http.headers.*", "**", "$frame.vars.*",
-            "$string && !$user.id", "$user.email || $user.id", "contexts.device.id",
+            "$string",
+            "$user.email",
+            "extra.**",
+            "$http.headers.*",
+            "**",
+            "$frame.vars.*",
+            "$string && !$user.id",
+            "$user.email || $user.id",
+            "contexts.device.id",
         ])
         .prop_map(str::to_string),
         "[$a-z*.|&!~()' 0-9_-]{0,30}",
