@@ -391,6 +391,8 @@ impl Spool {
                     break;
                 }
                 let mut failed = false;
+                // Entries the upstream settled, deleted together after the chunk.
+                let mut settled: Vec<(i64, SpoolEvent)> = Vec::with_capacity(chunk.len());
                 for (id, event_id, sending) in chunk {
                     // A send task that panicked or was cancelled counts as a failure.
                     let Ok(result) = sending.await else {
@@ -445,14 +447,20 @@ impl Spool {
                         }
                     }
                     held.release(id);
-                    if let Err(error) = self.delete(id).await {
-                        tracing::warn!(%error, "cannot delete a delivered spool entry");
+                    settled.push((id, outcome));
+                }
+                if !settled.is_empty() {
+                    let ids: Vec<i64> = settled.iter().map(|(id, _)| *id).collect();
+                    if let Err(error) = self.delete_many(ids).await {
+                        tracing::warn!(%error, "cannot delete delivered spool entries");
                         return Round::Failed;
                     }
-                    if outcome == SpoolEvent::Rejected {
-                        tracing::warn!("the upstream refused a spooled request; dropped");
+                    for (_, outcome) in &settled {
+                        if *outcome == SpoolEvent::Rejected {
+                            tracing::warn!("the upstream refused a spooled request; dropped");
+                        }
+                        self.inner.metrics.record_spool_events(*outcome, 1);
                     }
-                    self.inner.metrics.record_spool_events(outcome, 1);
                     self.removed();
                     sent = true;
                 }
@@ -495,9 +503,9 @@ impl Spool {
         Round::Empty(EXPIRY_INTERVAL)
     }
 
-    async fn delete(&self, id: i64) -> Result<(), SpoolError> {
+    async fn delete_many(&self, ids: Vec<i64>) -> Result<(), SpoolError> {
         let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || store.delete(id))
+        tokio::task::spawn_blocking(move || store.delete_many(&ids))
             .await
             .unwrap_or(Err(SpoolError::Closed))
     }

@@ -209,22 +209,31 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Deletes one entry (delivered or refused).
-    pub fn delete(&self, id: i64) -> Result<(), SpoolError> {
+    /// Deletes entries (delivered or refused) in one transaction: one commit (one
+    /// `fsync`) for a whole batch of replayed entries, not one per entry.
+    pub fn delete_many(&self, ids: &[i64]) -> Result<(), SpoolError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         {
-            let conn = self.inner.reader.lock().map_err(|_| SpoolError::Closed)?;
-            let size: Option<i64> = conn
-                .query_row("SELECT size FROM entries WHERE id = ?1", [id], |row| {
-                    row.get(0)
-                })
-                .ok();
-            if let Some(size) = size {
-                conn.execute("DELETE FROM entries WHERE id = ?1", [id])?;
-                self.inner
-                    .bytes
-                    .fetch_sub(size.max(0) as u64, Ordering::AcqRel);
-                self.inner.entries.fetch_sub(1, Ordering::AcqRel);
+            let mut conn = self.inner.reader.lock().map_err(|_| SpoolError::Closed)?;
+            let tx = conn.transaction()?;
+            let (mut freed, mut removed) = (0u64, 0u64);
+            {
+                let mut size_of = tx.prepare_cached("SELECT size FROM entries WHERE id = ?1")?;
+                let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
+                for id in ids {
+                    let size: Option<i64> = size_of.query_row([id], |row| row.get(0)).ok();
+                    if let Some(size) = size {
+                        delete.execute([id])?;
+                        freed += size.max(0) as u64;
+                        removed += 1;
+                    }
+                }
             }
+            tx.commit()?;
+            self.inner.bytes.fetch_sub(freed, Ordering::AcqRel);
+            self.inner.entries.fetch_sub(removed, Ordering::AcqRel);
         }
         self.refresh_oldest()
     }

@@ -83,7 +83,7 @@ async fn a_full_spool_refuses_and_deletes_free_room() {
         Err(SpoolError::Full)
     ));
     let (id, _) = spool.inner.store.oldest(1).unwrap().remove(0);
-    spool.inner.store.delete(id).unwrap();
+    spool.inner.store.delete_many(&[id]).unwrap();
     spool.append(&request("c")).await.unwrap();
     assert_eq!(spool.inner.store.stats().entries, 2);
 }

@@ -9,6 +9,7 @@ mod cors;
 mod delivery;
 mod envelope;
 mod fault;
+mod item_table;
 mod limits;
 mod logs;
 mod metrics;

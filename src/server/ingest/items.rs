@@ -372,16 +372,16 @@ fn unscrubbed_policy(wire: ItemType, item: &Item, project: &ProjectConfig) -> It
         ItemType::ReplayEvent => ItemPolicy::Scrub(ItemKind::ReplayEvent),
         ItemType::CheckIn => ItemPolicy::Scrub(ItemKind::CheckIn),
         ItemType::ClientReport => ItemPolicy::Scrub(ItemKind::ClientReport),
-        ItemType::Attachment => match item.header_str("attachment_type") {
+        ItemType::Attachment => match (project.attachments, item.header_str("attachment_type")) {
+            // A project that drops attachments drops every one, whatever
+            // `forwardUnknownItems` says.
+            (AttachmentPolicy::Drop, _) => ItemPolicy::Drop(ATTACHMENTS_DROPPED),
             // sentry-native and crashpad send the event itself this way (msgpack), and
             // Relay builds the event from it: not scrubbed here, so never forwarded.
-            Some("event.payload" | "event.breadcrumbs") => {
+            (_, Some("event.payload" | "event.breadcrumbs")) => {
                 ItemPolicy::Drop("event data in an attachment (msgpack) is not scrubbed")
             }
-            _ => match project.attachments {
-                AttachmentPolicy::Forward => ItemPolicy::Forward,
-                AttachmentPolicy::Drop => ItemPolicy::Drop(ATTACHMENTS_DROPPED),
-            },
+            (AttachmentPolicy::Forward, _) => ItemPolicy::Forward,
         },
         ItemType::ReplayRecording => ItemPolicy::ScrubRecording,
         ItemType::ReplayVideo => {
