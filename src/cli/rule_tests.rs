@@ -246,28 +246,13 @@ fn load_project(file: &Path, spec: &Json) -> Result<Project, String> {
 }
 
 fn item_kind(name: Option<&Json>) -> Result<ItemKind, String> {
-    Ok(match name.map(Json::as_str) {
-        None | Some(Some("event")) => ItemKind::Event,
-        Some(Some("transaction")) => ItemKind::Transaction,
-        Some(Some("security")) => ItemKind::Security,
-        Some(Some("feedback")) => ItemKind::Feedback,
-        Some(Some("user_report")) => ItemKind::UserReport,
-        Some(Some("session")) => ItemKind::Session,
-        Some(Some("sessions")) => ItemKind::Sessions,
-        Some(Some("span")) => ItemKind::Span,
-        Some(Some("log")) => ItemKind::Log,
-        Some(Some("trace_metric")) => ItemKind::TraceMetric,
-        Some(Some("profile")) => ItemKind::Profile,
-        Some(Some("replay_event")) => ItemKind::ReplayEvent,
-        Some(Some("check_in")) => ItemKind::CheckIn,
-        _ => {
-            return Err(
-                "item_type must be one of event, transaction, security, feedback, user_report, \
-                 session, sessions, span, log, trace_metric, profile, replay_event, check_in"
-                    .into(),
-            )
-        }
-    })
+    match name.map(Json::as_str) {
+        None => Ok(ItemKind::Event),
+        Some(name) => name.and_then(ItemKind::from_name).ok_or_else(|| {
+            let names: Vec<&str> = ItemKind::NAMED.iter().map(|(n, _)| *n).collect();
+            format!("item_type must be one of {}", names.join(", "))
+        }),
+    }
 }
 
 /// An envelope as `{"header": ..., "items": [{"type": ..., "payload": ...}]}`: JSON

@@ -94,6 +94,32 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
+    /// The kinds a tool may be asked to scrub one payload as, by their envelope item
+    /// type names (`scrubgate test`'s and the console's `item_type`).
+    pub const NAMED: [(&'static str, ItemKind); 13] = [
+        ("event", ItemKind::Event),
+        ("transaction", ItemKind::Transaction),
+        ("security", ItemKind::Security),
+        ("feedback", ItemKind::Feedback),
+        ("user_report", ItemKind::UserReport),
+        ("session", ItemKind::Session),
+        ("sessions", ItemKind::Sessions),
+        ("span", ItemKind::Span),
+        ("log", ItemKind::Log),
+        ("trace_metric", ItemKind::TraceMetric),
+        ("profile", ItemKind::Profile),
+        ("replay_event", ItemKind::ReplayEvent),
+        ("check_in", ItemKind::CheckIn),
+    ];
+
+    /// The kind named `name` in [`ItemKind::NAMED`].
+    pub fn from_name(name: &str) -> Option<ItemKind> {
+        Self::NAMED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, kind)| *kind)
+    }
+
     /// Scrubbed as an event, with the event schema and normalization.
     pub fn is_event_like(self) -> bool {
         matches!(

@@ -358,21 +358,13 @@ async fn scrub(console: &Console, body: Json) -> Response<Full<Bytes>> {
 }
 
 fn item_kind(name: Option<&Json>) -> Result<ItemKind, &'static str> {
-    Ok(match name.map(Json::as_str) {
-        None | Some(Some("event")) => ItemKind::Event,
-        Some(Some("transaction")) => ItemKind::Transaction,
-        Some(Some("security")) => ItemKind::Security,
-        Some(Some("feedback")) => ItemKind::Feedback,
-        Some(Some("user_report")) => ItemKind::UserReport,
-        Some(Some("session")) => ItemKind::Session,
-        Some(Some("sessions")) => ItemKind::Sessions,
-        Some(Some("span")) => ItemKind::Span,
-        Some(Some("log")) => ItemKind::Log,
-        Some(Some("trace_metric")) => ItemKind::TraceMetric,
-        Some(Some("profile")) => ItemKind::Profile,
-        Some(Some("replay_event")) => ItemKind::ReplayEvent,
-        _ => return Err("item_type must be event, transaction, security, feedback, user_report, session, sessions, span, log, trace_metric, profile or replay_event"),
-    })
+    match name.map(Json::as_str) {
+        None => Ok(ItemKind::Event),
+        Some(Some(name)) => ItemKind::from_name(name).ok_or(
+            "item_type must be an envelope item type scrubgate scrubs as one payload (event, transaction, span, log, ...)",
+        ),
+        Some(None) => Err("item_type must be a string"),
+    }
 }
 
 /// `POST /api/pseudonym`: `{"project": id, "value": "...", "selector"?: "user.email"}`.
