@@ -208,7 +208,19 @@ const IDENTIFIERS: &[(&str, bool, &[&str])] = &[
             "/attrs/environment",
         ],
     ),
-    ("sessions", false, &["/aggregates", "/attrs"]),
+    // Not `/attrs` or `/aggregates` whole: `attrs.ip_address` and each aggregate's `did`
+    // are personal data the README says are scrubbed.
+    (
+        "sessions",
+        false,
+        &[
+            "/attrs/release",
+            "/attrs/environment",
+            "/aggregates/0/started",
+            "/aggregates/0/exited",
+            "/aggregates/0/errored",
+        ],
+    ),
     (
         "profile",
         false,
@@ -310,6 +322,16 @@ async fn captured_sdk_envelopes_arrive_scrubbed() {
             .collect();
         check_item_types(&[], &sent, &arrived, &mut failures);
         let planted = planted_in(&body);
+        // Every capture must carry personal data to look for, except those that cannot
+        // by design: a check-in holds only ids, a slug, a status and timestamps.
+        const WITHOUT_PLANTS: [&str; 2] = ["node-check_in.envelope", "python-check_in.envelope"];
+        if planted.is_empty() != WITHOUT_PLANTS.contains(&name.as_str()) {
+            failures.push(format!(
+                "{} planted values found; the list of captures without plants says {}",
+                planted.len(),
+                WITHOUT_PLANTS.contains(&name.as_str())
+            ));
+        }
         check_canaries(
             &planted,
             std::slice::from_ref(&body),
@@ -734,6 +756,31 @@ fn check_canaries(
             if contains(&request.body, needle) {
                 find_in_envelope(envelope, &canary.value, skip_attachments, &mut paths);
             }
+            // The same value written another way: JSON escapes are decoded by the
+            // parse above; percent-encoding (a query, a form) and UTF-16LE (native
+            // payloads) are looked for in the path, the headers and every payload.
+            for (encoding, form) in other_encodings(&canary.value) {
+                if contains(request.path_and_query.as_bytes(), &form) {
+                    paths.push(format!("{}: request path ({encoding})", envelope.name));
+                }
+                for (name, value) in &request.headers {
+                    if contains(value.as_bytes(), &form) {
+                        paths.push(format!("{}: header {name} ({encoding})", envelope.name));
+                    }
+                }
+                for (i, item) in envelope.items.iter().enumerate() {
+                    if skip_attachments && is_plain_attachment(item) {
+                        continue;
+                    }
+                    if contains(&item.payload, &form) {
+                        paths.push(format!(
+                            "{}: {}[{i}] ({encoding})",
+                            envelope.name,
+                            item.ty()
+                        ));
+                    }
+                }
+            }
         }
         if !paths.is_empty() {
             let total = paths.len();
@@ -751,6 +798,39 @@ fn check_canaries(
             ));
         }
     }
+}
+
+/// `value` percent-encoded (when that differs from the raw text) and in UTF-16LE.
+fn other_encodings(value: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let percent: String = value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    if percent != value {
+        out.push(("percent-encoded", percent.into_bytes()));
+    }
+    let utf16: Vec<u8> = value.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    out.push(("UTF-16LE", utf16));
+    out
+}
+
+#[test]
+fn a_canary_is_searched_in_its_other_encodings() {
+    let forms = other_encodings("py.user.plant@example.com");
+    assert_eq!(
+        forms[0],
+        ("percent-encoded", b"py.user.plant%40example.com".to_vec())
+    );
+    assert_eq!(&forms[1].1[..4], b"p\0y\0");
+    // An IP needs no percent-encoding: only its UTF-16LE form is extra.
+    assert_eq!(other_encodings("198.51.100.11").len(), 1);
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
