@@ -211,6 +211,123 @@ pub fn scrub(data: &[u8]) {
     }
 }
 
+/// The strict project of the leak check: emails and IPs in every string.
+fn strict_project() -> &'static ProjectConfig {
+    static STRICT: OnceLock<ProjectConfig> = OnceLock::new();
+    STRICT.get_or_init(|| {
+        ProjectConfig::from_config_value(json!({
+            "piiConfig": {"applications": {"$string": ["@email", "@ip"]}},
+            "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true}
+        }))
+        .expect("the strict project compiles")
+    })
+}
+
+/// Fields Relay's table marks pii `true`, as JSON pointers into an event (the last
+/// segment is where the planted text goes).
+const PII_TRUE_FIELDS: [&str; 9] = [
+    "/extra/note",
+    "/user/username",
+    "/user/email",
+    "/logentry/formatted",
+    "/server_name",
+    "/request/data/comment",
+    "/request/headers/X-Note",
+    "/breadcrumbs/values/0/message",
+    "/exception/values/0/value",
+];
+
+/// A generated email or IPv4 address, from the fuzzer's bytes.
+fn planted_value(bytes: &[u8]) -> String {
+    let pick = |set: &[u8], b: u8| char::from(set[usize::from(b) % set.len()]);
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    let get = |i: usize| bytes.get(i).copied().unwrap_or(i as u8);
+    if get(0) % 2 == 0 {
+        let local: String = (0..1 + usize::from(get(1) % 12))
+            .map(|i| pick(ALNUM, get(2 + i)))
+            .collect();
+        let domain: String = (0..1 + usize::from(get(3) % 10))
+            .map(|i| pick(ALNUM, get(16 + i)))
+            .collect();
+        let tld: String = (0..2 + usize::from(get(4) % 4))
+            .map(|i| pick(ALPHA, get(28 + i)))
+            .collect();
+        format!("{local}@{domain}.{tld}")
+    } else {
+        format!("{}.{}.{}.{}", get(1), get(2), get(3), get(4))
+    }
+}
+
+/// Leak property: under a strict project, a generated email or IPv4 address placed in
+/// any pii-true field of an event, alone or inside text, never survives scrubbing.
+pub fn leak(data: &[u8]) {
+    let Some((&choice, rest)) = data.split_first() else {
+        return;
+    };
+    let value = planted_value(rest);
+    let separators = [" ", "(", ": ", "\n", ", ", "="];
+    let sep = separators[usize::from(choice / 16) % separators.len()];
+    let text = match choice % 3 {
+        0 => value.clone(),
+        1 => format!("before{sep}{value}"),
+        _ => format!("{value}{sep}after and more"),
+    };
+    let pointer = PII_TRUE_FIELDS[usize::from(choice) % PII_TRUE_FIELDS.len()];
+    let mut event = json!({"event_id": "9ec79c33ec9942ab8353589fcb2e04dc"});
+    let mut slot = &mut event;
+    for key in pointer.split('/').skip(1) {
+        slot = match key.parse::<usize>() {
+            Ok(_) => {
+                if !slot.is_array() {
+                    *slot = json!([Value::Null]);
+                }
+                &mut slot[0]
+            }
+            Err(_) => &mut slot[key],
+        };
+    }
+    *slot = Value::String(text.clone());
+    let input = serde_json::to_vec(&event).expect("an event");
+    let out = strict_project()
+        .rules
+        .scrub(ItemKind::Event, &input, &ScrubOptions::default())
+        .expect("the event scrubs");
+    let output = String::from_utf8_lossy(&out.bytes);
+    assert!(
+        !output.contains(&value),
+        "{value} survived at {pointer} (planted as {text:?}): {output}"
+    );
+}
+
+/// The replay-recording scrubber: a recording's text nodes, attribute values and custom
+/// event payloads holding a generated email or IP never keep it, and the output is a
+/// JSON array again.
+pub fn recording_leak(data: &[u8]) {
+    let Some((&choice, rest)) = data.split_first() else {
+        return;
+    };
+    let value = planted_value(rest);
+    let text = format!("hello {value} there");
+    let events = match choice % 3 {
+        0 => json!([{"type": 2, "data": {"node": {"type": 0, "childNodes": [
+            {"type": 3, "textContent": text}]}}, "timestamp": 1}]),
+        1 => json!([{"type": 2, "data": {"node": {"type": 2, "tagName": "input",
+            "attributes": {"value": text}, "childNodes": []}}, "timestamp": 1}]),
+        _ => json!([{"type": 5, "timestamp": 1, "data": {"tag": "breadcrumb",
+            "payload": {"message": text}}}]),
+    };
+    let input = serde_json::to_vec(&events).expect("a recording");
+    let out = strict_project()
+        .rules
+        .scrub(ItemKind::ReplayRecording, &input, &ScrubOptions::default())
+        .expect("the recording scrubs");
+    let parsed: Value = serde_json::from_slice(&out.bytes).expect("the output is JSON");
+    assert!(parsed.is_array(), "the output is an array again");
+    let output = String::from_utf8_lossy(&out.bytes);
+    assert!(!output.contains(&value), "{value} survived: {output}");
+}
+
 /// The project-config loader: any bytes load or fail with errors that name a path.
 pub fn project_config(data: &[u8]) {
     if let Err(errors) = ProjectConfig::from_json(data, &|_| None) {
