@@ -20,6 +20,12 @@ fn scrub(project: &ProjectConfig, input: &[u8]) -> serde_json::Value {
     serde_json::from_slice(&out.bytes).expect("output is valid JSON")
 }
 
+/// Every fixture carries personal data the SDK would send (a user with an email and an
+/// IP address at least), so every snapshot shows redactions. Kept on purpose: under
+/// Relay's default data scrubbing `user.email` (and emails elsewhere outside the
+/// replace-only fields) keep their planted values, as Relay keeps them: the defaults
+/// filter passwords, card numbers, sensitive keys and (with `scrubIpAddresses`) IP
+/// addresses, not emails (`protect: ["emails"]` does).
 #[test]
 fn sdk_payloads_default_scrubbing() {
     let p = project(include_bytes!("fixtures/rules/defaults.json"));
@@ -29,6 +35,8 @@ fn sdk_payloads_default_scrubbing() {
     });
 }
 
+/// Kept on purpose: `$string`'s `@email` runs before `$user.email`'s keyed hash (Relay
+/// orders applications by selector), so `user.email` shows `[email]`, not a hash.
 #[test]
 fn sdk_payloads_advanced_rules() {
     let p = project(include_bytes!("fixtures/rules/advanced.json"));
