@@ -4,6 +4,7 @@
 //! table (`contexts.trace.description`, `trace.user_segment`, `_meta` for `user.*`
 //! attributes in containers).
 
+mod common;
 use scrubgate::projects::ProjectConfig;
 use scrubgate::scrub::{ItemKind, ScrubOptions};
 use serde_json::{json, Value};
@@ -398,12 +399,13 @@ fn container_records_get_meta_for_their_user_attributes() {
 
 // ---- every data-scrubbing setting ------------------------------------------------------
 
+/// [`common::defaults`] with `extra` settings added or replaced.
 fn defaults_with(extra: Value) -> Value {
-    let mut settings = json!({"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true});
+    let mut config = common::defaults();
     for (k, v) in extra.as_object().unwrap() {
-        settings[k] = v.clone();
+        config["datascrubbingSettings"][k] = v.clone();
     }
-    json!({ "datascrubbingSettings": settings })
+    config
 }
 
 /// An event with a password, a card number, an IP and a custom secret field.

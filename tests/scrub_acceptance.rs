@@ -1,6 +1,8 @@
 //! The acceptance examples of Relay's semantics (spec section 8), one test each, plus the
 //! places where scrubgate deliberately does better than Relay.
 
+mod common;
+use common::defaults;
 use scrubgate::projects::ProjectConfig;
 use scrubgate::scrub::{ItemKind, ScrubOptions};
 use serde_json::{json, Value};
@@ -17,10 +19,6 @@ fn scrub_with(config: Value, event: Value) -> Value {
 
 fn pii(apps: Value) -> Value {
     json!({"piiConfig": {"applications": apps}})
-}
-
-fn defaults() -> Value {
-    json!({"datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true}})
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Per-item scrubbing on real SDK payloads (tests/fixtures/sdk-envelopes): which fields
 //! each item type's schema lets rules reach, under `coverage = "relay"` and `"all"`.
 
+mod common;
+use common::defaults;
 use scrubgate::projects::ProjectConfig;
 use scrubgate::scrub::{ItemKind, ScrubError, ScrubOptions};
 use serde_json::{json, Value};
@@ -75,10 +77,6 @@ fn scrub(config: Value, kind: ItemKind, input: &[u8]) -> Value {
 
 fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap()
-}
-
-fn defaults() -> Value {
-    json!({"datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true}})
 }
 
 fn span_rules() -> Value {

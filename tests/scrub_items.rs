@@ -1,6 +1,8 @@
 //! Envelope items beyond events get the treatment the project's rules give the matching
 //! user fields (Relay forwards them untouched).
 
+mod common;
+use common::defaults;
 use scrubgate::projects::ProjectConfig;
 use scrubgate::scrub::{ItemKind, ScrubOptions};
 use serde_json::{json, Value};
@@ -12,10 +14,6 @@ fn run(config: Value, kind: ItemKind, item: Value, opts: &ScrubOptions) -> Value
         .scrub(kind, &serde_json::to_vec(&item).unwrap(), opts)
         .unwrap();
     serde_json::from_slice(&out.bytes).unwrap()
-}
-
-fn defaults() -> Value {
-    json!({"datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true}})
 }
 
 #[test]

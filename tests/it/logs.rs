@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::support::binary::Binary;
+use crate::support::binary::{binary_config, Binary};
 use crate::support::*;
 
 async fn post(addr: &str, auth: &str, body: String) -> u16 {
@@ -28,22 +28,7 @@ async fn post(addr: &str, auth: &str, body: String) -> u16 {
 async fn logs_never_contain_event_content_or_secrets() {
     let upstream = RecordingUpstream::spawn().await;
     let dir = tempfile::tempdir().unwrap();
-    let projects = dir.path().join("projects");
-    std::fs::create_dir_all(&projects).unwrap();
-    std::fs::write(projects.join(format!("{PROJECT}.json")), default_project()).unwrap();
-    let config = dir.path().join("scrubgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [upstream]\nurl = {:?}\ntimeout = \"2s\"\n[projects]\ndir = {:?}\n\
-             [log]\nformat = \"json\"\nlevel = \"trace\"\n",
-            dir.path().join("data").display().to_string(),
-            upstream.url(),
-            projects.display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = binary_config(dir.path(), &upstream.url(), "trace");
     let binary = Binary::start(&config).await;
     let addr = binary.addr.clone();
     let auth = format!("Sentry sentry_key={KEY}, sentry_version=7, sentry_secret={SECRET}");

@@ -108,20 +108,13 @@ async fn shutdown_cuts_requests_still_running_after_the_grace_period() {
     );
 }
 
-/// Reads from `stream` until the peer closes or `limit` passes; returns what was read
-/// and whether the peer closed.
-async fn read_until_close(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
-    use tokio::io::AsyncReadExt;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
-        }
-    }
+/// [`crate::support::read_until_close`] as text.
+async fn read_text_until_close(
+    stream: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> (String, bool) {
+    let (bytes, closed) = read_until_close(stream, limit).await;
+    (String::from_utf8_lossy(&bytes).into_owned(), closed)
 }
 
 #[tokio::test]
@@ -143,7 +136,7 @@ async fn slow_headers_and_slow_bodies_time_out() {
         .write_all(format!("POST /api/{PROJECT}/store/ HTTP/1.1\r\nhost: x\r\n").as_bytes())
         .await
         .unwrap();
-    let (_, closed) = read_until_close(&mut stream, Duration::from_secs(3)).await;
+    let (_, closed) = read_text_until_close(&mut stream, Duration::from_secs(3)).await;
     assert!(closed, "a connection with unfinished headers stayed open");
 
     // Body never completed: 408 with a JSON detail.
@@ -154,7 +147,7 @@ async fn slow_headers_and_slow_bodies_time_out() {
         auth_header()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let (answer, _) = read_until_close(&mut stream, Duration::from_secs(3)).await;
+    let (answer, _) = read_text_until_close(&mut stream, Duration::from_secs(3)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"detail\""), "{answer}");
     assert!(upstream.requests().is_empty());
@@ -179,15 +172,15 @@ async fn connections_over_the_limit_wait_for_a_permit() {
     // The first connection is served and kept open (keep-alive).
     let mut first = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     first.write_all(request.as_bytes()).await.unwrap();
-    let (answer, _) = read_until_close(&mut first, Duration::from_millis(500)).await;
+    let (answer, _) = read_text_until_close(&mut first, Duration::from_millis(500)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // The second waits in the backlog while the first is open...
     let mut second = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     second.write_all(request.as_bytes()).await.unwrap();
-    let (answer, _) = read_until_close(&mut second, Duration::from_millis(400)).await;
+    let (answer, _) = read_text_until_close(&mut second, Duration::from_millis(400)).await;
     assert!(answer.is_empty(), "served beyond max_connections: {answer}");
     // ...and is served once the first closes.
     drop(first);
-    let (answer, _) = read_until_close(&mut second, Duration::from_millis(1500)).await;
+    let (answer, _) = read_text_until_close(&mut second, Duration::from_millis(1500)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

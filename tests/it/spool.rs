@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use serde_json::Value;
 
+use crate::support::binary::binary_config;
 use crate::support::upstream::{Mode, RecordingUpstream};
 use crate::support::*;
 
-/// How long the drainer may take to deliver after the upstream is back (its backoff
-/// is capped at 30 s; these tests stay well under it).
+/// How long the drainer may take to deliver after the upstream is back (its probe
+/// interval is capped at 1 s; these tests stay well under the limit).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How often each event id reached the upstream with a 2xx-able body (every recorded
@@ -435,27 +436,6 @@ async fn envelopes_are_spooled_with_their_path_and_headers() {
     assert_no_canary(&items[0].json().to_string(), "replayed envelope");
 }
 
-/// Writes a config for the `scrubgate` binary: JSON logs, the default project,
-/// `upstream`, and everything under `dir`.
-fn binary_config(dir: &Path, upstream: &str) -> std::path::PathBuf {
-    let projects = dir.join("projects");
-    std::fs::create_dir_all(&projects).unwrap();
-    std::fs::write(projects.join("42.json"), default_project()).unwrap();
-    let config = dir.join("scrubgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [upstream]\nurl = {upstream:?}\ntimeout = \"2s\"\n[projects]\ndir = {:?}\n\
-             [log]\nformat = \"json\"\nlevel = \"info\"\n",
-            dir.join("data").display().to_string(),
-            projects.display().to_string()
-        ),
-    )
-    .unwrap();
-    config
-}
-
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_under_load_loses_no_acknowledged_event() {
@@ -463,7 +443,7 @@ async fn a_sigkill_under_load_loses_no_acknowledged_event() {
     let upstream = RecordingUpstream::spawn().await;
     upstream.set_mode(Mode::Down);
     let dir = tempfile::tempdir().unwrap();
-    let config = binary_config(dir.path(), &upstream.url());
+    let config = binary_config(dir.path(), &upstream.url(), "info");
 
     // `FAULT_KILLS` (default 3, at least 1): how many times the process is killed.
     let kills: usize = std::env::var("FAULT_KILLS")

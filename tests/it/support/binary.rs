@@ -2,7 +2,7 @@
 //! ingest address learned from the "scrubgate listening" log line.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,4 +77,29 @@ impl Binary {
         let logs = self.lines.lock().unwrap().join("\n");
         (exit.success(), logs)
     }
+}
+
+/// A config file for [`Binary`] in `dir`: listeners on free ports, `upstream`, the
+/// default test project, JSON logs at `level`.
+pub fn binary_config(dir: &Path, upstream: &str, level: &str) -> PathBuf {
+    let projects = dir.join("projects");
+    std::fs::create_dir_all(&projects).unwrap();
+    std::fs::write(
+        projects.join(format!("{}.json", super::PROJECT)),
+        super::default_project(),
+    )
+    .unwrap();
+    let config = dir.join("scrubgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = {upstream:?}\ntimeout = \"2s\"\n[projects]\ndir = {:?}\n\
+             [log]\nformat = \"json\"\nlevel = {level:?}\n",
+            dir.join("data").display().to_string(),
+            projects.display().to_string()
+        ),
+    )
+    .unwrap();
+    config
 }
