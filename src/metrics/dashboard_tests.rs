@@ -33,6 +33,7 @@ fn grafana_dashboard_queries_registered_families() {
         }],
     };
     metrics.record_redactions("1", &report, &RuleLabels::new(["@email"]));
+    metrics.record_shadow_matches("1", &report, &RuleLabels::new(["@email"]));
     let labels: std::collections::HashMap<String, Vec<String>> = registry
         .gather()
         .iter()
