@@ -217,7 +217,11 @@ impl Store {
         }
         {
             let mut conn = self.inner.reader.lock().map_err(|_| SpoolError::Closed)?;
-            let tx = conn.transaction()?;
+            // IMMEDIATE: the write lock is taken (waiting up to the busy timeout) before
+            // the first read. A deferred transaction that reads and then writes fails at
+            // once with SQLITE_BUSY when the writer thread commits in between, and the
+            // delivered entries would stay to be sent again.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (mut freed, mut removed) = (0u64, 0u64);
             {
                 let mut size_of = tx.prepare_cached("SELECT size FROM entries WHERE id = ?1")?;

@@ -45,14 +45,7 @@ async fn an_upstream_failing_every_way_under_load_loses_and_duplicates_nothing()
     let upstream = RecordingUpstream::spawn().await;
     let proxy = TestProxy::builder(&upstream)
         .project(PROJECT, default_project())
-        .configure(|c| {
-            c.upstream.timeout = Duration::from_secs(1);
-            // A few replays at once, not the default half of the pool: the recording
-            // upstream is a debug build sharing 2 cores with the clients, and a replay
-            // it answers after the 1 s timeout is sent again (delivery is at least once),
-            // which this test, counting duplicates, would take for a bug.
-            c.spool.drain_concurrency = 8;
-        })
+        .configure(|c| c.upstream.timeout = Duration::from_secs(1))
         .spawn()
         .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
