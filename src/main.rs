@@ -65,13 +65,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 /// `scrubgate run`.
 fn run(config_path: &Path) -> ExitCode {
-    let config = match Config::load(Some(config_path), &env) {
+    let config = match Config::load(Some(config_path), &scrubgate::projects::env_var) {
         Ok(config) => config,
         Err(error) => {
             print_config_error(&error);
@@ -152,11 +148,11 @@ async fn serve(config: Config) -> Result<(), String> {
     );
     let app = scrubgate::Scrubgate::start(config, ingest, admin, prometheus::Registry::new())
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| scrubgate::cli::error_chain(&e))?;
     let reloader = tokio::spawn(reload_on_sighup(app.projects()));
     let result = app.serve(shutdown_signal()).await;
     reloader.abort();
-    result.map_err(|e| error_chain(&e))
+    result.map_err(|e| scrubgate::cli::error_chain(&e))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -234,27 +230,8 @@ fn init_tracing(format: LogFormat, level: &str) -> Result<(), String> {
 }
 
 /// Prints a server config error on stderr, one problem per line.
-pub(crate) fn print_config_error(error: &ConfigError) {
-    match error {
-        ConfigError::Invalid(problems) => {
-            for problem in problems {
-                eprintln!("error: {problem}");
-            }
-        }
-        ConfigError::Read { .. } | ConfigError::Parse { .. } => {
-            eprintln!("error: {}", error_chain(error));
-        }
+fn print_config_error(error: &ConfigError) {
+    for line in scrubgate::cli::config_error_lines(error) {
+        eprintln!("error: {line}");
     }
-}
-
-/// An error and its sources, `a: b: c`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

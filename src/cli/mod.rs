@@ -16,7 +16,7 @@ mod rule_tests;
 pub use rule_tests::{test, TestArgs};
 
 use crate::config::{Config, ConfigError};
-use crate::projects::{check_dir, ProjectConfig};
+use crate::projects::{check_dir, env_var, ProjectConfig};
 use crate::scrub::{ItemKind, ScrubOptions, ScrubReport};
 
 /// Exit status when an event could not be scrubbed.
@@ -52,7 +52,7 @@ pub struct ScrubArgs {
 /// A printable message listing every problem with its path.
 pub fn load_project(path: &std::path::Path) -> Result<ProjectConfig, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    ProjectConfig::from_json(&bytes, &|name| std::env::var(name).ok()).map_err(|errors| {
+    ProjectConfig::from_json(&bytes, &env_var).map_err(|errors| {
         let mut msg = String::new();
         for issue in errors.0 {
             msg.push_str(&format!("{}: {issue}\n", path.display()));
@@ -92,7 +92,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         ok &= check_project_file(path, args.print_rules);
     }
     if let Some(path) = config_path {
-        let config = match Config::load(Some(path), &process_env) {
+        let config = match Config::load(Some(path), &env_var) {
             Ok(config) => config,
             Err(error) => {
                 for line in config_error_lines(&error) {
@@ -113,7 +113,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
 
 /// Checks every file in the projects directory as the server would load it.
 fn check_projects_dir(dir: &Path) -> bool {
-    let checks = match check_dir(dir, &process_env) {
+    let checks = match check_dir(dir, &env_var) {
         Ok(checks) => checks,
         Err(error) => {
             for problem in error.problems() {
@@ -151,7 +151,7 @@ fn check_project_file(path: &Path, print_rules: bool) -> bool {
             return false;
         }
     };
-    match ProjectConfig::from_json(&bytes, &process_env) {
+    match ProjectConfig::from_json(&bytes, &env_var) {
         Ok(project) => {
             for warning in &project.warnings {
                 println!("{}: warning: {warning}", path.display());
@@ -181,24 +181,23 @@ fn check_project_file(path: &Path, print_rules: bool) -> bool {
 }
 
 /// The lines of a server config error: one per problem, or the error and its causes.
-fn config_error_lines(error: &ConfigError) -> Vec<String> {
+pub fn config_error_lines(error: &ConfigError) -> Vec<String> {
     match error {
         ConfigError::Invalid(problems) => problems.iter().map(|p| p.to_string()).collect(),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            vec![text]
-        }
+        other => vec![error_chain(other)],
     }
 }
 
-fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+/// An error and its sources, `a: b: c`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Arguments of `scrubgate pseudonym`.
@@ -231,7 +230,7 @@ pub fn pseudonym(args: &PseudonymArgs) -> ExitCode {
         &project,
         &args.value,
         args.selector.as_deref(),
-        &process_env,
+        &env_var,
     ) {
         Ok(results) => {
             let doc = serde_json::json!({ "results": results });
@@ -308,15 +307,9 @@ pub fn scrub_stream(
     explain: bool,
 ) -> io::Result<bool> {
     // The explanation lists each change's path.
-    let explained;
-    let opts = if explain && !opts.record_paths {
-        explained = ScrubOptions {
-            record_paths: true,
-            ..opts.clone()
-        };
-        &explained
-    } else {
-        opts
+    let opts = &ScrubOptions {
+        record_paths: opts.record_paths || explain,
+        ..*opts
     };
     let mut all_ok = true;
     if !jsonl {

@@ -236,11 +236,10 @@ fn load_project(file: &Path, spec: &Json) -> Result<Project, String> {
         ),
         _ => return Err("\"project\" must be a path or a project object".into()),
     };
-    let config =
-        ProjectConfig::from_json(&bytes, &|name| std::env::var(name).ok()).map_err(|errors| {
-            let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
-            format!("the project is invalid: {}", lines.join("; "))
-        })?;
+    let config = ProjectConfig::from_json(&bytes, &crate::projects::env_var).map_err(|errors| {
+        let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        format!("the project is invalid: {}", lines.join("; "))
+    })?;
     let id = config.project_id.unwrap_or(0);
     Ok(Project::new(id, config, source))
 }

@@ -38,7 +38,13 @@ pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// The process environment, for [`ProjectStore::load_dir`] in production.
 pub fn process_env() -> Env {
-    Arc::new(|name| std::env::var(name).ok())
+    Arc::new(env_var)
+}
+
+/// The environment variable `name`, when it is set and valid UTF-8: how `${NAME}`
+/// references and `SCRUBGATE_*` overrides are read in production.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// A file modified this close to the moment it was read may have changed again within the

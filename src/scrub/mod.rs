@@ -134,7 +134,7 @@ impl ItemKind {
 }
 
 /// Per-call inputs that are not part of the rules.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct ScrubOptions {
     /// The client IP used to resolve `{{auto}}` in `user.ip_address`.
     pub client_ip: Option<IpAddr>,
@@ -325,12 +325,7 @@ pub fn compile(
     opts: &CompileOptions<'_>,
 ) -> Result<Compiled, ConfigErrors> {
     let mut errors = Vec::new();
-    let mut reader = rules::Reader {
-        prefix: format!("{path}.piiConfig"),
-        env: opts.env,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut reader = rules::Reader::new(format!("{path}.piiConfig"), opts.env);
     let own = own_pii_config(config, path, &mut errors);
     let mut expanded = Vec::new();
     let (mut applications, hash_keys) = match &own {
@@ -364,12 +359,11 @@ pub fn compile(
         return Err(ConfigErrors(errors));
     }
     let rules = CompiledRules::new(applications, settings.scrub_data, opts.coverage);
-    let scrubs_ip_addresses = settings.scrub_ip_addresses
-        || opts.protect.covers(protect::Category::IpAddresses)
-        || rules.changes_client_ips();
+    // `scrubIpAddresses` and `protect`'s `ip_addresses` are rules like any other: the
+    // probe sees them too.
     Ok(Compiled {
+        scrubs_ip_addresses: rules.changes_client_ips(),
         rules,
-        scrubs_ip_addresses,
         hash_keys,
         expanded,
         warnings: reader.warnings,
@@ -388,12 +382,7 @@ pub fn compile_pii(
     hash_keys: &[HashKey],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<CompiledRules, ConfigErrors> {
-    let mut reader = rules::Reader {
-        prefix: path.to_string(),
-        env,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut reader = rules::Reader::new(path.to_string(), env);
     let compiled = rules::compile_pii_config(&mut reader, pii, hash_keys);
     if !reader.errors.is_empty() {
         return Err(ConfigErrors(reader.errors));
@@ -626,8 +615,6 @@ impl CompiledRules {
         } else {
             None
         };
-        // Room for the `_meta` remarks and longer replacements, so the output is not
-        // reallocated (and copied) while it is written.
         if !write {
             return Ok(Scrubbed {
                 bytes: Vec::new(),
@@ -635,6 +622,8 @@ impl CompiledRules {
                 event_id,
             });
         }
+        // Room for the `_meta` remarks and longer replacements, so the output is not
+        // reallocated (and copied) while it is written.
         let mut bytes = Vec::with_capacity(input.len() + input.len() / 4 + 256);
         json::write_from(&mut bytes, &root, text);
         Ok(Scrubbed {

@@ -162,11 +162,6 @@ impl Protect {
         out
     }
 
-    /// Whether the settings protect `category`.
-    pub fn covers(&self, category: Category) -> bool {
-        self.categories.contains(&category)
-    }
-
     /// The `piiConfig` the settings expand to, or `None` when nothing is protected.
     /// Hash rules carry no key: the compiler gives them the project's current key.
     pub fn to_pii_config(&self) -> Option<Json> {

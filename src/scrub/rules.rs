@@ -282,7 +282,17 @@ pub struct Reader<'e> {
     pub warnings: Vec<ConfigIssue>,
 }
 
-impl Reader<'_> {
+impl<'e> Reader<'e> {
+    /// A reader of a config found at JSON path `prefix`, resolving `${NAME}` with `env`.
+    pub fn new(prefix: String, env: &'e dyn Fn(&str) -> Option<String>) -> Reader<'e> {
+        Reader {
+            prefix,
+            env,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     fn error(&mut self, path: impl AsRef<str>, message: impl Into<String>) {
         self.errors.push(ConfigIssue {
             path: format!("{}{}", self.prefix, path.as_ref()),

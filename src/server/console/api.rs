@@ -29,7 +29,7 @@ pub(super) async fn route(console: &Console, req: Request<Incoming>) -> Response
         (&Method::GET, ["api", "projects"]) => projects(console),
         (&Method::GET, ["api", "projects", id]) => match project(console, id) {
             Ok(project) => {
-                let mut summary = summarize(console, &project);
+                let mut summary = summarize(console, &project, &RuleCounts::gather(console));
                 summary["config"] = masked(project.config.config_json.clone());
                 summary["applied_in_order"] = Json::Array(
                     project
@@ -153,31 +153,34 @@ fn status(console: &Console) -> Response<Full<Bytes>> {
 }
 
 fn projects(console: &Console) -> Response<Full<Bytes>> {
+    let counts = RuleCounts::gather(console);
     let list: Vec<Json> = console
         .state
         .projects
         .ids()
         .into_iter()
         .filter_map(|id| console.state.projects.get(id))
-        .map(|project| summarize(console, &project))
+        .map(|project| summarize(console, &project, &counts))
         .collect();
     ok(json!({ "projects": list }))
 }
 
 /// One project as the console lists it.
-fn summarize(console: &Console, project: &Project) -> Json {
+fn summarize(console: &Console, project: &Project, counts: &RuleCounts) -> Json {
     let config = &project.config;
     let keys: Vec<String> = config
         .public_keys
         .iter()
         .map(|k| mask_key(&k.public_key))
         .collect();
-    let failure = console.state.projects.last_failure(project.id);
-    let reload = if failure.is_empty() {
-        json!({"result": "ok", "errors": []})
-    } else {
-        json!({"result": "error", "errors": failure.iter().map(|i| json!({"path": i.path, "message": i.message})).collect::<Vec<_>>()})
-    };
+    let errors: Vec<Json> = console
+        .state
+        .projects
+        .last_failure(project.id)
+        .iter()
+        .map(|i| json!({"path": i.path, "message": i.message}))
+        .collect();
+    let result = if errors.is_empty() { "ok" } else { "error" };
     let protect: Vec<&str> = config
         .protect
         .categories
@@ -193,9 +196,9 @@ fn summarize(console: &Console, project: &Project) -> Json {
             crate::scrub::Coverage::All => "all",
         },
         "protect": protect,
-        "reload": reload,
-        "hits": counts(console, "scrubgate_redactions_total", &project.id_label),
-        "shadow_hits": counts(console, "scrubgate_shadow_matches_total", &project.id_label),
+        "reload": {"result": result, "errors": errors},
+        "hits": counts.of(REDACTIONS, &project.id_label),
+        "shadow_hits": counts.of(SHADOW_MATCHES, &project.id_label),
     })
 }
 
@@ -207,40 +210,57 @@ fn mask_key(key: &str) -> String {
     format!("{}…{}", &key[..4], &key[key.len() - 4..])
 }
 
-/// The values of counter `family` for `project`, summed by `rule`.
-fn counts(console: &Console, family: &str, project: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for metric_family in console.registry.gather() {
-        if metric_family.name() != family {
-            continue;
-        }
-        for metric in metric_family.get_metric() {
-            let label = |name: &str| {
-                metric
-                    .get_label()
-                    .iter()
-                    .find(|l| l.name() == name)
-                    .map(|l| l.value().to_string())
-            };
-            if label("project").as_deref() != Some(project) {
+const REDACTIONS: &str = "scrubgate_redactions_total";
+const SHADOW_MATCHES: &str = "scrubgate_shadow_matches_total";
+
+/// The per-rule counters of every project, read from one scrape of the registry.
+struct RuleCounts(BTreeMap<(&'static str, String), BTreeMap<String, u64>>);
+
+impl RuleCounts {
+    fn gather(console: &Console) -> RuleCounts {
+        let mut out = BTreeMap::new();
+        for metric_family in console.registry.gather() {
+            let Some(family) = [REDACTIONS, SHADOW_MATCHES]
+                .into_iter()
+                .find(|f| metric_family.name() == *f)
+            else {
                 continue;
-            }
-            if let Some(rule) = label("rule") {
-                *out.entry(rule).or_insert(0) += metric.get_counter().get_value() as u64;
+            };
+            for metric in metric_family.get_metric() {
+                let label = |name: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_string())
+                };
+                if let (Some(project), Some(rule)) = (label("project"), label("rule")) {
+                    let rules: &mut BTreeMap<String, u64> =
+                        out.entry((family, project)).or_default();
+                    *rules.entry(rule).or_insert(0) += metric.get_counter().get_value() as u64;
+                }
             }
         }
+        RuleCounts(out)
     }
-    out
+
+    /// Counter `family`'s values for `project`, by rule.
+    fn of(&self, family: &'static str, project: &str) -> BTreeMap<String, u64> {
+        self.0
+            .get(&(family, project.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// A config with its hash keys hidden: literal keys become `********` (references to
 /// environment variables, `${NAME}`, are kept: they name no secret).
 fn masked(mut value: Json) -> Json {
-    fn walk(value: &mut Json, parent_is_key_holder: bool) {
+    fn walk(value: &mut Json) {
         match value {
             Json::Object(map) => {
                 for (k, v) in map.iter_mut() {
-                    let secret = matches!(k.as_str(), "hashKey" | "key") && parent_is_key_holder;
+                    let secret = matches!(k.as_str(), "hashKey" | "key");
                     match v {
                         // A reference names no secret, but a `${NAME:-fallback}`'s
                         // fallback is one.
@@ -250,15 +270,15 @@ fn masked(mut value: Json) -> Json {
                             }
                         }
                         Json::String(s) if secret => *s = "********".to_string(),
-                        other => walk(other, true),
+                        other => walk(other),
                     }
                 }
             }
-            Json::Array(items) => items.iter_mut().for_each(|v| walk(v, true)),
+            Json::Array(items) => items.iter_mut().for_each(walk),
             _ => {}
         }
     }
-    walk(&mut value, true);
+    walk(&mut value);
     value
 }
 
@@ -279,7 +299,7 @@ async fn scrub(console: &Console, body: Json) -> Response<Full<Bytes>> {
         (None, Some(config)) => {
             let doc = json!({ "config": config });
             let bytes = doc.to_string().into_bytes();
-            match ProjectConfig::from_json(&bytes, &|name| std::env::var(name).ok()) {
+            match ProjectConfig::from_json(&bytes, &crate::projects::env_var) {
                 Ok(config) => std::sync::Arc::new(Project::new(0, config, "(console)".into())),
                 Err(errors) => return config_errors(&errors.0),
             }
@@ -385,9 +405,7 @@ fn pseudonym(console: &Console, body: &Json) -> Response<Full<Bytes>> {
         Ok(project) => project,
         Err(response) => return *response,
     };
-    match pseudonyms(&project.config, value, selector, &|name| {
-        std::env::var(name).ok()
-    }) {
+    match pseudonyms(&project.config, value, selector, &crate::projects::env_var) {
         Ok(results) => ok(json!({ "results": results })),
         Err(error) => bad_request(&error.to_string()),
     }

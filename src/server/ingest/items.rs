@@ -31,80 +31,83 @@ impl Scrubber<'_> {
     ) -> Result<(Bytes, Option<String>), IngestError> {
         let started = Instant::now();
         let config = &self.project.config;
-        let rules = &config.rules;
         // Samples (live and shadow) need the paths and shapes of the changes: recorded for
         // one payload per project every so often, not for all.
         let sample_turn = self.state.is_some_and(|s| {
             (config.samples || config.shadow.is_some()) && s.samples.take_turn(self.project.id)
         });
-        let sampling = sample_turn && config.samples;
-        let with_paths;
-        let options = if sampling && !self.options.record_paths {
-            with_paths = ScrubOptions {
-                record_paths: true,
-                ..self.options.clone()
-            };
-            &with_paths
-        } else {
-            self.options
+        let options = ScrubOptions {
+            record_paths: self.options.record_paths || (sample_turn && config.samples),
+            ..*self.options
         };
         let result = match new_id {
-            Some(new_id) => rules.scrub_assigning_event_id(kind, payload, options, new_id),
-            None => rules.scrub(kind, payload, options),
+            Some(new_id) => config
+                .rules
+                .scrub_assigning_event_id(kind, payload, &options, new_id),
+            None => config.rules.scrub(kind, payload, &options),
         };
         if let Some(state) = self.state {
             state.metrics.observe_scrub(label, started.elapsed());
         }
         let scrubbed = result.map_err(|source| IngestError::Scrub { kind, source })?;
-        if let (Some(state), false) = (self.state, scrubbed.report.changes.is_empty()) {
-            state.metrics.record_redactions(
-                &self.project.id_label,
-                &scrubbed.report,
-                &self.project.rule_labels,
-            );
-        }
         if let Some(changes) = self.changes {
-            let mut changes = changes.borrow_mut();
             let item = self.item_index.get();
-            changes.extend(scrubbed.report.changes.iter().map(|c| ItemChange {
-                item,
-                item_type: label,
-                change: c.clone(),
-            }));
+            changes
+                .borrow_mut()
+                .extend(scrubbed.report.changes.iter().map(|c| ItemChange {
+                    item,
+                    item_type: label,
+                    change: c.clone(),
+                }));
         }
         if let Some(state) = self.state {
-            let event_id = scrubbed.event_id.as_deref();
-            if sampling {
-                let changes = &scrubbed.report.changes;
-                state
-                    .samples
-                    .record(self.project.id, changes, false, event_id, label.as_str());
-            }
-            if let Some(shadow) = &config.shadow {
-                // Shadow rules see the payload as it came, and change nothing.
-                let shadow_options = ScrubOptions {
-                    record_paths: sample_turn,
-                    ..self.options.clone()
-                };
-                if let Ok(report) = shadow.evaluate(kind, payload, &shadow_options) {
-                    state.metrics.record_shadow_matches(
-                        &self.project.id_label,
-                        &report,
-                        &self.project.shadow_labels,
-                    );
-                    if sample_turn {
-                        state.samples.record(
-                            self.project.id,
-                            &report.changes,
-                            true,
-                            event_id,
-                            label.as_str(),
-                        );
-                    }
-                }
-            }
+            self.observe(state, kind, label, payload, &scrubbed, sample_turn);
         }
         Ok((Bytes::from(scrubbed.bytes), scrubbed.event_id))
+    }
+
+    /// In a request: counts the live rules' redactions and samples them (on a sample
+    /// turn, with `config.scrubgate.samples`), and evaluates the shadow rules on the
+    /// payload as it came (counted, sampled on a turn; nothing changed).
+    fn observe(
+        &self,
+        state: &AppState,
+        kind: ItemKind,
+        label: ItemLabel,
+        payload: &[u8],
+        scrubbed: &crate::scrub::Scrubbed,
+        sample_turn: bool,
+    ) {
+        let project = self.project;
+        let event_id = scrubbed.event_id.as_deref();
+        let live = &scrubbed.report;
+        if !live.changes.is_empty() {
+            state
+                .metrics
+                .record_redactions(&project.id_label, live, &project.rule_labels);
+        }
+        if sample_turn && project.config.samples {
+            state
+                .samples
+                .record(project.id, &live.changes, false, event_id, label.as_str());
+        }
+        let Some(shadow) = &project.config.shadow else {
+            return;
+        };
+        let options = ScrubOptions {
+            record_paths: sample_turn,
+            ..*self.options
+        };
+        if let Ok(report) = shadow.evaluate(kind, payload, &options) {
+            state
+                .metrics
+                .record_shadow_matches(&project.id_label, &report, &project.shadow_labels);
+            if sample_turn {
+                state
+                    .samples
+                    .record(project.id, &report.changes, true, event_id, label.as_str());
+            }
+        }
     }
 
     /// Scrubs the envelope header and every item in place, dropping what policy drops;
