@@ -66,6 +66,8 @@ env_overrides! {
     "SCRUBGATE_LIMITS_MAX_COMPRESSED_EVENT_SIZE" => limits.max_compressed_event_size: to_size,
     "SCRUBGATE_LIMITS_MAX_COMPRESSED_ENVELOPE_SIZE" => limits.max_compressed_envelope_size: to_size,
     "SCRUBGATE_LIMITS_MAX_ATTACHMENT_SIZE" => limits.max_attachment_size: to_size,
+    "SCRUBGATE_LIMITS_MAX_ATTACHMENTS_SIZE" => limits.max_attachments_size: to_size,
+    "SCRUBGATE_LIMITS_MAX_MULTIPART_PARTS" => limits.max_multipart_parts: to_usize,
     "SCRUBGATE_LIMITS_MAX_PROFILE_SIZE" => limits.max_profile_size: to_size,
     "SCRUBGATE_LIMITS_MAX_REPLAY_COMPRESSED_SIZE" => limits.max_replay_compressed_size: to_size,
     "SCRUBGATE_LIMITS_MAX_CONTAINER_SIZE" => limits.max_container_size: to_size,

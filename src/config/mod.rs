@@ -234,6 +234,11 @@ pub struct LimitsConfig {
     pub max_compressed_envelope_size: usize,
     /// Largest decoded `attachment` item, bytes.
     pub max_attachment_size: usize,
+    /// Most bytes of all attachments of one upload (minidump, attachment and Unreal
+    /// endpoints), received and decoded.
+    pub max_attachments_size: usize,
+    /// Most parts of one multipart upload.
+    pub max_multipart_parts: usize,
     /// Largest decoded `profile` or `profile_chunk` item, bytes.
     pub max_profile_size: usize,
     /// Largest `replay_recording` item as sent (often zlib-compressed), bytes.

@@ -164,6 +164,12 @@ pub struct RawLimitsConfig {
     /// Largest `attachment` item after decompression; over it the envelope gets 413.
     /// Default `"200MiB"` (as Relay).
     pub max_attachment_size: ByteSize,
+    /// Most bytes of all attachments of one upload to the minidump, attachment and
+    /// Unreal endpoints (received, and after decompression); over it 413. Default
+    /// `"200MiB"` (as Relay).
+    pub max_attachments_size: ByteSize,
+    /// Most parts of one multipart upload; over it 413. Default 100.
+    pub max_multipart_parts: usize,
     /// Largest `profile` or `profile_chunk` item after decompression; over it the
     /// envelope gets 413. Default `"50MiB"` (as Relay).
     pub max_profile_size: ByteSize,
@@ -309,6 +315,8 @@ impl Default for RawConfig {
                 max_compressed_event_size: ByteSize::Bytes(MIB),
                 max_compressed_envelope_size: ByteSize::Bytes(200 * MIB),
                 max_attachment_size: ByteSize::Bytes(200 * MIB),
+                max_attachments_size: ByteSize::Bytes(200 * MIB),
+                max_multipart_parts: 100,
                 max_profile_size: ByteSize::Bytes(50 * MIB),
                 max_replay_compressed_size: ByteSize::Bytes(10 * MIB),
                 max_container_size: ByteSize::Bytes(12 * MIB),

@@ -267,6 +267,10 @@ impl Validator {
         );
         let max_attachment_size =
             self.size("limits.max_attachment_size", &limits.max_attachment_size);
+        let max_attachments_size =
+            self.size("limits.max_attachments_size", &limits.max_attachments_size);
+        let max_multipart_parts =
+            self.count("limits.max_multipart_parts", limits.max_multipart_parts);
         let max_profile_size = self.size("limits.max_profile_size", &limits.max_profile_size);
         let max_replay_compressed_size = self.size(
             "limits.max_replay_compressed_size",
@@ -344,6 +348,8 @@ impl Validator {
                 max_compressed_event_size: max_compressed_event_size?,
                 max_compressed_envelope_size: max_compressed_envelope_size?,
                 max_attachment_size: max_attachment_size?,
+                max_attachments_size: max_attachments_size?,
+                max_multipart_parts: max_multipart_parts?,
                 max_profile_size: max_profile_size?,
                 max_replay_compressed_size: max_replay_compressed_size?,
                 max_container_size: max_container_size?,

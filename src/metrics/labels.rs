@@ -46,6 +46,12 @@ label_enum! {
         Envelope => "envelope",
         /// `/api/{id}/security/` and `/api/{id}/csp-report/`.
         Security => "security",
+        /// `/api/{id}/minidump/`.
+        Minidump => "minidump",
+        /// `/api/{id}/events/{event_id}/attachments/`.
+        Attachments => "attachments",
+        /// `/api/{id}/unreal/{key}/`.
+        Unreal => "unreal",
         /// Anything else (404s, CORS preflights).
         Other => "other",
     }

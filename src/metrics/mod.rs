@@ -18,6 +18,9 @@
 //! | `connections_evicted_total` | counter | |
 //! | `items_total` | counter | `item_type`, `outcome` |
 //! | `scrub_duration_seconds` | histogram | `item_type` |
+//! | `attachment_scrub_duration_seconds` | histogram | `kind` |
+//! | `attachment_bytes_total` | counter | `kind` |
+//! | `items_dropped_total` | counter | `item_type`, `reason` |
 //! | `redactions_total` | counter | `project`, `rule`, `method` |
 //! | `shadow_matches_total` | counter | `project`, `rule` |
 //! | `upstream_request_duration_seconds` | histogram | `status_class` |
@@ -109,6 +112,9 @@ struct Families {
     connections_evicted: IntCounter,
     items: Resolved<IntCounterVec>,
     scrub_duration: Resolved<HistogramVec>,
+    attachment_scrub_duration: Resolved<HistogramVec>,
+    attachment_bytes: Resolved<IntCounterVec>,
+    items_dropped: IntCounterVec,
     redactions: IntCounterVec,
     shadow_matches: IntCounterVec,
     upstream_duration: Resolved<HistogramVec>,

@@ -8,7 +8,7 @@ use super::{
     Endpoint, ItemLabel, Metrics, Outcome, ReloadResult, RuleLabels, SpoolEvent, StatusClass,
     UpstreamResult, UpstreamStateLabel,
 };
-use crate::scrub::{Method, ScrubReport};
+use crate::scrub::{AttachmentKind, Method, ScrubReport};
 
 impl Metrics {
     /// Counts `count` spool requests with `event`.
@@ -84,6 +84,30 @@ impl Metrics {
             .scrub_duration
             .get(item_type.index(), &[item_type.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one scrubbed attachment of `kind`: its size and the time it took.
+    pub fn observe_attachment(&self, kind: AttachmentKind, bytes: usize, elapsed: Duration) {
+        let index = AttachmentKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        self.families
+            .attachment_scrub_duration
+            .get(index, &[kind.as_str()])
+            .observe(elapsed.as_secs_f64());
+        self.families
+            .attachment_bytes
+            .get(index, &[kind.as_str()])
+            .inc_by(bytes as u64);
+    }
+
+    /// Counts one envelope item dropped by policy, with its reason's short code.
+    pub fn record_drop(&self, item_type: impl Into<ItemLabel>, reason: &'static str) {
+        self.families
+            .items_dropped
+            .with_label_values(&[item_type.into().as_str(), reason])
+            .inc();
     }
 
     /// Counts the changes in `report` for `project` (its id as configured), by rule and

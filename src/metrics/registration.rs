@@ -12,6 +12,7 @@ use super::{
     UpstreamStateLabel,
 };
 use super::{Families, Metrics, Resolved};
+use crate::scrub::AttachmentKind;
 
 /// Buckets for request and upstream durations, in seconds. From 0.5 ms, because the
 /// proxy's own added latency is meant to stay under 2 ms at p99 and must be visible, to
@@ -163,6 +164,30 @@ impl Metrics {
             SCRUB_DURATION_BUCKETS,
             &["item_type"],
         );
+        // scrubgate_attachment_scrub_duration_seconds{kind} and
+        // scrubgate_attachment_bytes_total{kind}: time and bytes of scrubbed attachments.
+        // kind: minidump|view_hierarchy|text|binary|event_payload.
+        let attachment_scrub_duration = histogram_vec(
+            registry,
+            "scrubgate_attachment_scrub_duration_seconds",
+            "Time spent scrubbing one attachment, by attachment kind.",
+            SCRUB_DURATION_BUCKETS,
+            &["kind"],
+        );
+        let attachment_bytes = counter_vec(
+            registry,
+            "scrubgate_attachment_bytes_total",
+            "Bytes of attachments scrubbed, by attachment kind.",
+            &["kind"],
+        );
+        // scrubgate_items_dropped_total{item_type, reason}: envelope items dropped by
+        // policy. reason: a short code (see `DropReason` in server::ingest).
+        let items_dropped = counter_vec(
+            registry,
+            "scrubgate_items_dropped_total",
+            "Envelope items dropped by policy, by item type and reason.",
+            &["item_type", "reason"],
+        );
         // scrubgate_redactions_total{project, rule, method}: values changed by rules.
         // project: a configured project id; rule: a rule id of that project's config or
         // `unknown`; method: remove|replace|mask|hash.
@@ -274,6 +299,12 @@ impl Metrics {
                 connections_evicted,
                 items: Resolved::new(items, ItemLabel::COUNT * Outcome::ALL.len()),
                 scrub_duration: Resolved::new(scrub_duration, ItemLabel::COUNT),
+                attachment_scrub_duration: Resolved::new(
+                    attachment_scrub_duration,
+                    AttachmentKind::ALL.len(),
+                ),
+                attachment_bytes: Resolved::new(attachment_bytes, AttachmentKind::ALL.len()),
+                items_dropped,
                 redactions,
                 shadow_matches,
                 upstream_duration: Resolved::new(upstream_duration, UpstreamResult::ALL.len()),

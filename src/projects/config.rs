@@ -13,9 +13,12 @@ use crate::scrub::{
 /// What happens to envelope `attachment` items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AttachmentPolicy {
-    /// Forward attachments unchanged (default).
+    /// Forward every attachment, each scrubbed as its kind can be (default).
     #[default]
     Forward,
+    /// Forward what scrubgate scrubs (minidumps, text, JSON, view hierarchies, native
+    /// event payloads); drop images and other binaries (counted).
+    ScrubbedOnly,
     /// Drop attachments (counted).
     Drop,
 }
@@ -120,12 +123,13 @@ impl ScrubgateOptions {
         };
         let attachments = match ours.get("attachments").map(|v| v.as_str()) {
             None | Some(Some("forward")) => AttachmentPolicy::Forward,
+            Some(Some("scrubbed_only")) => AttachmentPolicy::ScrubbedOnly,
             Some(Some("drop")) => AttachmentPolicy::Drop,
             Some(_) => {
                 issue(
                     errors,
                     "config.scrubgate.attachments",
-                    "must be \"forward\" or \"drop\"",
+                    "must be \"forward\", \"scrubbed_only\" or \"drop\"",
                 );
                 AttachmentPolicy::Forward
             }

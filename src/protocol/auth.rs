@@ -234,31 +234,10 @@ impl Auth {
     /// [`AuthError::BadDsn`] when the DSN is not of that shape or the project id is not a
     /// number, [`AuthError::BadPublicKey`] when the key is not 32 hex digits.
     pub fn from_dsn(dsn: &str) -> Result<(Self, u64), AuthError> {
-        let (scheme, rest) = dsn.split_once("://").ok_or(AuthError::BadDsn)?;
-        if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
-            return Err(AuthError::BadDsn);
-        }
-        let slash = rest.find('/').ok_or(AuthError::BadDsn)?;
-        let (authority, path) = rest.split_at(slash);
-        let (userinfo, host) = authority.rsplit_once('@').ok_or(AuthError::BadDsn)?;
-        if host.is_empty() {
-            return Err(AuthError::BadDsn);
-        }
-        let (key, secret) = match userinfo.split_once(':') {
-            Some((key, secret)) => (key, Some(secret).filter(|s| !s.is_empty())),
-            None => (userinfo, None),
-        };
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        let project_id = path
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|id| id.parse::<u64>().ok())
-            .ok_or(AuthError::BadDsn)?;
-        let mut auth = Self::from_key(ProjectKey::parse(key)?);
-        auth.secret = secret.map(str::to_owned);
-        Ok((auth, project_id))
+        let dsn = super::dsn::Dsn::parse(dsn)?;
+        let mut auth = Self::from_key(ProjectKey::parse(dsn.public_key)?);
+        auth.secret = dsn.secret.map(str::to_owned);
+        Ok((auth, dsn.project_id))
     }
 
     /// The public key (`sentry_key`) without flags.

@@ -7,5 +7,9 @@
 
 pub mod auth;
 pub mod client_ip;
+pub mod dsn;
 pub mod envelope;
 pub mod item_scan;
+pub mod msgpack;
+pub mod multipart;
+pub mod native;

@@ -340,6 +340,23 @@ pub fn scrub_record<'a>(
     report
 }
 
+/// A view hierarchy (an attachment's JSON tree of the screen): every string is
+/// reachable, as Relay scrubs it, and no `_meta` is written into the file.
+pub fn scrub_view_hierarchy<'a>(
+    rules: &CompiledRules,
+    bump: &'a Bump,
+    root: &mut Value<'a>,
+    opts: &ScrubOptions,
+) -> ScrubReport {
+    if rules.is_empty() {
+        return ScrubReport::default();
+    }
+    let mut walker = rules.record_walker(bump, &rules.schemas().otel, opts);
+    walker.walk_record(root, schema::ROOT);
+    walker.return_thread_memo(rules.id);
+    walker.report
+}
+
 /// Walks `record` from `node` of `schema`, writes its `_meta` into it and adds the
 /// changes to `report`.
 fn walk_with_meta<'a>(

@@ -26,6 +26,7 @@ use std::net::IpAddr;
 
 use serde_json::Value as Json;
 
+pub mod attachments;
 mod items;
 pub mod json;
 mod legacy;
@@ -41,6 +42,7 @@ mod selector;
 mod sig;
 mod suggest;
 
+pub use attachments::AttachmentKind;
 pub use protect::Protect;
 pub use rules::{HashAlgorithm, HashKey};
 pub use schema::Coverage;
@@ -91,6 +93,9 @@ pub enum ItemKind {
     /// decompression): text and attribute values, and the payloads of Sentry's custom
     /// events.
     ReplayRecording,
+    /// A view hierarchy attachment (`event.view_hierarchy`): JSON whose every string is
+    /// reachable; no `_meta` is written into it.
+    ViewHierarchy,
 }
 
 impl ItemKind {
@@ -602,6 +607,7 @@ impl CompiledRules {
             ItemKind::CheckIn | ItemKind::ClientReport => ScrubReport::default(),
             ItemKind::AttachmentHeader => items::scrub_attachment_header(self, bump, &mut root),
             ItemKind::ReplayRecording => items::scrub_recording(self, bump, &mut root, opts),
+            ItemKind::ViewHierarchy => items::scrub_view_hierarchy(self, bump, &mut root, opts),
         };
         let event_id = if event_like {
             take_event_id(&mut root).or_else(|| {

@@ -150,7 +150,6 @@ impl Types {
         Types(1 << ty as u8)
     }
 
-    #[cfg(test)]
     /// The set plus `ty`.
     pub const fn with(self, ty: ValueType) -> Types {
         Types(self.0 | (1 << ty as u8))

@@ -16,6 +16,8 @@ use crate::forward::ForwardError;
 use crate::metrics::Outcome;
 use crate::protocol::auth::AuthError;
 use crate::protocol::envelope::EnvelopeError;
+use crate::protocol::multipart::MultipartError;
+use crate::protocol::native::UploadError;
 use crate::scrub::{ItemKind, ScrubError};
 use crate::spool::SpoolError;
 
@@ -82,6 +84,14 @@ pub enum IngestError {
         #[source]
         source: ScrubError,
     },
+    /// A native crash upload (minidump, attachments, Unreal) or sentry-native's msgpack
+    /// event data cannot be read.
+    #[error("invalid upload")]
+    Upload(#[source] UploadError),
+    /// An Unreal crash report for a project that does not forward items scrubgate
+    /// cannot scrub.
+    #[error("unreal crash reports are not scrubbed")]
+    UnrealNotScrubbed,
     /// Too many requests in flight.
     #[error("too many requests in flight")]
     Overloaded,
@@ -136,7 +146,15 @@ impl IngestError {
             }
             IngestError::Body(BodyError::TooLarge | BodyError::Refused)
             | IngestError::StoreBody(StoreError::TooLarge)
-            | IngestError::ItemTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            | IngestError::ItemTooLarge
+            | IngestError::Upload(
+                UploadError::AttachmentsTooLarge
+                | UploadError::EventTooLarge
+                | UploadError::Multipart(MultipartError::TooManyParts(_))
+                | UploadError::Container(BodyError::TooLarge),
+            ) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Upload(_) => StatusCode::BAD_REQUEST,
+            IngestError::UnrealNotScrubbed => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             IngestError::Body(BodyError::Read(_) | BodyError::Corrupt)
             | IngestError::StoreBody(
@@ -237,6 +255,32 @@ impl IngestError {
                 ScrubError::NotAnObject => "invalid event: payload is not a JSON object",
                 ScrubError::TooDeep { .. } => "invalid event: payload nests too deeply",
             },
+            IngestError::Upload(error) => match error {
+                UploadError::Multipart(MultipartError::NoBoundary) => {
+                    "invalid multipart body: not multipart/form-data with a boundary"
+                }
+                UploadError::Multipart(MultipartError::Malformed(_)) => "invalid multipart body",
+                UploadError::Multipart(MultipartError::TooManyParts(_)) => {
+                    "too many multipart parts (limits.max_multipart_parts)"
+                }
+                UploadError::MissingMinidump => {
+                    "missing minidump: no upload_file_minidump field in the multipart body"
+                }
+                UploadError::NotAMinidump => "invalid minidump: it does not start with MDMP",
+                UploadError::Container(BodyError::TooLarge) => {
+                    "minidump exceeds the size limit once decompressed"
+                }
+                UploadError::Container(_) => "invalid minidump: corrupt compressed container",
+                UploadError::AttachmentsTooLarge => "attachments exceed the size limit",
+                UploadError::EventTooLarge => "event exceeds the size limit",
+                UploadError::InvalidSentryField => "invalid sentry field: not a JSON object",
+                UploadError::Msgpack(_) => "invalid msgpack event payload or breadcrumbs",
+                UploadError::InvalidEvent => "invalid event: payload is not a JSON object",
+                UploadError::NoFiles => "no attachment in the upload",
+            },
+            IngestError::UnrealNotScrubbed => {
+                "unreal crash reports are not scrubbed; the project must set forwardUnknownItems to forward them unscrubbed"
+            }
             IngestError::Overloaded => "too many requests in flight, retry later",
             IngestError::Forward(error) => match error {
                 ForwardError::Timeout(_) => "upstream did not answer in time, retry later",
@@ -271,7 +315,15 @@ impl IngestError {
             | IngestError::StoreBody(StoreError::InvalidZlib)
             | IngestError::Envelope(_)
             | IngestError::Scrub { .. }
+            | IngestError::UnrealNotScrubbed
             | IngestError::DsnMismatch => Outcome::Invalid,
+            IngestError::Upload(
+                UploadError::AttachmentsTooLarge
+                | UploadError::EventTooLarge
+                | UploadError::Multipart(MultipartError::TooManyParts(_))
+                | UploadError::Container(BodyError::TooLarge),
+            ) => Outcome::TooLarge,
+            IngestError::Upload(_) => Outcome::Invalid,
             IngestError::Auth(AuthError::UnsupportedVersion(_))
             | IngestError::Auth(AuthError::BadPublicKey)
             | IngestError::Auth(AuthError::BadDsn)

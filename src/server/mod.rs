@@ -195,6 +195,10 @@ fn record_refusal(metrics: &Metrics, endpoint: IngestEndpoint, error: &IngestErr
         IngestEndpoint::Store => ItemLabel::Item(ItemType::Event),
         IngestEndpoint::Envelope => ItemLabel::Envelope,
         IngestEndpoint::Security | IngestEndpoint::CspReport => ItemLabel::Item(ItemType::Security),
+        IngestEndpoint::Minidump | IngestEndpoint::Attachments => {
+            ItemLabel::Item(ItemType::Attachment)
+        }
+        IngestEndpoint::Unreal => ItemLabel::Item(ItemType::UnrealReport),
     };
     metrics.record_item(item_type, error.outcome());
 }

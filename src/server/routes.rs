@@ -1,8 +1,10 @@
 //! Routing: which ingest endpoint a request path names.
 //!
 //! Relay's ingest paths are `/api/{project_id}/{store,envelope,security,csp-report}/`
-//! (trailing slash required, as in Relay). Runs of slashes are folded first, as Relay's
-//! `NormalizePath` middleware does, so `//api/42//store/` works too.
+//! (trailing slash required, as in Relay), `/api/{project_id}/minidump/` (slash
+//! optional), `/api/{project_id}/events/{event_id}/attachments/` and
+//! `/api/{project_id}/unreal/{sentry_key}/`. Runs of slashes are folded first, as
+//! Relay's `NormalizePath` middleware does, so `//api/42//store/` works too.
 
 use std::borrow::Cow;
 
@@ -19,6 +21,12 @@ pub enum IngestEndpoint {
     Security,
     /// `/api/{id}/csp-report/`: the same as `security`, under its other name.
     CspReport,
+    /// `/api/{id}/minidump/`: a native crash (multipart or a raw dump).
+    Minidump,
+    /// `/api/{id}/events/{event_id}/attachments/`: files of an event (multipart).
+    Attachments,
+    /// `/api/{id}/unreal/{sentry_key}/`: an Unreal Engine crash report.
+    Unreal,
 }
 
 impl IngestEndpoint {
@@ -29,6 +37,9 @@ impl IngestEndpoint {
             IngestEndpoint::Envelope => "envelope",
             IngestEndpoint::Security => "security",
             IngestEndpoint::CspReport => "csp-report",
+            IngestEndpoint::Minidump => "minidump",
+            IngestEndpoint::Attachments => "attachments",
+            IngestEndpoint::Unreal => "unreal",
         }
     }
 
@@ -38,7 +49,19 @@ impl IngestEndpoint {
             IngestEndpoint::Store => Endpoint::Store,
             IngestEndpoint::Envelope => Endpoint::Envelope,
             IngestEndpoint::Security | IngestEndpoint::CspReport => Endpoint::Security,
+            IngestEndpoint::Minidump => Endpoint::Minidump,
+            IngestEndpoint::Attachments => Endpoint::Attachments,
+            IngestEndpoint::Unreal => Endpoint::Unreal,
         }
+    }
+
+    /// True for the native upload endpoints (minidump, attachments, Unreal), whose
+    /// requests become envelopes.
+    pub fn is_upload(self) -> bool {
+        matches!(
+            self,
+            IngestEndpoint::Minidump | IngestEndpoint::Attachments | IngestEndpoint::Unreal
+        )
     }
 
     /// True for the security report endpoints.
@@ -68,22 +91,18 @@ pub fn route(path: &str) -> Route {
     let Some(rest) = path.strip_prefix("/api/") else {
         return Route::NotFound;
     };
-    let mut segments = rest.split('/');
-    let (Some(id), Some(name), Some(""), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Route::NotFound;
-    };
-    let endpoint = match name {
-        "store" => IngestEndpoint::Store,
-        "envelope" => IngestEndpoint::Envelope,
-        "security" => IngestEndpoint::Security,
-        "csp-report" => IngestEndpoint::CspReport,
+    let segments: Vec<&str> = rest.split('/').collect();
+    let endpoint = match segments[..] {
+        [_, "store", ""] => IngestEndpoint::Store,
+        [_, "envelope", ""] => IngestEndpoint::Envelope,
+        [_, "security", ""] => IngestEndpoint::Security,
+        [_, "csp-report", ""] => IngestEndpoint::CspReport,
+        [_, "minidump"] | [_, "minidump", ""] => IngestEndpoint::Minidump,
+        [_, "events", id, "attachments", ""] if !id.is_empty() => IngestEndpoint::Attachments,
+        [_, "unreal", key, ""] if !key.is_empty() => IngestEndpoint::Unreal,
         _ => return Route::NotFound,
     };
+    let id = segments[0];
     if id.is_empty() {
         return Route::NotFound;
     }
@@ -96,6 +115,17 @@ pub fn route(path: &str) -> Route {
         endpoint,
         project_id,
     }
+}
+
+/// The third path segment of an upload route: the event id of
+/// `/api/{id}/events/{event_id}/attachments/`, the key of `/api/{id}/unreal/{key}/`.
+pub fn upload_parameter(path: &str) -> Option<String> {
+    let path = fold_slashes(path);
+    path.strip_prefix("/api/")?
+        .split('/')
+        .nth(2)
+        .filter(|segment| !segment.is_empty())
+        .map(str::to_owned)
 }
 
 /// Folds runs of `/` into one.
@@ -148,6 +178,25 @@ mod tests {
     }
 
     #[test]
+    fn upload_paths() {
+        assert_eq!(route("/api/42/minidump/"), ingest(IngestEndpoint::Minidump, 42));
+        assert_eq!(route("/api/42/minidump"), ingest(IngestEndpoint::Minidump, 42));
+        assert_eq!(
+            route("/api/42/events/0123abcd/attachments/"),
+            ingest(IngestEndpoint::Attachments, 42)
+        );
+        assert_eq!(
+            route("/api/42/unreal/abcdef/"),
+            ingest(IngestEndpoint::Unreal, 42)
+        );
+        assert_eq!(
+            upload_parameter("/api/42/events/0123abcd/attachments/").as_deref(),
+            Some("0123abcd")
+        );
+        assert_eq!(upload_parameter("/api/42/unreal/k3y/").as_deref(), Some("k3y"));
+    }
+
+    #[test]
     fn bad_project_id_is_still_an_ingest_route() {
         assert_eq!(
             route("/api/abc/store/"),
@@ -172,7 +221,9 @@ mod tests {
             "/api/",
             "/api/42/store",
             "/api/42/store/x",
-            "/api/42/minidump/",
+            "/api/42/minidump/x",
+            "/api/42/events//attachments/",
+            "/api/42/unreal/",
             "/api/store/",
             "/metrics",
             "/api//store/",

@@ -18,6 +18,18 @@ enum Outcome {
     AsSent,
     /// Not forwarded; counted as dropped. With `forwardUnknownItems`, arrives as sent.
     DroppedUnlessForwarded,
+    /// A text attachment (or a minidump: no rule of this project names `$binary` or
+    /// `$minidump`): as sent under `coverage = "relay"` (only `$attachments`/`$binary`
+    /// rules reach attachments, as in Relay), scrubbed under `"all"`; dropped under
+    /// `attachments = "drop"`.
+    TextAttachment,
+    /// A view hierarchy: scrubbed (every string, as Relay); dropped under "drop".
+    ScrubbedAttachment,
+    /// An image: as sent under "forward", dropped under "scrubbed_only" and "drop".
+    BinaryAttachment,
+    /// sentry-native's msgpack event data: merged into the envelope's event (never an
+    /// item of its own upstream, never dropped).
+    MergedIntoEvent,
 }
 
 /// One row: the item header, its payload, the outcome, and the metric label.
@@ -151,22 +163,48 @@ fn rows() -> Vec<Row> {
             "client_report",
         ),
     ];
-    // Attachments: the body as sent (unless the project drops attachments).
-    rows.push(Row {
-        header: json!({"type": "attachment", "filename": "log.txt", "content_type": "text/plain"}),
-        payload: format!("log line for {mail}\n").into_bytes(),
-        outcome: Outcome::AsSent,
-        label: "attachment".into(),
-    });
-    for (ty, label) in [
-        ("event.payload", "attachment"),
-        ("event.breadcrumbs", "attachment"),
+    // Attachments, by kind.
+    let mut dump = b"MDMP\x93\xa7\x00\x00garbage ".to_vec();
+    dump.extend_from_slice(format!("user {mail} ").as_bytes());
+    dump.extend(format!("wide {mail}").encode_utf16().flat_map(u16::to_le_bytes));
+    for (header, payload, outcome) in [
+        (
+            json!({"type": "attachment", "filename": "log.txt", "content_type": "text/plain"}),
+            format!("log line for {mail}\n").into_bytes(),
+            Outcome::TextAttachment,
+        ),
+        (
+            json!({"type": "attachment", "filename": "crash.dmp", "attachment_type": "event.minidump"}),
+            dump,
+            Outcome::TextAttachment,
+        ),
+        (
+            json!({"type": "attachment", "filename": "view-hierarchy.json",
+                   "attachment_type": "event.view_hierarchy", "content_type": "application/json"}),
+            serde_json::to_vec(&json!({"windows": [{"type": "UILabel", "text": mail}]})).unwrap(),
+            Outcome::ScrubbedAttachment,
+        ),
+        (
+            json!({"type": "attachment", "filename": "screenshot.png", "content_type": "image/png"}),
+            [&b"\x89PNG\r\n\x1a\n"[..], mail.as_bytes()].concat(),
+            Outcome::BinaryAttachment,
+        ),
+        (
+            json!({"type": "attachment", "attachment_type": "event.payload", "filename": "__sentry-event"}),
+            rmp_serde::to_vec_named(&json!({"extra": {"note": text}, "user": {"email": mail}})).unwrap(),
+            Outcome::MergedIntoEvent,
+        ),
+        (
+            json!({"type": "attachment", "attachment_type": "event.breadcrumbs", "filename": "__sentry-breadcrumb1"}),
+            rmp_serde::to_vec_named(&json!({"message": text, "timestamp": 1.0})).unwrap(),
+            Outcome::MergedIntoEvent,
+        ),
     ] {
         rows.push(Row {
-            header: json!({"type": "attachment", "attachment_type": ty, "filename": "payload.msgpack"}),
-            payload: format!("\u{0081}\u{00a5}email{mail}").into_bytes(),
-            outcome: Outcome::DroppedUnlessForwarded,
-            label: label.into(),
+            header,
+            payload,
+            outcome,
+            label: "attachment".into(),
         });
     }
     for (ty, payload) in [
@@ -202,6 +240,25 @@ fn rows() -> Vec<Row> {
     rows
 }
 
+/// What arrives of a row: `None` when it does not arrive as an item, else whether its
+/// canary is still there (as sent) or gone (scrubbed).
+fn expected(outcome: Outcome, coverage: &str, attachments: &str, forward_unknown: bool) -> Option<bool> {
+    let attachment = matches!(
+        outcome,
+        Outcome::TextAttachment | Outcome::ScrubbedAttachment | Outcome::BinaryAttachment
+    );
+    match outcome {
+        // A project that drops attachments drops every one of them.
+        _ if attachment && attachments == "drop" => None,
+        Outcome::Scrubbed | Outcome::ScrubbedAttachment => Some(false),
+        Outcome::AsSent => Some(true),
+        Outcome::DroppedUnlessForwarded => forward_unknown.then_some(true),
+        Outcome::TextAttachment => Some(coverage == "relay"),
+        Outcome::BinaryAttachment => (attachments == "forward").then_some(true),
+        Outcome::MergedIntoEvent => None,
+    }
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -226,7 +283,7 @@ async fn every_item_type_of_the_readme_table_has_its_documented_outcome() {
     let mut combinations = 0;
     for coverage in ["relay", "all"] {
         for forward_unknown in [false, true] {
-            for attachments in ["forward", "drop"] {
+            for attachments in ["forward", "scrubbed_only", "drop"] {
                 combinations += 1;
                 let upstream = RecordingUpstream::spawn().await;
                 let project = project_json(
@@ -260,15 +317,7 @@ async fn every_item_type_of_the_readme_table_has_its_documented_outcome() {
                 let metrics = proxy.scrape_metrics().await;
                 let mut next = 0;
                 for row in &table {
-                    let is_attachment = row.header["type"] == "attachment";
-                    let expected = match row.outcome {
-                        // A project that drops attachments drops every one of them.
-                        _ if is_attachment && attachments == "drop" => None,
-                        Outcome::Scrubbed => Some(false),
-                        Outcome::AsSent => Some(true),
-                        Outcome::DroppedUnlessForwarded if forward_unknown => Some(true),
-                        Outcome::DroppedUnlessForwarded => None,
-                    };
+                    let expected = expected(row.outcome, coverage, attachments, forward_unknown);
                     let what = format!("{context}: {}", row.header);
                     // Items keep their order: the next one upstream must be this row
                     // when it is forwarded; a dropped row must not appear (checked by the
@@ -300,8 +349,9 @@ async fn every_item_type_of_the_readme_table_has_its_documented_outcome() {
                 let dropped: usize = table
                     .iter()
                     .filter(|r| {
-                        (r.header["type"] == "attachment" && attachments == "drop")
-                            || (r.outcome == Outcome::DroppedUnlessForwarded && !forward_unknown)
+                        r.outcome != Outcome::MergedIntoEvent
+                            && expected(r.outcome, coverage, attachments, forward_unknown)
+                                .is_none()
                     })
                     .count();
                 let counted: f64 = metrics

@@ -800,27 +800,6 @@ fn check_canaries(
     }
 }
 
-/// `value` percent-encoded (when that differs from the raw text) and in UTF-16LE.
-fn other_encodings(value: &str) -> Vec<(&'static str, Vec<u8>)> {
-    let mut out = Vec::new();
-    let percent: String = value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    if percent != value {
-        out.push(("percent-encoded", percent.into_bytes()));
-    }
-    let utf16: Vec<u8> = value.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    out.push(("UTF-16LE", utf16));
-    out
-}
-
 #[test]
 fn a_canary_is_searched_in_its_other_encodings() {
     let forms = other_encodings("py.user.plant@example.com");

@@ -3,6 +3,7 @@
 //! item policy (scrubbed, forwarded as they are, or dropped and counted).
 
 use super::*;
+use crate::scrub::AttachmentKind;
 
 /// Scrubs payloads of one request with one project's rules, recording timings and
 /// redactions (in a request), or the changes made (offline: the console's playground,
@@ -117,6 +118,8 @@ impl Scrubber<'_> {
         envelope: &mut Envelope,
     ) -> Result<Vec<ItemType>, IngestError> {
         let limits = self.limits;
+        crate::protocol::native::merge_event_payloads(envelope, limits)
+            .map_err(IngestError::Upload)?;
         if envelope.has_trace() {
             let (header, _) = self.scrub(
                 ItemKind::EnvelopeHeader,
@@ -130,7 +133,7 @@ impl Scrubber<'_> {
         let items = std::mem::take(envelope.items_mut());
         let mut kept: Vec<Item> = Vec::with_capacity(items.len());
         let mut forwarded = Vec::with_capacity(items.len());
-        let mut dropped: Vec<(ItemLabel, &'static str)> = Vec::new();
+        let mut dropped: Vec<(ItemLabel, DropReason)> = Vec::new();
         for (index, mut item) in items.into_iter().enumerate() {
             self.item_index.set(Some(index));
             let wire = item.item_type();
@@ -145,6 +148,13 @@ impl Scrubber<'_> {
                     forwarded.push(wire);
                     kept.push(item);
                 }
+                ItemPolicy::ScrubAttachment(kind) => {
+                    let scrubbed = self.scrub_attachment(kind, &item)?;
+                    item.set_payload(scrubbed);
+                    self.scrub_attachment_header(&mut item)?;
+                    forwarded.push(wire);
+                    kept.push(item);
+                }
                 ItemPolicy::ScrubRecording => {
                     let scrubbed = self.scrub_recording(label, item.payload())?;
                     item.set_payload(scrubbed);
@@ -152,9 +162,6 @@ impl Scrubber<'_> {
                     kept.push(item);
                 }
                 ItemPolicy::Forward => {
-                    if wire == ItemType::Attachment {
-                        self.scrub_attachment_header(&mut item)?;
-                    }
                     forwarded.push(wire);
                     kept.push(item);
                 }
@@ -166,7 +173,8 @@ impl Scrubber<'_> {
         if let Some(state) = self.state {
             for (item_type, reason) in dropped {
                 state.metrics.record_item(item_type, Outcome::DroppedItem);
-                state.drops.dropped(self.project.id, item_type, reason);
+                state.metrics.record_drop(item_type, reason.code);
+                state.drops.dropped(self.project.id, item_type, reason.text);
             }
         }
         *envelope.items_mut() = kept;
@@ -208,6 +216,69 @@ impl Scrubber<'_> {
             out.extend_from_slice(&scrubbed);
         }
         Ok(Bytes::from(out))
+    }
+
+    /// An attachment's bytes scrubbed as `kind`: a view hierarchy as JSON (as text when
+    /// it is not JSON), everything else in place at its length. Timed and counted by
+    /// kind.
+    fn scrub_attachment(&self, kind: AttachmentKind, item: &Item) -> Result<Bytes, IngestError> {
+        let started = Instant::now();
+        let payload = item.payload();
+        let label = ItemLabel::Item(ItemType::Attachment);
+        let scrubbed = if kind == AttachmentKind::ViewHierarchy {
+            match self.scrub(ItemKind::ViewHierarchy, label, payload, None) {
+                Ok((json, _)) => Some(json),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let scrubbed = match scrubbed {
+            Some(json) => json,
+            None => {
+                let filename = item.header_str("filename").unwrap_or("");
+                let mut bytes = payload.to_vec();
+                let rules = &self.project.config.rules;
+                let kind = if kind == AttachmentKind::ViewHierarchy {
+                    AttachmentKind::Text
+                } else {
+                    kind
+                };
+                let record = self.options.record_paths;
+                let report = rules.scrub_attachment(kind, filename, &mut bytes, record);
+                self.observe_attachment_report(label, &report);
+                Bytes::from(bytes)
+            }
+        };
+        if let Some(state) = self.state {
+            state
+                .metrics
+                .observe_attachment(kind, payload.len(), started.elapsed());
+        }
+        Ok(scrubbed)
+    }
+
+    /// An attachment's changes: counted (in a request) or collected (offline).
+    fn observe_attachment_report(&self, label: ItemLabel, report: &crate::scrub::ScrubReport) {
+        if let Some(changes) = self.changes {
+            let item = self.item_index.get();
+            changes
+                .borrow_mut()
+                .extend(report.changes.iter().map(|c| ItemChange {
+                    item,
+                    item_type: label,
+                    change: c.clone(),
+                }));
+        }
+        if let Some(state) = self.state {
+            if !report.changes.is_empty() {
+                state.metrics.record_redactions(
+                    &self.project.id_label,
+                    report,
+                    &self.project.rule_labels,
+                );
+            }
+        }
     }
 
     /// Under `coverage = "all"`, an attachment's `filename` (free text an SDK takes from
@@ -287,9 +358,48 @@ pub fn scrub_envelope_offline(
     Ok((bytes, changes.into_inner()))
 }
 
-/// The reason for dropping an attachment by project policy (not an item scrubgate cannot
-/// scrub, so `forwardUnknownItems` does not forward it).
-const ATTACHMENTS_DROPPED: &str = "the project drops attachments";
+/// Why an item is dropped: a short code (the `reason` label of
+/// `scrubgate_items_dropped_total`) and the text of the warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DropReason {
+    code: &'static str,
+    text: &'static str,
+}
+
+impl DropReason {
+    /// An item type scrubgate does not scrub: forwarded under `forwardUnknownItems`.
+    const fn unscrubbed(code: &'static str, text: &'static str) -> Self {
+        DropReason { code, text }
+    }
+
+    /// Dropped by the project's attachment policy, whatever `forwardUnknownItems` says.
+    fn is_attachment_policy(self) -> bool {
+        self == ATTACHMENTS_DROPPED || self == BINARY_ATTACHMENTS_DROPPED
+    }
+}
+
+/// The project drops attachments (`attachments = "drop"`).
+const ATTACHMENTS_DROPPED: DropReason = DropReason {
+    code: "attachments_policy",
+    text: "the project drops attachments",
+};
+
+/// The reason for dropping an image or other binary attachment under
+/// `attachments = "scrubbed_only"`.
+const BINARY_ATTACHMENTS_DROPPED: DropReason = DropReason {
+    code: "binary_attachment",
+    text: "images and other binary attachments are not scrubbed (attachments = \"scrubbed_only\")",
+};
+
+/// An attachment item's kind, by its headers and first bytes.
+fn attachment_kind(item: &Item) -> AttachmentKind {
+    AttachmentKind::classify(
+        item.header_str("attachment_type"),
+        item.header_str("content_type"),
+        item.header_str("filename"),
+        item.payload(),
+    )
+}
 
 /// What happens to one envelope item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,10 +408,12 @@ enum ItemPolicy {
     Scrub(ItemKind),
     /// A replay recording: header line kept, rrweb events decompressed and scrubbed.
     ScrubRecording,
+    /// An attachment, scrubbed as its kind.
+    ScrubAttachment(AttachmentKind),
     /// Forwarded as it is (attachments by policy, unknown types when configured).
     Forward,
     /// Dropped and counted, for this reason (logged, rate-limited).
-    Drop(&'static str),
+    Drop(DropReason),
 }
 
 /// The policy for an item of type `wire`: what the README's item table says. An item
@@ -348,7 +460,7 @@ pub(super) fn item_size_limit(item_type: ItemType, limits: &LimitsConfig) -> Opt
 fn item_policy(wire: ItemType, item: &Item, project: &ProjectConfig) -> ItemPolicy {
     match unscrubbed_policy(wire, item, project) {
         ItemPolicy::Drop(reason)
-            if project.forward_unknown_items && reason != ATTACHMENTS_DROPPED =>
+            if project.forward_unknown_items && !reason.is_attachment_policy() =>
         {
             ItemPolicy::Forward
         }
@@ -375,27 +487,29 @@ fn unscrubbed_policy(wire: ItemType, item: &Item, project: &ProjectConfig) -> It
         ItemType::ReplayEvent => ItemPolicy::Scrub(ItemKind::ReplayEvent),
         ItemType::CheckIn => ItemPolicy::Scrub(ItemKind::CheckIn),
         ItemType::ClientReport => ItemPolicy::Scrub(ItemKind::ClientReport),
-        ItemType::Attachment => match (project.attachments, item.header_str("attachment_type")) {
+        ItemType::Attachment => match (project.attachments, attachment_kind(item)) {
             // A project that drops attachments drops every one, whatever
             // `forwardUnknownItems` says.
             (AttachmentPolicy::Drop, _) => ItemPolicy::Drop(ATTACHMENTS_DROPPED),
-            // sentry-native and crashpad send the event itself this way (msgpack), and
-            // Relay builds the event from it: not scrubbed here, so never forwarded.
-            (_, Some("event.payload" | "event.breadcrumbs")) => {
-                ItemPolicy::Drop("event data in an attachment (msgpack) is not scrubbed")
+            (AttachmentPolicy::ScrubbedOnly, AttachmentKind::Binary) => {
+                ItemPolicy::Drop(BINARY_ATTACHMENTS_DROPPED)
             }
-            (AttachmentPolicy::Forward, _) => ItemPolicy::Forward,
+            (_, kind) => ItemPolicy::ScrubAttachment(kind),
         },
         ItemType::ReplayRecording => ItemPolicy::ScrubRecording,
-        ItemType::ReplayVideo => {
-            ItemPolicy::Drop("replay videos (msgpack with video frames) are not scrubbed")
-        }
-        ItemType::Statsd | ItemType::MetricBuckets => ItemPolicy::Drop(
+        ItemType::ReplayVideo => ItemPolicy::Drop(DropReason::unscrubbed(
+            "replay_video",
+            "replay videos (msgpack with video frames) are not scrubbed",
+        )),
+        ItemType::Statsd | ItemType::MetricBuckets => ItemPolicy::Drop(DropReason::unscrubbed(
+            "legacy_metrics",
             "legacy metrics (names and tags can carry personal data) are not scrubbed",
+        )),
+        ItemType::Nel | ItemType::FormData | ItemType::UnrealReport => ItemPolicy::Drop(
+            DropReason::unscrubbed("not_scrubbed", "this item type is not scrubbed"),
         ),
-        ItemType::Nel | ItemType::FormData | ItemType::UnrealReport => {
-            ItemPolicy::Drop("this item type is not scrubbed")
+        ItemType::Unknown => {
+            ItemPolicy::Drop(DropReason::unscrubbed("unknown_type", "unknown item type"))
         }
-        ItemType::Unknown => ItemPolicy::Drop("unknown item type"),
     }
 }

@@ -31,7 +31,7 @@ use hyper::body::Body;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::IngestError;
-use super::routes::IngestEndpoint;
+use super::routes::{upload_parameter, IngestEndpoint};
 use super::AppState;
 use crate::body::budget::Reservation;
 use crate::body::store::{decode_store_body, StoreError};
@@ -44,6 +44,7 @@ use crate::protocol::auth::{Auth, AuthError, ProjectKey};
 use crate::protocol::client_ip::{client_ip, X_FORWARDED_FOR};
 use crate::protocol::envelope::{Envelope, EnvelopeError, Headers, Item, ItemType};
 use crate::protocol::item_scan::ItemSizeScan;
+use crate::protocol::native;
 use crate::scrub::{Coverage, ItemKind, ScrubOptions};
 use crate::spool::{Delivered, DeliveryError};
 
@@ -154,9 +155,11 @@ where
             );
             (scrubbed, admitted, parts, reservation)
         };
-        let answer = deliver(state, &admitted.project, &parts, peer, scrubbed?).await;
+        let scrubbed = scrubbed?;
+        let event_id = scrubbed.event_id.clone();
+        let answer = deliver(state, &admitted.project, &parts, peer, scrubbed).await;
         drop(reservation);
-        answer
+        answer.map(|response| upload_answer(endpoint, response, event_id.as_deref()))
     }
     .await;
     Handled {
@@ -220,12 +223,23 @@ fn admit<B>(state: &Arc<AppState>, request: &IngestRequest<B>) -> Result<Admitte
     let is_envelope = match request.endpoint {
         IngestEndpoint::Envelope => true,
         IngestEndpoint::Store => has_content_type(&parts.headers, ENVELOPE_CONTENT_TYPE),
-        IngestEndpoint::Security | IngestEndpoint::CspReport => false,
+        IngestEndpoint::Security
+        | IngestEndpoint::CspReport
+        | IngestEndpoint::Minidump
+        | IngestEndpoint::Attachments
+        | IngestEndpoint::Unreal => false,
     };
     let auth = match Auth::from_parts(parts) {
         Ok(auth) => Some(auth),
         // Only an envelope may carry its auth in its header's `dsn`.
         Err(AuthError::Missing) if is_envelope => None,
+        // An Unreal crash reporter puts the key in the path.
+        Err(AuthError::Missing) if request.endpoint == IngestEndpoint::Unreal => {
+            let key = upload_parameter(parts.uri.path()).unwrap_or_default();
+            Some(Auth::from_key(
+                ProjectKey::parse(&key).map_err(IngestError::Auth)?,
+            ))
+        }
         Err(error) => return Err(IngestError::Auth(error)),
     };
     let project = state
@@ -253,6 +267,12 @@ fn authorize<B>(admitted: &Admitted, request: &IngestRequest<B>) -> Result<(), I
     if request.endpoint.is_security() && !is_security_mime(&request.parts.headers) {
         return Err(IngestError::UnsupportedMediaType);
     }
+    // scrubgate does not read Unreal crash reports: refused before the body is read,
+    // unless the project forwards what it cannot scrub.
+    if request.endpoint == IngestEndpoint::Unreal && !admitted.project.config.forward_unknown_items
+    {
+        return Err(IngestError::UnrealNotScrubbed);
+    }
     Ok(())
 }
 
@@ -273,6 +293,9 @@ where
         IngestEndpoint::Envelope => limits.max_compressed_envelope_size,
         IngestEndpoint::Store | IngestEndpoint::Security | IngestEndpoint::CspReport => {
             limits.max_compressed_event_size
+        }
+        IngestEndpoint::Minidump | IngestEndpoint::Attachments | IngestEndpoint::Unreal => {
+            upload_size_limit(limits)
         }
     };
     let received = collect_limited(
@@ -325,6 +348,9 @@ fn prepare(
         IngestEndpoint::Envelope => limits.max_envelope_size,
         IngestEndpoint::Store | IngestEndpoint::Security | IngestEndpoint::CspReport => {
             limits.max_event_size
+        }
+        IngestEndpoint::Minidump | IngestEndpoint::Attachments | IngestEndpoint::Unreal => {
+            upload_size_limit(limits)
         }
     };
     // A bomb stops at its ratio cap: a few KB never become hundreds of MB. An identity
@@ -395,6 +421,27 @@ fn prepare(
         .auth
         .clone()
         .ok_or(IngestError::Auth(AuthError::Missing))?;
+    if endpoint.is_upload() {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let upload = match endpoint {
+            IngestEndpoint::Minidump => {
+                native::minidump_upload(content_type, decoded, limits, new_event_id)
+            }
+            IngestEndpoint::Attachments => {
+                let event_id = upload_parameter(parts.uri.path()).unwrap_or_default();
+                native::attachments_upload(content_type, decoded, &event_id, limits)
+            }
+            _ => native::unreal_upload(decoded, limits, new_event_id),
+        }
+        .map_err(IngestError::Upload)?;
+        return Ok(Payload::Envelope {
+            envelope: upload.envelope,
+            auth,
+        });
+    }
     let event = if endpoint.is_security() {
         if decoded.iter().all(u8::is_ascii_whitespace) {
             return Err(IngestError::StoreBody(StoreError::Empty));
@@ -451,7 +498,12 @@ fn scrub(
             };
             Ok(Scrubbed {
                 auth,
-                path_and_query: format!("/api/{project_id}/{}/", endpoint.segment()),
+                // Uploads go to the store as the envelopes they became.
+                path_and_query: if endpoint.is_upload() {
+                    format!("/api/{project_id}/envelope/")
+                } else {
+                    format!("/api/{project_id}/{}/", endpoint.segment())
+                },
                 content_type: HeaderValue::from_static(ENVELOPE_CONTENT_TYPE),
                 body,
                 event_id: envelope.event_id().map(str::to_owned),
@@ -557,6 +609,46 @@ async fn deliver(
     }
 }
 
+/// Most bytes an upload request may hold (received, and decoded): its files
+/// (`limits.max_attachments_size`) and its event.
+fn upload_size_limit(limits: &LimitsConfig) -> usize {
+    limits
+        .max_attachments_size
+        .saturating_add(limits.max_event_size)
+}
+
+/// An upload endpoint's answer, as Relay gives it, once the envelope is accepted (by the
+/// store or the spool): the minidump and Unreal endpoints answer 200 with the event id
+/// as plain hyphenated text (and never 429: crash reporters do not retry well, so a
+/// rate-limited crash is answered as accepted, as Relay does); the attachment endpoint
+/// answers 201 with no body. Other answers (4xx, 5xx) are relayed as they are.
+fn upload_answer(
+    endpoint: IngestEndpoint,
+    response: Response<Full<Bytes>>,
+    event_id: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let status = response.status();
+    let accepted = status.is_success()
+        || (status == StatusCode::TOO_MANY_REQUESTS && endpoint != IngestEndpoint::Attachments);
+    if !endpoint.is_upload() || !accepted {
+        return response;
+    }
+    let (status, body, content_type) = match endpoint {
+        IngestEndpoint::Attachments => (StatusCode::CREATED, String::new(), "text/plain"),
+        _ => (
+            StatusCode::OK,
+            event_id.map(native::hyphenated).unwrap_or_default(),
+            "text/plain; charset=utf-8",
+        ),
+    };
+    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    *answer.status_mut() = status;
+    answer
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    answer
+}
+
 /// The answer for a request accepted without the upstream's own answer: 200 with the
 /// event id, as Sentry answers (`{}` when the request has no event id).
 fn accepted(event_id: Option<&str>) -> Response<Full<Bytes>> {
@@ -614,17 +706,10 @@ fn envelope_auth(
     Ok(auth)
 }
 
-/// The DSN without the `:secret` of its userinfo; `None` when it has no secret.
+/// The DSN without the `:secret` of its userinfo; `None` when it has no secret (or is
+/// not a DSN).
 fn dsn_without_secret(dsn: &str) -> Option<String> {
-    let scheme_end = dsn.find("://")? + 3;
-    let authority_end = dsn[scheme_end..]
-        .find('/')
-        .map_or(dsn.len(), |i| scheme_end + i);
-    let at = scheme_end + dsn[scheme_end..authority_end].rfind('@')?;
-    let colon = scheme_end + dsn[scheme_end..at].find(':')?;
-    let mut public = dsn.to_owned();
-    public.replace_range(colon..at, "");
-    Some(public)
+    crate::protocol::dsn::Dsn::parse(dsn).ok()?.without_secret()
 }
 
 /// Checks that `key` is an enabled public key of `project`.

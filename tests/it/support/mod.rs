@@ -729,3 +729,25 @@ pub async fn read_until_close(
         }
     }
 }
+
+/// `value` percent-encoded (when that differs from the raw text) and in UTF-16LE.
+pub fn other_encodings(value: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let percent: String = value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    if percent != value {
+        out.push(("percent-encoded", percent.into_bytes()));
+    }
+    let utf16: Vec<u8> = value.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    out.push(("UTF-16LE", utf16));
+    out
+}
+
