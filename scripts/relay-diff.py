@@ -384,23 +384,29 @@ def normalized_leaf_difference_count(relay_out, ours_out):
 
 # --- Known differences
 
+@dataclass
 class KnownClass:
-    """A class of known.json. `path` is a pattern over the dotted field path (`*` one
-    segment, `**` one or more); `kind` one kind or a list (see Difference.kind). The
-    optional `original`, `relay`, `ours` (the values), `relay_meta`, `ours_meta` (the
-    `_meta` entries, as JSON with sorted keys) and `parent` (the shape of the field's
-    container in the original, e.g. `array of 2`) are regexes that must be found in
-    them. `deliberate` says whether scrubgate differs on purpose; `readme` is the
-    bullet of README's Known output differences that explains the class."""
+    """A class of known.json's `classes`: whether scrubgate differs on purpose, and the
+    bullet of README's Known output differences that explains it."""
+    name: str
+    deliberate: bool
+    readme: str
+
+
+class KnownDifference:
+    """An entry of known.json's `differences`: which differences belong to a class.
+    `path` is a pattern over the dotted field path (`*` one segment, `**` one or more);
+    `kind` one kind or a list (see Difference.kind). The optional `original`, `relay`,
+    `ours` (the values), `relay_meta`, `ours_meta` (the `_meta` entries, as JSON with
+    sorted keys) and `parent` (the shape of the field's container in the original, e.g.
+    `array of 2, first a string`) are regexes that must be found in them."""
 
     SIDES = ("original", "relay", "ours", "relay_meta", "ours_meta", "parent")
 
-    def __init__(self, entry):
-        self.name = entry["class"]
+    def __init__(self, entry, classes):
+        self.known_class = classes[entry["class"]]
         kinds = entry["kind"]
         self.kinds = [kinds] if isinstance(kinds, str) else kinds
-        self.deliberate = entry["deliberate"]
-        self.readme = entry["readme"]
         self.path = glob_regex(entry["path"])
         self.patterns = {side: re.compile(entry[side], re.S)
                          for side in self.SIDES if side in entry}
@@ -430,7 +436,11 @@ def glob_regex(pattern):
 
 
 def load_known():
-    return [KnownClass(entry) for entry in json.loads(KNOWN.read_text())]
+    """The classes and the matchers of known.json."""
+    document = json.loads(KNOWN.read_text())
+    classes = {name: KnownClass(name, entry["deliberate"], entry["readme"])
+               for name, entry in document["classes"].items()}
+    return classes, [KnownDifference(entry, classes) for entry in document["differences"]]
 
 
 def readme_bullets():
@@ -439,7 +449,7 @@ def readme_bullets():
     start = text.index("Known output differences")
     end = text.index("\n#", start)
     bullets = re.split(r"\n- ", text[start:end])[1:]
-    return [" ".join(bullet.split()) for bullet in bullets]
+    return [bullet.split("\n\n")[0] for bullet in bullets]
 
 
 # --- Generated events
@@ -691,24 +701,39 @@ def percent(part, whole):
     return f"{100 * part / max(whole, 1):.2f}%"
 
 
+def readme_problems(classes):
+    """Classes whose `readme` text is not a bullet of README's list."""
+    bullets = {fold(bullet) for bullet in readme_bullets()}
+    return [f"{KNOWN.relative_to(REPO)}: the readme text of class {name!r} is not a bullet "
+            f"of README's Known output differences" for name, known_class in classes.items()
+            if fold(known_class.readme) not in bullets]
+
+
+def fold(text):
+    return " ".join(text.split()).rstrip(";.")
+
+
+def classify(differences, matchers):
+    """(class name or None, difference) for each difference."""
+    for difference in differences:
+        match = next((m for m in matchers if m.matches(difference)), None)
+        yield (match.known_class.name if match else None), difference
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 on a difference no known class explains")
+                        help="exit 1 when a difference matches no known class")
     parser.add_argument("binary", help="the scrubgate binary")
     parser.add_argument("corpus", help="events, one JSON object a line")
     args = parser.parse_args()
 
-    known = load_known()
-    bullets = readme_bullets()
-    problems = [f"known.json class {c.name!r}: its readme text is not a bullet of "
-                f"README's Known output differences" for c in known
-                if " ".join(c.readme.split()) not in bullets]
-
+    classes, matchers = load_known()
+    problems = readme_problems(classes)
     corpus = [json.loads(line) for line in Path(args.corpus).read_text().splitlines()
               if line.strip()]
     inputs = {"corpus": corpus, f"generated (seed {SEED})": generated_events()}
-    per_class = collections.Counter()
+    seen = collections.Counter()
     examples = {}
     unexplained = []
     for input_name, events in inputs.items():
@@ -717,44 +742,47 @@ def main():
             stats, differences = run_pass(args.binary, pass_name, events, project_config,
                                           relay_config)
             print(f"== {pass_name}: {len(events)} events\n"
-                  f"   leaves differing as written: {stats['differing']} of "
-                  f"{stats['leaves']} ({percent(stats['differing'], stats['leaves'])})\n"
-                  f"   after normalization: {stats['normalized_differing']} of "
-                  f"{stats['normalized_leaves']} "
+                  f"   leaves that differ as written:  {stats['differing']:6} of "
+                  f"{stats['leaves']:6} ({percent(stats['differing'], stats['leaves'])})\n"
+                  f"   after normalization:            {stats['normalized_differing']:6} of "
+                  f"{stats['normalized_leaves']:6} "
                   f"({percent(stats['normalized_differing'], stats['normalized_leaves'])})"
-                  f", {len(differences)} fields differ")
-            pass_classes = collections.Counter()
-            for difference in differences:
-                match = next((c for c in known if c.matches(difference)), None)
-                if match is None:
+                  f"\n   fields that differ: {len(differences)}")
+            in_pass = collections.Counter()
+            for name, difference in classify(differences, matchers):
+                if name is None:
                     unexplained.append(difference)
-                    pass_classes["UNEXPLAINED"] += 1
-                    continue
-                pass_classes[match.name] += 1
-                examples.setdefault(match.name, difference)
-            for name, count in pass_classes.most_common():
-                print(f"   {count:6} {name}")
-            per_class.update(pass_classes)
+                    name = "UNEXPLAINED"
+                examples.setdefault(name, difference)
+                in_pass[name] += 1
+            for name, count in in_pass.most_common():
+                note = "" if name not in classes else \
+                    " (deliberate)" if classes[name].deliberate else " (not deliberate)"
+                print(f"   {count:6} {name}{note}")
+            seen.update(in_pass)
 
-    unused = [c.name for c in known if c.name not in per_class]
-    if unused:
-        print(f"\nnote: known classes no pass showed: {', '.join(unused)}")
+    unseen = [name for name in classes if name not in seen]
+    if unseen:
+        print(f"\nnote: no pass showed the known classes {', '.join(unseen)}")
     if not args.check:
         print("\nAn example of each class:")
         for name, difference in examples.items():
-            print(f"  [{name}] {difference.kind}: {difference.describe()}")
+            if name != "UNEXPLAINED":
+                print(f"  [{name}] {difference.kind}: {difference.describe()}")
     if unexplained:
-        print(f"\n{len(unexplained)} differences match no class of {KNOWN.relative_to(REPO)}:")
-        for difference in unexplained[:60]:
+        print(f"\n{len(unexplained)} differences match no class of "
+              f"{KNOWN.relative_to(REPO)}:")
+        for difference in unexplained[:50]:
             print(f"  {difference.kind}: {difference.describe()}")
-        if len(unexplained) > 60:
-            print(f"  ... and {len(unexplained) - 60} more")
+        if len(unexplained) > 50:
+            print(f"  ... and {len(unexplained) - 50} more")
     for problem in problems:
         print(problem)
-    if args.check and (unexplained or problems):
-        sys.exit(1)
-    if args.check:
-        print("\nrelay-diff: every difference is a known, documented class")
+    if unexplained or problems:
+        if args.check:
+            sys.exit(1)
+    elif args.check:
+        print("\nrelay-diff: every difference is of a known class that README lists")
 
 
 if __name__ == "__main__":

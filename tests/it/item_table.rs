@@ -383,5 +383,5 @@ async fn every_item_type_of_the_readme_table_has_its_documented_outcome() {
             }
         }
     }
-    assert_eq!(combinations, 8);
+    assert_eq!(combinations, 12);
 }

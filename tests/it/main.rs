@@ -13,6 +13,7 @@ mod item_table;
 mod limits;
 mod logs;
 mod metrics;
+mod native;
 mod reload;
 mod sdk;
 mod server;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod minidump;
 pub mod upstream;
 
 use std::io::Write;
