@@ -357,3 +357,63 @@ pub fn selector(data: &[u8]) {
         Err(errors) => assert!(!errors.0.is_empty()),
     }
 }
+
+/// The strict project under `coverage = "all"`: attachments get the string rules.
+fn strict_all_project() -> &'static ProjectConfig {
+    static STRICT: OnceLock<ProjectConfig> = OnceLock::new();
+    STRICT.get_or_init(|| {
+        ProjectConfig::from_config_value(json!({
+            "piiConfig": {"applications": {"$string": ["@email", "@ip", "@userpath"]}},
+            "datascrubbingSettings": {"scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true},
+            "scrubgate": {"coverage": "all"}
+        }))
+        .expect("the strict project compiles")
+    })
+}
+
+/// Multipart parsing and minidump uploads: never a panic; the parts are within the
+/// body and within the part limit. The first byte picks the boundary's length.
+pub fn multipart(data: &[u8]) {
+    use scrubgate::protocol::{multipart, native};
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let boundary = &"XyZzY0123456789abcdef"[..1 + usize::from(pick) % 20];
+    let body = Bytes::copy_from_slice(body);
+    if let Ok(parts) = multipart::parse(&body, boundary, 16) {
+        assert!(parts.len() <= 16);
+        for part in &parts {
+            assert!(part.data.len() <= body.len());
+        }
+    }
+    let limits = scrubgate::config::Config::default().limits;
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    if let Ok(upload) = native::minidump_upload(Some(&content_type), body, &limits, || {
+        "0123456789abcdef0123456789abcdef".to_owned()
+    }) {
+        assert!(upload.envelope.to_bytes().is_ok());
+    }
+}
+
+/// Minidump scrubbing: never a panic, and the scrubbed dump has the input's length (a
+/// dump that does not parse is scrubbed as one binary). Inputs without the magic get
+/// it, so the parser is reached.
+pub fn minidump_scrub(data: &[u8]) {
+    use scrubgate::scrub::AttachmentKind;
+    let mut dump = if data.starts_with(b"MDMP") {
+        data.to_vec()
+    } else {
+        [&b"MDMP"[..], data].concat()
+    };
+    let before = dump.len();
+    let rules = &strict_all_project().rules;
+    rules.scrub_attachment(AttachmentKind::Minidump, "crash.dmp", &mut dump, true);
+    assert_eq!(dump.len(), before, "a scrubbed minidump changed length");
+    let mut text = data.to_vec();
+    rules.scrub_attachment(AttachmentKind::Text, "app.log", &mut text, false);
+    assert_eq!(
+        text.len(),
+        data.len(),
+        "a scrubbed text attachment changed length"
+    );
+}

@@ -70,3 +70,13 @@ fn leak_properties_on_generated_inputs() {
     }
     assert_eq!(inputs, 4000);
 }
+
+#[test]
+fn multipart_corpus() {
+    assert!(replay("multipart", checks::multipart) > 0);
+}
+
+#[test]
+fn minidump_scrub_corpus() {
+    assert!(replay("minidump_scrub", checks::minidump_scrub) > 0);
+}

@@ -77,7 +77,10 @@ mod tests {
     #[test]
     fn parts_and_secret_removal() {
         let dsn = Dsn::parse("https://abc:s3cret@o1.ingest.example.com/42").unwrap();
-        assert_eq!((dsn.public_key, dsn.secret, dsn.project_id), ("abc", Some("s3cret"), 42));
+        assert_eq!(
+            (dsn.public_key, dsn.secret, dsn.project_id),
+            ("abc", Some("s3cret"), 42)
+        );
         assert_eq!(
             dsn.without_secret().as_deref(),
             Some("https://abc@o1.ingest.example.com/42")
@@ -85,7 +88,13 @@ mod tests {
         let dsn = Dsn::parse("http://abc@host:9000/sub/7/?x=1").unwrap();
         assert_eq!((dsn.secret, dsn.project_id), (None, 7));
         assert_eq!(dsn.without_secret(), None);
-        for bad in ["not a dsn", "ftp://a@h/1", "https://h/1", "https://a@/1", "https://a@h/x"] {
+        for bad in [
+            "not a dsn",
+            "ftp://a@h/1",
+            "https://h/1",
+            "https://a@/1",
+            "https://a@h/x",
+        ] {
             assert!(Dsn::parse(bad).is_err(), "{bad}");
         }
     }

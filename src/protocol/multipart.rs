@@ -77,7 +77,9 @@ pub fn parse(body: &Bytes, boundary: &str, max_parts: usize) -> Result<Vec<Part>
         let next = finder
             .find(&body[data_start..])
             .map(|i| data_start + i)
-            .ok_or(MultipartError::Malformed("the last part has no closing boundary"))?;
+            .ok_or(MultipartError::Malformed(
+                "the last part has no closing boundary",
+            ))?;
         // The CRLF before a delimiter belongs to the delimiter.
         let mut data_end = next;
         if body[..data_end].ends_with(b"\r\n") {
@@ -168,14 +170,21 @@ mod tests {
     fn parts_with_fields_and_files() {
         let body = body(&[
             ("sentry", None, b"{\"release\":\"1.0\"}"),
-            ("upload_file_minidump", Some("crash.dmp"), b"MDMP\r\n--Xy\x00\x01"),
+            (
+                "upload_file_minidump",
+                Some("crash.dmp"),
+                b"MDMP\r\n--Xy\x00\x01",
+            ),
         ]);
         let parts = parse(&body, "XyZ", 10).unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].name, "sentry");
         assert_eq!(&parts[0].data[..], b"{\"release\":\"1.0\"}");
         assert_eq!(parts[1].filename.as_deref(), Some("crash.dmp"));
-        assert_eq!(parts[1].content_type.as_deref(), Some("application/octet-stream"));
+        assert_eq!(
+            parts[1].content_type.as_deref(),
+            Some("application/octet-stream")
+        );
         assert_eq!(&parts[1].data[..], b"MDMP\r\n--Xy\x00\x01");
     }
 
@@ -202,7 +211,8 @@ mod tests {
             10
         )
         .is_err());
-        let many: Vec<(&str, Option<&str>, &[u8])> = (0..20).map(|_| ("f", None, &b"x"[..])).collect();
+        let many: Vec<(&str, Option<&str>, &[u8])> =
+            (0..20).map(|_| ("f", None, &b"x"[..])).collect();
         assert_eq!(
             parse(&body(&many), "XyZ", 10),
             Err(MultipartError::TooManyParts(10))

@@ -117,7 +117,10 @@ pub fn minidump_upload(
         }
     }
     let dump = dump.ok_or(UploadError::MissingMinidump)?;
-    let filename = dump.filename.clone().unwrap_or_else(|| "Minidump".to_owned());
+    let filename = dump
+        .filename
+        .clone()
+        .unwrap_or_else(|| "Minidump".to_owned());
     let data = unwrap_dump(dump.data, limits)?;
     files.items.insert(
         0,
@@ -355,8 +358,7 @@ impl<'l> Files<'l> {
     }
 
     fn check(&self, len: usize) -> Result<(), UploadError> {
-        if len > self.limits.max_attachment_size || self.total > self.limits.max_attachments_size
-        {
+        if len > self.limits.max_attachment_size || self.total > self.limits.max_attachments_size {
             return Err(UploadError::AttachmentsTooLarge);
         }
         Ok(())

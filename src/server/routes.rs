@@ -179,8 +179,14 @@ mod tests {
 
     #[test]
     fn upload_paths() {
-        assert_eq!(route("/api/42/minidump/"), ingest(IngestEndpoint::Minidump, 42));
-        assert_eq!(route("/api/42/minidump"), ingest(IngestEndpoint::Minidump, 42));
+        assert_eq!(
+            route("/api/42/minidump/"),
+            ingest(IngestEndpoint::Minidump, 42)
+        );
+        assert_eq!(
+            route("/api/42/minidump"),
+            ingest(IngestEndpoint::Minidump, 42)
+        );
         assert_eq!(
             route("/api/42/events/0123abcd/attachments/"),
             ingest(IngestEndpoint::Attachments, 42)
@@ -193,7 +199,10 @@ mod tests {
             upload_parameter("/api/42/events/0123abcd/attachments/").as_deref(),
             Some("0123abcd")
         );
-        assert_eq!(upload_parameter("/api/42/unreal/k3y/").as_deref(), Some("k3y"));
+        assert_eq!(
+            upload_parameter("/api/42/unreal/k3y/").as_deref(),
+            Some("k3y")
+        );
     }
 
     #[test]

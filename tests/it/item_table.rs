@@ -166,7 +166,11 @@ fn rows() -> Vec<Row> {
     // Attachments, by kind.
     let mut dump = b"MDMP\x93\xa7\x00\x00garbage ".to_vec();
     dump.extend_from_slice(format!("user {mail} ").as_bytes());
-    dump.extend(format!("wide {mail}").encode_utf16().flat_map(u16::to_le_bytes));
+    dump.extend(
+        format!("wide {mail}")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
     for (header, payload, outcome) in [
         (
             json!({"type": "attachment", "filename": "log.txt", "content_type": "text/plain"}),
@@ -191,7 +195,8 @@ fn rows() -> Vec<Row> {
         ),
         (
             json!({"type": "attachment", "attachment_type": "event.payload", "filename": "__sentry-event"}),
-            rmp_serde::to_vec_named(&json!({"extra": {"note": text}, "user": {"email": mail}})).unwrap(),
+            rmp_serde::to_vec_named(&json!({"extra": {"note": text}, "user": {"email": mail}}))
+                .unwrap(),
             Outcome::MergedIntoEvent,
         ),
         (
@@ -242,7 +247,12 @@ fn rows() -> Vec<Row> {
 
 /// What arrives of a row: `None` when it does not arrive as an item, else whether its
 /// canary is still there (as sent) or gone (scrubbed).
-fn expected(outcome: Outcome, coverage: &str, attachments: &str, forward_unknown: bool) -> Option<bool> {
+fn expected(
+    outcome: Outcome,
+    coverage: &str,
+    attachments: &str,
+    forward_unknown: bool,
+) -> Option<bool> {
     let attachment = matches!(
         outcome,
         Outcome::TextAttachment | Outcome::ScrubbedAttachment | Outcome::BinaryAttachment
@@ -350,8 +360,7 @@ async fn every_item_type_of_the_readme_table_has_its_documented_outcome() {
                     .iter()
                     .filter(|r| {
                         r.outcome != Outcome::MergedIntoEvent
-                            && expected(r.outcome, coverage, attachments, forward_unknown)
-                                .is_none()
+                            && expected(r.outcome, coverage, attachments, forward_unknown).is_none()
                     })
                     .count();
                 let counted: f64 = metrics

@@ -112,39 +112,71 @@ async fn electron_style_multipart_upload_arrives_scrubbed_and_parseable() {
     let upstream = RecordingUpstream::spawn().await;
     let proxy = strict_proxy(&upstream).await;
     let sentry = json!({"user": {"email": EMAIL}, "tags": {"peer": IP}, "release": "crashy@1.0"});
-    let crumb = rmp_serde::to_vec_named(&json!({"message": format!("login {EMAIL}"), "timestamp": 1.5})).unwrap();
+    let crumb =
+        rmp_serde::to_vec_named(&json!({"message": format!("login {EMAIL}"), "timestamp": 1.5}))
+            .unwrap();
     let log = format!("boot\nuser {EMAIL} from {IP}\n/home/{USER}/app started\n");
     let png = [&b"\x89PNG\r\n\x1a\n"[..], EMAIL.as_bytes()].concat();
     let (content_type, body) = multipart(&[
         ("_productName", None, None, b"crashy"),
         ("sentry", None, None, sentry.to_string().as_bytes()),
         ("sentry[extra][contact]", None, None, EMAIL.as_bytes()),
-        ("upload_file_minidump", Some("crash.dmp"), Some("application/octet-stream"), &dump),
+        (
+            "upload_file_minidump",
+            Some("crash.dmp"),
+            Some("application/octet-stream"),
+            &dump,
+        ),
         ("__sentry-breadcrumb1", Some("breadcrumb1"), None, &crumb),
-        ("app.log", Some("app.log"), Some("text/plain"), log.as_bytes()),
-        ("screenshot", Some("screenshot.png"), Some("image/png"), &png),
+        (
+            "app.log",
+            Some("app.log"),
+            Some("text/plain"),
+            log.as_bytes(),
+        ),
+        (
+            "screenshot",
+            Some("screenshot.png"),
+            Some("image/png"),
+            &png,
+        ),
     ]);
     let response = upload(&proxy, &content_type, body).await;
     assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     let id = response.text();
     assert_eq!(id.len(), 36, "a hyphenated UUID: {id}");
 
     let recorded = upstream.wait_for(1).await;
-    assert_eq!(recorded[0].path_and_query, format!("/api/{PROJECT}/envelope/"));
+    assert_eq!(
+        recorded[0].path_and_query,
+        format!("/api/{PROJECT}/envelope/")
+    );
     assert_eq!(minidump::leaks(&recorded[0].body), Vec::<String>::new());
     let (header, items) = parse_envelope(&recorded[0].body);
     assert_eq!(header["event_id"], id.replace('-', ""));
-    let event = items.iter().find(|i| i.ty() == "event").expect("event").json();
+    let event = items
+        .iter()
+        .find(|i| i.ty() == "event")
+        .expect("event")
+        .json();
     assert_eq!(event["release"], "crashy@1.0");
     assert_eq!(event["extra"]["_productName"], "crashy");
     assert!(event["extra"]["contact"].is_string(), "{event}");
     assert_eq!(event["breadcrumbs"]["values"].as_array().unwrap().len(), 1);
     assert_same_shape(&item_of(&items, "event.minidump").payload, &dump);
-    let log_item = items.iter().find(|i| i.header["filename"] == "app.log").unwrap();
+    let log_item = items
+        .iter()
+        .find(|i| i.header["filename"] == "app.log")
+        .unwrap();
     assert_eq!(log_item.payload.len(), log.len());
     assert!(
-        !items.iter().any(|i| i.header["filename"] == "screenshot.png"),
+        !items
+            .iter()
+            .any(|i| i.header["filename"] == "screenshot.png"),
         "the screenshot is dropped under scrubbed_only"
     );
     let metrics = proxy.scrape_metrics().await;
@@ -156,7 +188,10 @@ async fn electron_style_multipart_upload_arrives_scrubbed_and_parseable() {
         Some(1.0)
     );
     assert_eq!(
-        metric_value(&metrics, "scrubgate_attachment_bytes_total{kind=\"minidump\"}"),
+        metric_value(
+            &metrics,
+            "scrubgate_attachment_bytes_total{kind=\"minidump\"}"
+        ),
         Some(dump.len() as f64)
     );
 }
@@ -218,13 +253,20 @@ async fn curl_form_upload_arrives_scrubbed() {
     let output = tokio::process::Command::new("curl")
         .args(["-sS", "-w", "\n%{http_code}", "-F"])
         .arg(format!("upload_file_minidump=@{}", path.display()))
-        .args(["-F", &format!("sentry={{\"user\":{{\"email\":\"{EMAIL}\"}}}}")])
+        .args([
+            "-F",
+            &format!("sentry={{\"user\":{{\"email\":\"{EMAIL}\"}}}}"),
+        ])
         .arg(&url)
         .output()
         .await
         .expect("curl runs");
     let answer = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(answer.ends_with("\n200"), "curl: {answer} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        answer.ends_with("\n200"),
+        "curl: {answer} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let recorded = upstream.wait_for(1).await;
     assert_eq!(minidump::leaks(&recorded[0].body), Vec::<String>::new());
     let (_, items) = parse_envelope(&recorded[0].body);
@@ -243,16 +285,26 @@ async fn sentry_native_envelope_with_msgpack_event_arrives_as_json() {
     }))
     .unwrap();
     let crumbs = [
-        rmp_serde::to_vec_named(&json!({"message": format!("mail {EMAIL}"), "timestamp": 2.0})).unwrap(),
+        rmp_serde::to_vec_named(&json!({"message": format!("mail {EMAIL}"), "timestamp": 2.0}))
+            .unwrap(),
         rmp_serde::to_vec_named(&json!({"message": "first", "timestamp": 1.0})).unwrap(),
     ]
     .concat();
     let envelope = build_envelope(
         &json!({"event_id": "7d2b1c4a5e6f48a9b0c1d2e3f4a5b6c7"}),
         &[
-            (json!({"type": "attachment", "attachment_type": "event.payload", "filename": "__sentry-event"}), event),
-            (json!({"type": "attachment", "attachment_type": "event.breadcrumbs", "filename": "__sentry-breadcrumb1"}), crumbs),
-            (json!({"type": "attachment", "attachment_type": "event.minidump", "filename": "minidump.dmp"}), dump.clone()),
+            (
+                json!({"type": "attachment", "attachment_type": "event.payload", "filename": "__sentry-event"}),
+                event,
+            ),
+            (
+                json!({"type": "attachment", "attachment_type": "event.breadcrumbs", "filename": "__sentry-breadcrumb1"}),
+                crumbs,
+            ),
+            (
+                json!({"type": "attachment", "attachment_type": "event.minidump", "filename": "minidump.dmp"}),
+                dump.clone(),
+            ),
         ],
     );
     let response = proxy.envelope(envelope).await;
@@ -283,7 +335,10 @@ async fn relay_coverage_applies_minidump_selectors_only() {
         json!({"applications": {"$minidump.stack_memory": ["@email:replace"]}}),
         json!({"coverage": "relay"}),
     );
-    let proxy = TestProxy::builder(&upstream).project(PROJECT, project).spawn().await;
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, project)
+        .spawn()
+        .await;
     let response = upload(&proxy, "application/octet-stream", dump.clone()).await;
     assert_eq!(response.status, 200, "{}", response.text());
     let recorded = upstream.wait_for(1).await;
@@ -302,10 +357,15 @@ async fn relay_coverage_applies_minidump_selectors_only() {
             })
             .collect()
     };
-    let count = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).filter(|w| *w == needle).count();
+    let count =
+        |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).filter(|w| *w == needle).count();
     let wide: Vec<u8> = EMAIL.encode_utf16().flat_map(u16::to_le_bytes).collect();
     assert!(count(&stacks(&dump), EMAIL.as_bytes()) + count(&stacks(&dump), &wide) > 0);
-    assert_eq!(count(&stacks(forwarded), EMAIL.as_bytes()), 0, "UTF-8 in stacks");
+    assert_eq!(
+        count(&stacks(forwarded), EMAIL.as_bytes()),
+        0,
+        "UTF-8 in stacks"
+    );
     assert_eq!(count(&stacks(forwarded), &wide), 0, "UTF-16LE in stacks");
     let environ = |bytes: &[u8]| -> Vec<u8> {
         let parsed = ::minidump::Minidump::read(bytes).unwrap();
@@ -321,7 +381,10 @@ async fn relay_coverage_applies_minidump_selectors_only() {
         environ(&dump),
         "the environment is not a $minidump.stack_memory part"
     );
-    assert!(count(forwarded, TOKEN.as_bytes()) > 0, "relay coverage leaves environ alone");
+    assert!(
+        count(forwarded, TOKEN.as_bytes()) > 0,
+        "relay coverage leaves environ alone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,9 +405,18 @@ async fn bad_uploads_get_their_status_and_nothing_else_is_lost() {
     let (ct, body) = multipart(&[("sentry", None, None, b"{}")]);
     let r = upload(&proxy, &ct, body).await;
     assert_eq!(r.status, 400);
-    assert!(detail(&r).contains("upload_file_minidump"), "{}", detail(&r));
+    assert!(
+        detail(&r).contains("upload_file_minidump"),
+        "{}",
+        detail(&r)
+    );
 
-    let r = upload(&proxy, "application/octet-stream", b"not a minidump at all".to_vec()).await;
+    let r = upload(
+        &proxy,
+        "application/octet-stream",
+        b"not a minidump at all".to_vec(),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(detail(&r).contains("MDMP"), "{}", detail(&r));
 
@@ -375,7 +447,10 @@ async fn bad_uploads_get_their_status_and_nothing_else_is_lost() {
     let r = upload(&proxy, &ct, body).await;
     assert_eq!(r.status, 400);
     assert!(detail(&r).contains("sentry field"), "{}", detail(&r));
-    assert!(upstream.requests().is_empty(), "nothing refused was forwarded");
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing refused was forwarded"
+    );
 
     // A truncated dump does not parse: scrubbed as one binary, still forwarded.
     let truncated = dump[..dump.len() / 3].to_vec();
@@ -387,7 +462,9 @@ async fn bad_uploads_get_their_status_and_nothing_else_is_lost() {
     assert_eq!(forwarded.len(), truncated.len());
     let found = minidump::leaks(forwarded);
     assert!(
-        !found.iter().any(|f| f.starts_with(EMAIL) || f.starts_with(TOKEN)),
+        !found
+            .iter()
+            .any(|f| f.starts_with(EMAIL) || f.starts_with(TOKEN)),
         "{found:?}"
     );
 
@@ -404,11 +481,23 @@ async fn attachment_endpoint_answers_201_with_scrubbed_files() {
         {"type": "UIWindow", "children": [{"type": "UILabel", "text": format!("Signed in as {EMAIL}")}]}
     ]});
     let (ct, body) = multipart(&[
-        ("view-hierarchy.json", Some("view-hierarchy.json"), Some("application/json"), hierarchy.to_string().as_bytes()),
-        ("notes.txt", Some("notes.txt"), Some("text/plain"), format!("ip {IP}").as_bytes()),
+        (
+            "view-hierarchy.json",
+            Some("view-hierarchy.json"),
+            Some("application/json"),
+            hierarchy.to_string().as_bytes(),
+        ),
+        (
+            "notes.txt",
+            Some("notes.txt"),
+            Some("text/plain"),
+            format!("ip {IP}").as_bytes(),
+        ),
     ]);
     let response = proxy
-        .post(&format!("/api/{PROJECT}/events/5d1f0c3a2b4e4f6a8b9c0d1e2f3a4b5c/attachments/?sentry_key={KEY}"))
+        .post(&format!(
+            "/api/{PROJECT}/events/5d1f0c3a2b4e4f6a8b9c0d1e2f3a4b5c/attachments/?sentry_key={KEY}"
+        ))
         .header("content-type", &ct)
         .body(body)
         .send()
@@ -420,7 +509,10 @@ async fn attachment_endpoint_answers_201_with_scrubbed_files() {
     assert_eq!(header["event_id"], "5d1f0c3a2b4e4f6a8b9c0d1e2f3a4b5c");
     let hierarchy: Value = item_of(&items, "event.view_hierarchy").json();
     assert_eq!(hierarchy["windows"][0]["children"][0]["type"], "UILabel");
-    assert!(hierarchy.get("_meta").is_none(), "no _meta written into the file");
+    assert!(
+        hierarchy.get("_meta").is_none(),
+        "no _meta written into the file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,17 +523,33 @@ async fn unreal_reports_are_refused_unless_forwarded_unscrubbed() {
         .spawn()
         .await;
     let path = format!("/api/{PROJECT}/unreal/{KEY}/");
-    let r = refusing.post(&path).body(b"PK\x03\x04unreal".to_vec()).send().await;
+    let r = refusing
+        .post(&path)
+        .body(b"PK\x03\x04unreal".to_vec())
+        .send()
+        .await;
     assert_eq!(r.status, 415);
-    assert!(r.json()["detail"].as_str().unwrap().contains("forwardUnknownItems"));
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("forwardUnknownItems"));
     let forwarding = TestProxy::builder(&upstream)
         .project(
             PROJECT,
-            project_json(PROJECT, true, json!({}), json!({"forwardUnknownItems": true})),
+            project_json(
+                PROJECT,
+                true,
+                json!({}),
+                json!({"forwardUnknownItems": true}),
+            ),
         )
         .spawn()
         .await;
-    let r = forwarding.post(&path).body(b"PK\x03\x04unreal".to_vec()).send().await;
+    let r = forwarding
+        .post(&path)
+        .body(b"PK\x03\x04unreal".to_vec())
+        .send()
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text().len(), 36);
     let recorded = upstream.wait_for(1).await;

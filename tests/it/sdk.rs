@@ -580,13 +580,7 @@ async fn run_sdk(sdk: &Sdk, project: String, which: Canaries) {
         .map(|(i, request)| Envelope::parse(&request.body, format!("upstream #{}", i + 1)))
         .collect();
     check_item_types(sdk.expected, &sent, &arrived, &mut failures);
-    check_canaries(
-        &canaries,
-        &run.sent,
-        &received,
-        &arrived,
-        &mut failures,
-    );
+    check_canaries(&canaries, &run.sent, &received, &arrived, &mut failures);
     check_identifiers(&sent, &arrived, &mut failures);
     check_reported_ids(&summary, &arrived, &mut failures);
     proxy.shutdown().await;
@@ -900,7 +894,10 @@ fn identifier_facts(envelopes: &[Envelope], types: Option<&BTreeSet<String>>) ->
             }
             if ty == "attachment" {
                 // Scrubbed in place: the length never changes.
-                facts.insert(format!("attachment payload length = {}", item.payload.len()));
+                facts.insert(format!(
+                    "attachment payload length = {}",
+                    item.payload.len()
+                ));
             }
             let Some((_, container, pointers)) = IDENTIFIERS.iter().find(|(t, ..)| *t == ty) else {
                 continue;

@@ -9,7 +9,8 @@
 // given, writes each envelope as the transport serializes it to CAPTURE_DIR/NNN.envelope.
 //
 // Sent: a message event and an exception raised in node_checkout.mjs (source lines with
-// planted data) with an attachment, a session, spans (the default traceLifecycle
+// planted data) with attachments of every kind (a receipt, a text log, a view hierarchy,
+// a minidump and a PNG screenshot), a session, spans (the default traceLifecycle
 // "stream": `span` items, application/vnd.sentry.items.span.v2+json), logs, trace
 // metrics, cron check-ins, user feedback, and a client report (an event dropped in
 // beforeSend). @sentry/node has no legacy user-report API, and profiles need the
@@ -23,6 +24,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { crc32, deflateSync } from "node:zlib";
 
 import { chargeCard } from "./node_checkout.mjs";
 
@@ -72,6 +74,44 @@ function recordingTransport(options) {
       }
     },
   };
+}
+
+/**
+ * A minidump as far as scrubgate can tell (it starts with `MDMP`; the header that
+ * follows does not parse, so the whole file is scrubbed as one binary) holding `email`
+ * between NUL and binary bytes, once in UTF-8 and once in UTF-16LE, as a crashed
+ * process's memory would.
+ */
+function minidumpBytes(email) {
+  return Buffer.concat([
+    Buffer.from("MDMP\x93\xa7\x00\x00", "latin1"),
+    Buffer.from("\x00\x01\x02\x03\xff\xfe\x00\x00".repeat(4), "latin1"),
+    Buffer.from([0]),
+    Buffer.from(email, "utf8"),
+    Buffer.from([0, 0, 0, 0]),
+    Buffer.from(email, "utf16le"),
+    Buffer.from([0, 0]),
+    Buffer.from("\xde\xad\xbe\xef".repeat(4), "latin1"),
+  ]);
+}
+
+/** A 1x1 PNG whose tEXt chunk holds `comment`, as a screenshot's metadata could. */
+function pngBytes(comment) {
+  const chunk = (kind, data) => {
+    const body = Buffer.concat([Buffer.from(kind, "latin1"), data]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  return Buffer.concat([
+    Buffer.from("\x89PNG\r\n\x1a\n", "latin1"),
+    chunk("IHDR", Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0])),
+    chunk("tEXt", Buffer.from(`Comment\x00${comment}`, "latin1")),
+    chunk("IDAT", deflateSync(Buffer.from([0, 0]))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
 }
 
 function busy(ms) {
@@ -147,6 +187,33 @@ Sentry.withScope((scope) => {
     filename: `receipt-${PLANT.attachment_filename}.txt`,
     data: "receipt 1001: 2 items, 12.00 EUR\n",
     contentType: "text/plain",
+  });
+  scope.addAttachment({
+    filename: "app.log",
+    data:
+      "2024-05-01T10:00:00Z INFO checkout started\n" +
+      `2024-05-01T10:00:01Z WARN payment retry for ${PLANT.applog_email} from ${PLANT.applog_ip}\n`,
+    contentType: "text/plain",
+  });
+  scope.addAttachment({
+    filename: "view-hierarchy.json",
+    data: JSON.stringify({
+      rendering_system: "UIKIT",
+      windows: [{ type: "UILabel", text: PLANT.view_hierarchy_email, children: [] }],
+    }),
+    contentType: "application/json",
+    attachmentType: "event.view_hierarchy",
+  });
+  scope.addAttachment({
+    filename: "crash.dmp",
+    data: new Uint8Array(minidumpBytes(PLANT.minidump_email)),
+    contentType: "application/octet-stream",
+    attachmentType: "event.minidump",
+  });
+  scope.addAttachment({
+    filename: "screenshot.png",
+    data: new Uint8Array(pngBytes(`captured for ${PLANT.screenshot_email}`)),
+    contentType: "image/png",
   });
   try {
     chargeCard(12);

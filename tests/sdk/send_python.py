@@ -9,8 +9,9 @@ records the status of every request and, when CAPTURE_DIR is given, writes each 
 exactly as sent (after undoing the transport's gzip) to CAPTURE_DIR/NNN.envelope.
 
 Two phases, because the SDK traces in one of two modes per client:
-  1. trace_lifecycle "static" (the default): error and message events with an
-     attachment, a transaction with child spans and its profile, logs, trace metrics,
+  1. trace_lifecycle "static" (the default): error and message events with
+     attachments (a receipt, a text log, a minidump and a PNG screenshot; the SDK has
+     no attachment_type, so no view hierarchy), a transaction with child spans and its profile, logs, trace metrics,
      cron check-ins, sessions and session aggregates, a client report (an event dropped
      in before_send), user feedback and a legacy user report;
   2. trace_lifecycle "stream": span v2 containers, and a continuous profiler's
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 
 import sentry_sdk
 from sentry_sdk.crons import capture_checkin
@@ -164,14 +166,75 @@ def set_scope():
     )
 
 
+def minidump_bytes(email):
+    """A minidump as far as scrubgate can tell (it starts with `MDMP`; the header that
+    follows does not parse, so the whole file is scrubbed as one binary) holding `email`
+    between NUL and binary bytes, once in UTF-8 and once in UTF-16LE, as a crashed
+    process's memory would."""
+    return (
+        b"MDMP\x93\xa7\x00\x00"
+        + b"\x00\x01\x02\x03\xff\xfe\x00\x00" * 4
+        + b"\x00"
+        + email.encode("utf-8")
+        + b"\x00\x00\x00\x00"
+        + email.encode("utf-16-le")
+        + b"\x00\x00"
+        + b"\xde\xad\xbe\xef" * 4
+    )
+
+
+def png_bytes(comment):
+    """A 1x1 PNG whose tEXt chunk holds `comment`, as a screenshot's metadata could."""
+
+    def chunk(kind, data):
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", b"\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00")
+        + chunk(b"tEXt", b"Comment\x00" + comment.encode("latin-1"))
+        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
 def send_error():
-    """An exception raised in py_checkout.py (source lines with planted data), with an
-    attachment. Returns the event id."""
+    """An exception raised in py_checkout.py (source lines with planted data), with
+    attachments of every kind this SDK can send: a receipt (its file name planted), a
+    text log, a minidump and a PNG screenshot. The SDK's add_attachment has no
+    attachment_type, so the minidump is one by its `MDMP` bytes only, and no view
+    hierarchy is sent. Returns the event id."""
     with sentry_sdk.new_scope() as scope:
         scope.add_attachment(
             bytes=b"receipt 1001: 2 items, 12.00 EUR\n",
             filename="receipt-" + PLANT["attachment_filename"] + ".txt",
             content_type="text/plain",
+        )
+        scope.add_attachment(
+            bytes=(
+                "2024-05-01T10:00:00Z INFO checkout started\n"
+                "2024-05-01T10:00:01Z WARN payment retry for "
+                + PLANT["applog_email"]
+                + " from "
+                + PLANT["applog_ip"]
+                + "\n"
+            ).encode("utf-8"),
+            filename="app.log",
+            content_type="text/plain",
+            add_to_transactions=False,
+        )
+        scope.add_attachment(
+            bytes=minidump_bytes(PLANT["minidump_email"]),
+            filename="crash.dmp",
+            content_type="application/octet-stream",
+            add_to_transactions=False,
+        )
+        scope.add_attachment(
+            bytes=png_bytes("captured for " + PLANT["screenshot_email"]),
+            filename="screenshot.png",
+            content_type="image/png",
+            add_to_transactions=False,
         )
         try:
             py_checkout.charge_card(12)

@@ -312,7 +312,9 @@ fn is_text_unit(unit: u16) -> bool {
 /// units from byte `alignment` (0 or 1).
 pub fn utf16_runs(bytes: &[u8], alignment: usize) -> impl Iterator<Item = Utf16Run> + '_ {
     let units = bytes.get(alignment..).unwrap_or_default().chunks_exact(2);
-    let mut units = units.map(|pair| u16::from_le_bytes([pair[0], pair[1]])).enumerate();
+    let mut units = units
+        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+        .enumerate();
     std::iter::from_fn(move || {
         let mut run: Option<Utf16Run> = None;
         for (index, unit) in units.by_ref() {
@@ -323,7 +325,8 @@ pub fn utf16_runs(bytes: &[u8], alignment: usize) -> impl Iterator<Item = Utf16R
                     char_starts: Vec::new(),
                 });
                 run.char_starts.push(run.text.len());
-                run.text.push(char::from_u32(u32::from(unit)).unwrap_or('\u{FFFD}'));
+                run.text
+                    .push(char::from_u32(u32::from(unit)).unwrap_or('\u{FFFD}'));
                 continue;
             }
             match run.take() {

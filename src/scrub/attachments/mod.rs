@@ -124,8 +124,8 @@ impl AttachmentKind {
 
 /// File name extensions of text files.
 const TEXT_EXTENSIONS: [&str; 14] = [
-    "txt", "log", "json", "xml", "csv", "md", "ini", "yaml", "yml", "html", "htm", "crash",
-    "ips", "ndjson",
+    "txt", "log", "json", "xml", "csv", "md", "ini", "yaml", "yml", "html", "htm", "crash", "ips",
+    "ndjson",
 ];
 
 /// File name extensions of binaries that are never text.
@@ -269,9 +269,18 @@ impl CompiledRules {
             whole: false,
         };
         let mut at = 0;
-        for range in claimed.iter().chain(std::iter::once(&(data.len()..data.len()))) {
+        for range in claimed
+            .iter()
+            .chain(std::iter::once(&(data.len()..data.len())))
+        {
             if range.start > at {
-                scrub.region(data, at..range.start, minidump, Some(("other", text)), patterns_only);
+                scrub.region(
+                    data,
+                    at..range.start,
+                    minidump,
+                    Some(("other", text)),
+                    patterns_only,
+                );
             }
             at = at.max(range.end);
         }
@@ -408,5 +417,160 @@ impl AttachmentScrub<'_, '_> {
         ScrubReport {
             changes: self.changes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A small Linux minidump built by hand: one thread whose stack holds an e-mail,
+    /// an IP and a home path (UTF-8, and the e-mail in UTF-16LE), one module under
+    /// `/home/fuzzuser/app/`, and an `environ` stream with `API_TOKEN`.
+    const DUMP: &[u8] = include_bytes!("../../../fuzz/corpus/minidump_scrub/synthetic-linux.dmp");
+
+    fn rules(pii: serde_json::Value, coverage: Coverage) -> CompiledRules {
+        crate::scrub::compile_pii(&pii, "piiConfig", coverage, &[], &|_| None).unwrap()
+    }
+
+    fn count(hay: &[u8], needle: &[u8]) -> usize {
+        hay.windows(needle.len()).filter(|w| *w == needle).count()
+    }
+
+    fn utf16(text: &str) -> Vec<u8> {
+        text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    #[test]
+    fn the_synthetic_dump_has_its_parts() {
+        let layout = minidump::layout(DUMP).expect("parses");
+        assert_eq!(layout.stacks.len(), 1);
+        assert_eq!(layout.code_files.len(), 1);
+        assert_eq!(layout.streams.len(), 1);
+        assert_eq!(layout.streams[0].0, "environ");
+    }
+
+    #[test]
+    fn coverage_all_scrubs_every_part_and_keeps_base_names() {
+        let rules = rules(
+            json!({"applications": {"$string": ["@email", "@ip", "@userpath"]}}),
+            Coverage::All,
+        );
+        let mut dump = DUMP.to_vec();
+        let report = rules.scrub_attachment(AttachmentKind::Minidump, "c.dmp", &mut dump, true);
+        assert_eq!(dump.len(), DUMP.len());
+        for plant in [
+            "jane.fuzz@example.com",
+            "203.0.113.9",
+            "fuzzuser",
+            "tok_abcdef123456",
+        ] {
+            assert!(count(DUMP, plant.as_bytes()) > 0, "{plant} planted");
+            assert_eq!(count(&dump, plant.as_bytes()), 0, "{plant} left");
+        }
+        assert_eq!(count(&dump, &utf16("jane.fuzz@example.com")), 0);
+        assert_eq!(count(&dump, &utf16("fuzzuser")), 0);
+        assert_eq!(
+            count(&dump, &utf16("/app/crashy")),
+            1,
+            "the module's base name stays"
+        );
+        let paths: Vec<&str> = report.changes.iter().map(|c| c.path.as_str()).collect();
+        for part in ["stack_memory", "code_file", "environ"] {
+            assert!(
+                paths
+                    .iter()
+                    .any(|p| p == &format!("$attachments.'c.dmp'.{part}")),
+                "{part}: {paths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn relay_coverage_needs_selectors_that_name_the_parts() {
+        let strings = rules(
+            json!({"applications": {"$string": ["@email"]}}),
+            Coverage::Relay,
+        );
+        let mut dump = DUMP.to_vec();
+        let report = strings.scrub_attachment(AttachmentKind::Minidump, "c.dmp", &mut dump, false);
+        // `$string` reaches module paths (strings, as in Relay), not memory.
+        assert_eq!(dump, DUMP, "{report:?}");
+        let stack = rules(
+            json!({"applications": {"$minidump.stack_memory": ["@email:mask"]}}),
+            Coverage::Relay,
+        );
+        stack.scrub_attachment(AttachmentKind::Minidump, "c.dmp", &mut dump, false);
+        assert_eq!(count(&dump, b"jane.fuzz@example.com"), 0);
+        assert_eq!(count(&dump, &utf16("jane.fuzz@example.com")), 0);
+        assert_eq!(
+            count(&dump, b"tok_abcdef123456"),
+            1,
+            "environ is not stack memory"
+        );
+        let named = rules(
+            json!({"applications": {"$attachments.'c.dmp'": ["@anything:remove"]}}),
+            Coverage::Relay,
+        );
+        let mut other = DUMP.to_vec();
+        named.scrub_attachment(AttachmentKind::Minidump, "other.dmp", &mut other, false);
+        assert_eq!(other, DUMP, "another file name is not selected");
+    }
+
+    #[test]
+    fn binary_selector_reaches_plain_attachments() {
+        let rules = rules(
+            json!({"applications": {"$binary": ["@ip:replace"]}}),
+            Coverage::Relay,
+        );
+        let mut data = b"\x89PNG\x00peer 10.20.30.40\x00".to_vec();
+        rules.scrub_attachment(AttachmentKind::Binary, "s.png", &mut data, false);
+        assert_eq!(&data[..], b"\x89PNG\x00peer [ip]*******\x00");
+    }
+
+    #[test]
+    fn attachment_kinds() {
+        let kind = |at, ct, name, payload: &[u8]| AttachmentKind::classify(at, ct, name, payload);
+        assert_eq!(
+            kind(Some("event.minidump"), None, None, b"x"),
+            AttachmentKind::Minidump
+        );
+        assert_eq!(
+            kind(None, None, Some("a.bin"), b"MDMP...."),
+            AttachmentKind::Minidump
+        );
+        assert_eq!(
+            kind(Some("event.view_hierarchy"), None, None, b"{}"),
+            AttachmentKind::ViewHierarchy
+        );
+        assert_eq!(
+            kind(Some("event.payload"), None, None, b""),
+            AttachmentKind::EventPayload
+        );
+        assert_eq!(
+            kind(None, Some("text/plain; charset=utf-8"), None, b"\x00"),
+            AttachmentKind::Text
+        );
+        assert_eq!(
+            kind(None, Some("image/png"), Some("a.txt"), b"x"),
+            AttachmentKind::Binary
+        );
+        assert_eq!(
+            kind(None, None, Some("app.LOG"), b"\x00"),
+            AttachmentKind::Text
+        );
+        assert_eq!(
+            kind(None, None, Some("shot.png"), b"plain"),
+            AttachmentKind::Binary
+        );
+        assert_eq!(
+            kind(None, Some("application/octet-stream"), None, b"plain text"),
+            AttachmentKind::Text
+        );
+        assert_eq!(
+            kind(None, None, None, b"bin\x00ary"),
+            AttachmentKind::Binary
+        );
     }
 }

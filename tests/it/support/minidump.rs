@@ -35,7 +35,10 @@ pub fn run_child() {
     let mut utf8 = [0u8; 96];
     utf8[..text.len()].copy_from_slice(text.as_bytes());
     let mut wide = [0u16; 96];
-    for (slot, unit) in wide.iter_mut().zip(format!("wide {EMAIL} C:\\Users\\{USER}\\AppData").encode_utf16()) {
+    for (slot, unit) in wide
+        .iter_mut()
+        .zip(format!("wide {EMAIL} C:\\Users\\{USER}\\AppData").encode_utf16())
+    {
         *slot = unit;
     }
     let utf8 = std::hint::black_box(utf8);

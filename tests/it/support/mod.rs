@@ -751,4 +751,3 @@ pub fn other_encodings(value: &str) -> Vec<(&'static str, Vec<u8>)> {
     out.push(("UTF-16LE", utf16));
     out
 }
-
