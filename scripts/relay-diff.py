@@ -1,39 +1,42 @@
 #!/usr/bin/env python3
 """Differential check against Relay itself.
 
-Events are scrubbed by Relay's own PII engine (PyPI `sentry-relay`, pinned by
-scripts/install-relay.sh: the librelay bindings Sentry's server calls,
-`pii_strip_event` and `convert_datascrubbing_config`) and by scrubgate
-(`scrubgate scrub --jsonl`, coverage "relay"), and every field is compared, `_meta`
-included. Four passes: the repo's corpus and ~200 generated events (fixed seed: random
-e-mails, IPs, cards, tokens, ... placed in fields an SDK fills, in the shapes SDKs send
-them), each under default data scrubbing and under a piiConfig with every built-in rule,
-a pattern, a redact_pair and every method.
+Events are scrubbed by Relay's own PII engine (PyPI `sentry-relay`, the librelay
+bindings Sentry's server calls: `pii_strip_event`, `convert_datascrubbing_config`;
+pinned in tests/fixtures/relay-diff/requirements.txt, installed by
+scripts/install-relay.sh) and by scrubgate (`scrubgate scrub --jsonl`, coverage
+"relay"), and every field is compared, `_meta` included. Four passes: the corpus given
+on the command line and 200 generated events (a fixed seed: e-mails, IPs, cards, IBANs,
+MACs, UUIDs, IMEIs, SSNs, tokens, keys and user paths, bare or inside text, in the
+fields and the shapes SDKs send), each under default data scrubbing and under a
+piiConfig with every built-in rule, a pattern, a redact_pair and several methods.
 
-Before comparing, both outputs go through the same normalization, which removes what
-differs only in representation: Relay parses the event into its protocol model and
-writes it back, so it writes tags, headers, cookies and query strings as [key, value]
-pairs, `message` as `logentry`, lists of breadcrumbs, threads and exceptions under
-`values`, hex addresses without zero padding, adds a context's `type` and leaves out
-empty containers. scrubgate forwards the event as it was sent. A field that one side
-scrubbed and the other kept is never normalized away.
+Both outputs (and the original) go through the same normalization first, which removes
+what differs only in representation. Relay parses the event into its protocol model
+and writes it back: tags, headers, cookies and query strings as [key, value] pairs (a
+cookie or query string parsed), `message` as `logentry`, bare lists of breadcrumbs,
+threads and exceptions under `values`, hex addresses without leading zeros, a
+context's `type` added, empty containers and the `len` of a removed (null) value left
+out. scrubgate forwards the event as it was sent. Values and remarks are never
+normalized, so a field one side scrubbed and the other kept always shows.
 
-Every difference left must match a class in tests/fixtures/relay-diff/known.json (a
-path pattern and a kind of difference), whose `readme` text must be a bullet of
-README's "Known output differences" list.
+Every difference left must match an entry of tests/fixtures/relay-diff/known.json (a
+path pattern, the kind of difference and patterns for the values), which names its
+class; each class's `readme` text must be a bullet of README's "Known output
+differences".
 
     scripts/install-relay.sh
     .relay-venv/bin/python scripts/relay-diff.py BINARY CORPUS          # report
     .relay-venv/bin/python scripts/relay-diff.py --check BINARY CORPUS  # CI
 
-`--check` exits 1, printing each unexplained difference (path, Relay's value,
-scrubgate's value), when a difference matches no class, and 0 otherwise, printing the
-count per class. Without `--check` the report also shows an example of every class.
+Both print, per pass, the leaves that differ before and after normalization and the
+differences per class. `--check` exits 1 when a difference matches no entry (printing
+its path, the original, Relay's and scrubgate's value and `_meta`) or a class is not
+in README, and 0 otherwise; without it, an example of each class is printed as well.
 """
 import argparse
 import collections
 import json
-import os
 import random
 import re
 import subprocess
@@ -325,25 +328,29 @@ def clip(value, width=160):
     return text if len(text) <= width else text[:width] + "..."
 
 
-def compare(pass_name, index, original, relay_out, ours_out):
+def compare(pass_name, index, original, relay, ours):
     """The fields whose value or `_meta` differ, outermost only (a field one side
-    replaced by null and the other kept as an object is one difference)."""
-    relay_data, relay_meta = normalize(relay_out)
-    ours_data, ours_meta = normalize(ours_out)
+    replaced by null and the other kept as an object is one difference). `relay` and
+    `ours` are normalized (data, meta); `original` is normalized data."""
+    (relay_data, relay_meta), (ours_data, ours_meta) = relay, ours
     relay_notes, ours_notes = meta_nodes(relay_meta), meta_nodes(ours_meta)
     sites = set(leaves(relay_data)) | set(leaves(ours_data)) | set(relay_notes) | \
         set(ours_notes)
     found = []
+    covered = []  # fields one side has as a value and the other as a container
     for path in sorted(sites):
-        if any(path[:len(outer.path)] == outer.path for outer in found):
+        if any(path[:len(outer)] == outer for outer in covered):
             continue
-        relay, ours = value_at(relay_data, path), value_at(ours_data, path)
-        both_containers = isinstance(relay, (dict, list)) and isinstance(ours, (dict, list))
-        if (both_containers or relay == ours) and \
+        relay_value, ours_value = value_at(relay_data, path), value_at(ours_data, path)
+        containers = [isinstance(v, (dict, list)) for v in (relay_value, ours_value)]
+        if (all(containers) or relay_value == ours_value) and \
                 relay_notes.get(path) == ours_notes.get(path):
             continue
-        found.append(Difference(pass_name, index, path, relay, ours, relay_notes.get(path),
-                                ours_notes.get(path), value_at(original, path),
+        if not all(containers):
+            covered.append(path)
+        found.append(Difference(pass_name, index, path, relay_value, ours_value,
+                                relay_notes.get(path), ours_notes.get(path),
+                                value_at(original, path),
                                 shape(value_at(original, path[:-1]))))
     return found
 
@@ -368,18 +375,16 @@ def value_at(data, path):
     return data
 
 
-def leaf_difference_count(relay_out, ours_out):
-    """How many leaves (data and `_meta`) differ, as compared without normalization."""
-    relay, ours = leaves(relay_out), leaves(ours_out)
+def leaf_difference_count(relay, ours):
+    """(leaves, leaves that differ) of two JSON values, `_meta` included."""
+    relay, ours = leaves(relay), leaves(ours)
     paths = set(relay) | set(ours)
     return len(paths), sum(relay.get(p, ABSENT) != ours.get(p, ABSENT) for p in paths)
 
 
-def normalized_leaf_difference_count(relay_out, ours_out):
-    relay, ours = ({**leaves(d), **{("_meta",) + p: v for p, v in leaves(m).items()}}
-                   for d, m in (normalize(relay_out), normalize(ours_out)))
-    paths = set(relay) | set(ours)
-    return len(paths), sum(relay.get(p, ABSENT) != ours.get(p, ABSENT) for p in paths)
+def with_meta(normalized):
+    data, meta = normalized
+    return {**data, "_meta": meta} if isinstance(data, dict) else data
 
 
 # --- Known differences
@@ -444,7 +449,7 @@ def load_known():
 
 
 def readme_bullets():
-    """The bullets of README's "Known output differences" list, whitespace folded."""
+    """The bullets of README's "Known output differences" list."""
     text = README.read_text()
     start = text.index("Known output differences")
     end = text.index("\n#", start)
@@ -684,15 +689,17 @@ def scrub_with_scrubgate(binary, project_config, events):
 
 
 def run_pass(binary, pass_name, events, project_config, relay_config):
+    """Scrubs `events` both ways; returns the leaf counts and the differences."""
     ours_out = scrub_with_scrubgate(binary, project_config, events)
     stats = collections.Counter()
     differences = []
     for index, (event, ours) in enumerate(zip(events, ours_out)):
         relay = sentry_relay.pii_strip_event(relay_config, event)
-        leaf_total, leaf_diff = leaf_difference_count(relay, ours)
-        norm_total, norm_diff = normalized_leaf_difference_count(relay, ours)
-        stats.update(leaves=leaf_total, differing=leaf_diff,
-                     normalized_leaves=norm_total, normalized_differing=norm_diff)
+        total, differing = leaf_difference_count(relay, ours)
+        stats.update(leaves=total, differing=differing)
+        relay, ours = normalize(relay), normalize(ours)
+        total, differing = leaf_difference_count(with_meta(relay), with_meta(ours))
+        stats.update(normalized_leaves=total, normalized_differing=differing)
         differences += compare(pass_name, index, normalize(event)[0], relay, ours)
     return stats, differences
 

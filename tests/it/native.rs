@@ -41,9 +41,11 @@ async fn strict_proxy(upstream: &RecordingUpstream) -> TestProxy {
         .await
 }
 
-/// A multipart body of `(field, filename, content type, bytes)` parts, and its
-/// `Content-Type`.
-fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+/// One part of a test upload: field name, file name, content type, bytes.
+type FormPart<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart body of parts, and its `Content-Type`.
+fn multipart(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
     let boundary = "----scrubgateBoundary7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
     for (name, filename, content_type, data) in parts {
@@ -424,8 +426,7 @@ async fn bad_uploads_get_their_status_and_nothing_else_is_lost() {
     let r = upload(&proxy, "application/octet-stream", bomb).await;
     assert_eq!(r.status, 413, "{}", r.text());
 
-    let many: Vec<(&str, Option<&str>, Option<&str>, &[u8])> =
-        (0..60).map(|_| ("field", None, None, &b"x"[..])).collect();
+    let many: Vec<FormPart<'_>> = (0..60).map(|_| ("field", None, None, &b"x"[..])).collect();
     let (ct, body) = multipart(&many);
     let r = upload(&proxy, &ct, body).await;
     assert_eq!(r.status, 413);

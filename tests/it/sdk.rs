@@ -3,12 +3,18 @@
 //! recording upstream (`tests/sdk/send_python.py`, `tests/sdk/send_node.mjs`).
 //!
 //! The project is strict: Relay's default data scrubbing, `"$string": ["@email", "@ip",
-//! "@creditcard"]`, the user's identifiers hashed, and `"scrubgate": {"coverage": "all"}`
-//! (rules also reach free text Relay leaves alone: source context, transaction names).
+//! "@creditcard"]`, the user's identifiers hashed, and `"scrubgate": {"coverage": "all",
+//! "attachments": "scrubbed_only"}` (rules also reach free text Relay leaves alone:
+//! source context, transaction names, text attachments, minidumps, view hierarchies; and
+//! images, which scrubgate cannot scrub, are dropped).
 //! Each test asserts that
 //! - the script exited 0: every SDK request was answered 2xx;
 //! - every item the SDK sent reached the upstream (counted per item type, and the kinds
-//!   each SDK is expected to send were really sent);
+//!   each SDK is expected to send were really sent), but the screenshot, which never
+//!   does;
+//! - the text log, the minidump and (Node) the view hierarchy the scripts attach arrive
+//!   as long as they were sent (scrubbed in place), or, for the view hierarchy (scrubbed
+//!   as JSON), with the same JSON structure;
 //! - no planted value (`tests/sdk/canaries.json`) is anywhere in what the upstream
 //!   received, and each was really in what the SDK sent;
 //! - identifiers are unchanged: event, trace, span and check-in ids, monitor slugs and
@@ -47,6 +53,15 @@ struct Sdk {
     script: &'static str,
     /// Every item type the script makes the SDK send.
     expected: &'static [&'static str],
+    /// The file names of the attachments the script sends that scrubgate scrubs and
+    /// forwards under `"attachments": "scrubbed_only"` (text, minidumps, view
+    /// hierarchies). The receipt is not among them: its name holds a canary, so it
+    /// does not arrive under the name it was sent with.
+    scrubbed_attachments: &'static [&'static str],
+    /// The file names of the attachments the script sends that the test projects drop
+    /// (`"attachments": "scrubbed_only"`: an image is not scrubbed, so it is never
+    /// forwarded).
+    dropped_attachments: &'static [&'static str],
 }
 
 const PYTHON: Sdk = Sdk {
@@ -71,6 +86,10 @@ const PYTHON: Sdk = Sdk {
         "transaction",
         "user_report",
     ],
+    // sentry-sdk's add_attachment has no attachment_type: no view hierarchy, and the
+    // minidump is one by its `MDMP` bytes only.
+    scrubbed_attachments: &["app.log", "crash.dmp"],
+    dropped_attachments: &["screenshot.png"],
 };
 
 const NODE: Sdk = Sdk {
@@ -90,7 +109,12 @@ const NODE: Sdk = Sdk {
         "span",
         "trace_metric",
     ],
+    scrubbed_attachments: &["app.log", "crash.dmp", "view-hierarchy.json"],
+    dropped_attachments: &["screenshot.png"],
 };
+
+/// The first bytes of a PNG file.
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// The fields of each item type that no scrubbing may change, as JSON pointers into a
 /// record: the payload itself, or each element of its `items` for containers.
@@ -388,7 +412,8 @@ fn planted_in(body: &[u8]) -> Vec<Canary> {
         .collect()
 }
 
-/// The strict project of these tests.
+/// The strict project of these tests (under `attachments = "scrubbed_only"`, as the
+/// captured envelopes hold only text attachments, they lose nothing to it).
 fn strict_project() -> String {
     project_json(
         PROJECT,
@@ -399,12 +424,13 @@ fn strict_project() -> String {
                 "$user.email || $user.username || $user.ip_address || $user.id": ["@anything:hash"]
             }
         }),
-        json!({"coverage": "all"}),
+        json!({"coverage": "all", "attachments": "scrubbed_only"}),
     )
 }
 
 /// Default data scrubbing (without `scrubIpAddresses`), card numbers in every string,
-/// and `protect: ["all"]` with a hash key, under `coverage: "all"`.
+/// and `protect: ["all"]` with a hash key, under `coverage: "all"` and `attachments:
+/// "scrubbed_only"`.
 fn protect_all_project() -> String {
     project_json(
         PROJECT,
@@ -413,7 +439,7 @@ fn protect_all_project() -> String {
             "vars": {"hashKey": "sdk-test-key"},
             "applications": {"$string": ["@creditcard"]}
         }),
-        json!({"coverage": "all", "protect": ["all"]}),
+        json!({"coverage": "all", "protect": ["all"], "attachments": "scrubbed_only"}),
     )
 }
 
@@ -579,9 +605,12 @@ async fn run_sdk(sdk: &Sdk, project: String, which: Canaries) {
         .enumerate()
         .map(|(i, request)| Envelope::parse(&request.body, format!("upstream #{}", i + 1)))
         .collect();
-    check_item_types(sdk.expected, &sent, &arrived, &mut failures);
+    check_attachments(sdk, &sent, &arrived, &mut failures);
+    // What the upstream is to receive: everything sent but the dropped screenshots.
+    let forwarded = without_dropped_attachments(sdk, &sent);
+    check_item_types(sdk.expected, &forwarded, &arrived, &mut failures);
     check_canaries(&canaries, &run.sent, &received, &arrived, &mut failures);
-    check_identifiers(&sent, &arrived, &mut failures);
+    check_identifiers(&forwarded, &arrived, &mut failures);
     check_reported_ids(&summary, &arrived, &mut failures);
     proxy.shutdown().await;
 
@@ -714,9 +743,155 @@ fn check_item_types(
     }
 }
 
+/// The attachments under `"attachments": "scrubbed_only"`: each of
+/// `sdk.dropped_attachments` was sent and never arrived (nor did any PNG); each of
+/// `sdk.scrubbed_attachments` was sent and arrived as often, with what scrubbing keeps
+/// ([`kept_of`]) unchanged.
+fn check_attachments(
+    sdk: &Sdk,
+    sent: &[Envelope],
+    arrived: &[Envelope],
+    failures: &mut Vec<String>,
+) {
+    assert!(
+        !sdk.dropped_attachments.is_empty(),
+        "no dropped attachment to look for ({})",
+        sdk.key
+    );
+    assert!(
+        !sdk.scrubbed_attachments.is_empty(),
+        "no scrubbed attachment to look for ({})",
+        sdk.key
+    );
+    for filename in sdk.dropped_attachments {
+        if attachments_named(sent, filename).is_empty() {
+            failures.push(format!(
+                "the SDK did not send {filename} (the script or the SDK changed)"
+            ));
+        }
+        let leaked = attachments_named(arrived, filename).len();
+        if leaked > 0 {
+            failures.push(format!(
+                "{filename} reached the upstream {leaked} time(s): images are dropped under \
+                 attachments = \"scrubbed_only\""
+            ));
+        }
+    }
+    let images: Vec<String> = arrived
+        .iter()
+        .flat_map(|envelope| {
+            envelope
+                .items
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| {
+                    item.ty() == "attachment" && item.payload.starts_with(PNG_SIGNATURE)
+                })
+                .map(move |(i, item)| format!("{}: attachment[{i}] {}", envelope.name, item.header))
+        })
+        .collect();
+    if !images.is_empty() {
+        failures.push(format!(
+            "a PNG reached the upstream (images are dropped under attachments = \
+             \"scrubbed_only\"): {}",
+            images.join(", ")
+        ));
+    }
+    for filename in sdk.scrubbed_attachments {
+        let mut sent_kept: Vec<String> = attachments_named(sent, filename)
+            .into_iter()
+            .map(kept_of)
+            .collect();
+        if sent_kept.is_empty() {
+            failures.push(format!(
+                "the SDK did not send {filename} (the script or the SDK changed)"
+            ));
+            continue;
+        }
+        let mut arrived_kept: Vec<String> = attachments_named(arrived, filename)
+            .into_iter()
+            .map(kept_of)
+            .collect();
+        sent_kept.sort();
+        arrived_kept.sort();
+        if sent_kept != arrived_kept {
+            failures.push(format!(
+                "{filename} did not arrive as scrubbing keeps it: sent {sent_kept:?}, \
+                 arrived {arrived_kept:?}"
+            ));
+        }
+    }
+}
+
+/// The attachment items named `filename` in `envelopes`.
+fn attachments_named<'e>(envelopes: &'e [Envelope], filename: &str) -> Vec<&'e ParsedItem> {
+    envelopes
+        .iter()
+        .flat_map(|envelope| &envelope.items)
+        .filter(|item| item.ty() == "attachment" && item.header["filename"] == filename)
+        .collect()
+}
+
+/// `envelopes` without the attachments the test projects drop
+/// (`sdk.dropped_attachments`): what the upstream is to receive.
+fn without_dropped_attachments(sdk: &Sdk, envelopes: &[Envelope]) -> Vec<Envelope> {
+    envelopes
+        .iter()
+        .map(|envelope| Envelope {
+            name: envelope.name.clone(),
+            header: envelope.header.clone(),
+            items: envelope
+                .items
+                .iter()
+                .filter(|item| {
+                    item.ty() != "attachment"
+                        || !sdk
+                            .dropped_attachments
+                            .iter()
+                            .any(|filename| item.header["filename"] == *filename)
+                })
+                .cloned()
+                .collect(),
+        })
+        .collect()
+}
+
+/// Whether an item is a view hierarchy attachment (scrubbed as JSON, not in place).
+fn is_view_hierarchy(item: &ParsedItem) -> bool {
+    item.header["attachment_type"] == "event.view_hierarchy"
+}
+
+/// What scrubbing keeps of an attachment: its length (scrubbed in place), or, for a
+/// view hierarchy (scrubbed as JSON, so a replaced string may change its length), its
+/// JSON with every string emptied.
+fn kept_of(item: &ParsedItem) -> String {
+    if !is_view_hierarchy(item) {
+        return format!("{} bytes", item.payload.len());
+    }
+    match serde_json::from_slice::<Value>(&item.payload) {
+        Ok(tree) => format!("view hierarchy {}", without_strings(&tree)),
+        Err(_) => format!("view hierarchy, not JSON ({} bytes)", item.payload.len()),
+    }
+}
+
+/// `value` with every string emptied (object keys kept).
+fn without_strings(value: &Value) -> Value {
+    match value {
+        Value::String(_) => Value::String(String::new()),
+        Value::Array(values) => Value::Array(values.iter().map(without_strings).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), without_strings(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Each canary was sent, and none reached the upstream (anywhere: headers, path, body,
 /// attachments included: the test projects use `coverage = "all"`, under which text
-/// attachments are scrubbed).
+/// attachments, minidumps and view hierarchies are scrubbed, and `attachments =
+/// "scrubbed_only"`, under which images are dropped).
 fn check_canaries(
     canaries: &[Canary],
     sent: &[Vec<u8>],
@@ -892,8 +1067,9 @@ fn identifier_facts(envelopes: &[Envelope], types: Option<&BTreeSet<String>>) ->
                     facts.insert(format!("{ty} item header {key} = {v}"));
                 }
             }
-            if ty == "attachment" {
-                // Scrubbed in place: the length never changes.
+            if ty == "attachment" && !is_view_hierarchy(item) {
+                // Scrubbed in place: the length never changes. A view hierarchy is
+                // scrubbed as JSON ([`check_attachments`] compares its structure).
                 facts.insert(format!(
                     "attachment payload length = {}",
                     item.payload.len()

@@ -104,12 +104,15 @@ pub fn scrub_region(
         }
     }
     hits.sort_by_key(|hit| (hit.order, hit.range.start));
-    let mut taken: Vec<Range<usize>> = Vec::new();
+    // Redacted ranges by start; they never overlap, so the one starting last before a
+    // hit's end is the only one that can overlap it.
+    let mut taken: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
     for hit in hits {
-        if taken
-            .iter()
-            .any(|t| t.start < hit.range.end && hit.range.start < t.end)
-        {
+        let overlaps = taken
+            .range(..hit.range.end)
+            .next_back()
+            .is_some_and(|(_, &end)| end > hit.range.start);
+        if overlaps {
             continue;
         }
         let target = &mut region[hit.range.clone()];
@@ -120,7 +123,7 @@ pub fn scrub_region(
             write_utf8(target, &text);
         }
         changes.push(change(hit.rule, path));
-        taken.push(hit.range);
+        taken.insert(hit.range.start, hit.range.end);
     }
 }
 
@@ -134,8 +137,20 @@ fn find_hits<'r>(
         return;
     }
     let mut ranges = Ranges::new();
+    // The same matcher often comes with several rules (`@email` in default scrubbing and
+    // in the project's own rules): searched once per text.
+    let mut searched: Vec<(&RuleKind, Ranges)> = Vec::new();
     for (order, rule) in rules.iter().enumerate() {
         ranges.clear();
+        if let Some((_, found)) = searched
+            .iter()
+            .find(|(kind, _)| same_matcher(kind, &rule.kind))
+        {
+            for range in found.iter().cloned() {
+                hit(order, rule, range);
+            }
+            continue;
+        }
         match &*rule.kind {
             // Whole-region rules were handled by the caller (or may not apply here).
             RuleKind::Anything => {}
@@ -159,9 +174,19 @@ fn find_hits<'r>(
                 key_value_ranges(text, &|name| key.is_match(name), &mut ranges);
             }
         }
-        for range in ranges.drain(..) {
+        for range in ranges.iter().cloned() {
             hit(order, rule, range);
         }
+        searched.push((&rule.kind, ranges.clone()));
+    }
+}
+
+/// Whether two rule kinds find the same ranges.
+fn same_matcher(a: &RuleKind, b: &RuleKind) -> bool {
+    match (a, b) {
+        (RuleKind::Builtin(a), RuleKind::Builtin(b)) => a == b,
+        (RuleKind::Password, RuleKind::Password) => true,
+        _ => std::ptr::eq(a, b),
     }
 }
 
