@@ -558,3 +558,51 @@ async fn unreal_reports_are_refused_unless_forwarded_unscrubbed() {
     assert_eq!(items[0].ty(), "unreal_report");
     assert_eq!(items[0].payload, b"PK\x03\x04unreal");
 }
+
+/// An upload the store cannot take is spooled scrubbed: the dump on disk holds no
+/// planted value in any encoding, and it is delivered, still parseable, once the store
+/// is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spooled_upload_holds_nothing_planted_on_disk() {
+    let dump = minidump::write_dump();
+    let spool_dir = tempfile::tempdir().unwrap();
+    let upstream = RecordingUpstream::spawn().await;
+    upstream.set_mode(Mode::Down);
+    let dir = spool_dir.path().to_owned();
+    let proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, strict_project())
+        .configure(move |c| c.spool.dir = dir)
+        .spawn()
+        .await;
+    let response = upload(&proxy, "application/octet-stream", dump.clone()).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text().len(), 36, "the event id, as for a delivered upload");
+    proxy.shutdown().await;
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(spool_dir.path()).unwrap() {
+        on_disk.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let module: Vec<u8> = "/app/crashy".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    assert!(
+        on_disk.windows(module.len()).any(|w| w == module),
+        "the dump is on disk, uncompressed (so the search below means something)"
+    );
+    assert_eq!(minidump::leaks(&on_disk), Vec::<String>::new());
+
+    upstream.set_mode(Mode::Normal);
+    let dir = spool_dir.path().to_owned();
+    let _proxy = TestProxy::builder(&upstream)
+        .project(PROJECT, strict_project())
+        .configure(move |c| c.spool.dir = dir)
+        .spawn()
+        .await;
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || async {
+            !upstream.requests().is_empty()
+        })
+        .await,
+        "the spooled upload was not delivered"
+    );
+    let (_, items) = parse_envelope(&upstream.requests()[0].body);
+    assert_same_shape(&item_of(&items, "event.minidump").payload, &dump);
+}
