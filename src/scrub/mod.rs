@@ -810,6 +810,26 @@ mod tests {
         TREE_ARENA.with(|arena| arena.borrow().allocated_bytes())
     }
 
+    /// A two-element array whose value is scrubbed as a `[key, value]` pair still has
+    /// its first element scrubbed as text (Relay scrubs both; found by the Relay
+    /// differential: an IP in a breadcrumb's `arguments[0]` was kept).
+    #[test]
+    fn the_key_of_a_scrubbed_pair_is_scrubbed_as_text_too() {
+        let rules = compiled(serde_json::json!({
+            "piiConfig": {"applications": {"$string": ["@ip:replace", "@password:remove"]}}
+        }));
+        let event = br#"{"extra":{"args":["connection from 10.1.2.3 refused","password"],"pair":["password","hunter2"]}}"#;
+        let out = rules
+            .scrub(ItemKind::Event, event, &ScrubOptions::default())
+            .unwrap();
+        let json: Json = serde_json::from_slice(&out.bytes).unwrap();
+        assert_eq!(
+            json["extra"]["args"][0], "connection from [ip] refused",
+            "{json}"
+        );
+        assert!(json["extra"]["pair"][1].is_null(), "{json}");
+    }
+
     #[test]
     fn escaped_keys_are_matched_by_their_decoded_text() {
         let config = serde_json::json!({

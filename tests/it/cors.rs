@@ -58,7 +58,13 @@ async fn answers_carry_cors_headers_errors_included() {
 async fn other_paths_and_methods() {
     let upstream = RecordingUpstream::spawn().await;
     let proxy = TestProxy::spawn(&upstream).await;
-    for path in ["/", "/api/42/minidump/", "/api/42/store", "/metrics"] {
+    for path in [
+        "/",
+        "/api/42/minidump/x",
+        "/api/42/unknown/",
+        "/api/42/store",
+        "/metrics",
+    ] {
         let response = proxy.post(path).body("{}").send().await;
         assert_eq!(response.status, 404, "{path}");
         assert_eq!(response.json()["detail"], "not found");

@@ -576,13 +576,20 @@ async fn a_spooled_upload_holds_nothing_planted_on_disk() {
         .await;
     let response = upload(&proxy, "application/octet-stream", dump.clone()).await;
     assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.text().len(), 36, "the event id, as for a delivered upload");
+    assert_eq!(
+        response.text().len(),
+        36,
+        "the event id, as for a delivered upload"
+    );
     proxy.shutdown().await;
     let mut on_disk = Vec::new();
     for entry in std::fs::read_dir(spool_dir.path()).unwrap() {
         on_disk.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
-    let module: Vec<u8> = "/app/crashy".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let module: Vec<u8> = "/app/crashy"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
     assert!(
         on_disk.windows(module.len()).any(|w| w == module),
         "the dump is on disk, uncompressed (so the search below means something)"

@@ -241,6 +241,10 @@ impl<'r, 'a> Walker<'r, 'a> {
         }
         // Two-element arrays are first tried as a `[key, value]` pair; only if that
         // scrubs nothing are the elements processed one by one (Relay's heuristic).
+        // When the pair scrubbed its value, the first element is still scrubbed on its
+        // own: it is text as well as a key (`["connection from 10.1.2.3", "token"]`),
+        // and Relay scrubs it.
+        let mut pair_scrubbed = false;
         if let [Value::Str(k), value] = items {
             if !matches!(value, Value::Null) {
                 let key = k.text_in(self.bump);
@@ -260,10 +264,12 @@ impl<'r, 'a> Walker<'r, 'a> {
                     *value = Value::Null;
                 }
                 self.frames.pop();
-                if self.meta.len() != before {
-                    return;
-                }
+                pair_scrubbed = self.meta.len() != before;
             }
+        }
+        if pair_scrubbed {
+            self.enter(None, Some(0), elem, Some(MetaSeg::Index(0)), &mut items[0]);
+            return;
         }
         for (i, item) in items.iter_mut().enumerate() {
             self.enter(None, Some(i), elem, Some(MetaSeg::Index(i)), item);
