@@ -456,6 +456,16 @@ fn is_blank(data: &[u8]) -> bool {
     data.iter().all(u8::is_ascii_whitespace)
 }
 
+/// A `replay_recording` payload split into its header line (`{"segment_id": N}`, a JSON
+/// object) and the rrweb events after it (zlib-compressed or not); `None` when it has no
+/// header line or the header is not a JSON object.
+pub fn split_recording(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let newline = payload.iter().position(|&b| b == b'\n')?;
+    let (header, events) = (&payload[..newline], &payload[newline + 1..]);
+    serde_json::from_slice::<serde_json::Map<String, Value>>(header).ok()?;
+    Some((header, events))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

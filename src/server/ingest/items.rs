@@ -189,13 +189,8 @@ impl Scrubber<'_> {
             kind: KIND,
             source: crate::scrub::ScrubError::NotAnObject,
         };
-        let newline = payload
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or_else(invalid)?;
-        let (header, events) = (&payload[..newline], &payload[newline + 1..]);
-        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(header)
-            .map_err(|_| invalid())?;
+        let (header, events) =
+            crate::protocol::envelope::split_recording(payload).ok_or_else(invalid)?;
         let compressed = events.first() == Some(&0x78);
         let inflated;
         let json = if compressed {
