@@ -262,6 +262,21 @@ pub struct LimitsConfig {
     pub max_decoding: usize,
 }
 
+/// A compressed body may always decode to this much, whatever its ratio.
+pub const RATIO_FREE_BYTES: usize = 1024 * 1024;
+
+impl LimitsConfig {
+    /// The most `compressed` bytes may decode to: `limit`, and no more than
+    /// `max_decompression_ratio` times their size (always [`RATIO_FREE_BYTES`]).
+    pub fn decoded_cap(&self, compressed: usize, limit: usize) -> usize {
+        limit.min(
+            compressed
+                .saturating_mul(self.max_decompression_ratio)
+                .max(RATIO_FREE_BYTES),
+        )
+    }
+}
+
 /// `[log]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {

@@ -25,9 +25,6 @@ use crate::scrub::attachments::is_minidump;
 /// The multipart field of the dump.
 const MINIDUMP_FIELD: &str = "upload_file_minidump";
 
-/// A compressed dump may always unwrap to this much, whatever its ratio.
-const RATIO_FREE_BYTES: usize = 1024 * 1024;
-
 /// Why an upload cannot be turned into an envelope.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -122,12 +119,12 @@ pub fn minidump_upload(
         .clone()
         .unwrap_or_else(|| "Minidump".to_owned());
     let data = unwrap_dump(dump.data, limits)?;
-    files.items.insert(
-        0,
-        attachment(data, "event.minidump", &filename, Some("application/x-dmp")),
-    );
-    files.total = files.total.saturating_add(files.items[0].payload().len());
-    files.check(files.items[0].payload().len())?;
+    files.add_first(attachment(
+        data,
+        "event.minidump",
+        &filename,
+        Some("application/x-dmp"),
+    ))?;
     form.merge_into(&mut event)?;
     build(event, files.items, limits, new_id)
 }
@@ -351,13 +348,22 @@ impl<'l> Files<'l> {
     }
 
     fn add(&mut self, item: Item) -> Result<(), UploadError> {
-        let len = item.payload().len();
-        self.total = self.total.saturating_add(len);
+        self.count(&item)?;
         self.items.push(item);
-        self.check(len)
+        Ok(())
     }
 
-    fn check(&self, len: usize) -> Result<(), UploadError> {
+    /// Adds `item` before the others (the dump leads its upload's attachments).
+    fn add_first(&mut self, item: Item) -> Result<(), UploadError> {
+        self.count(&item)?;
+        self.items.insert(0, item);
+        Ok(())
+    }
+
+    /// Counts `item` against the limits.
+    fn count(&mut self, item: &Item) -> Result<(), UploadError> {
+        let len = item.payload().len();
+        self.total = self.total.saturating_add(len);
         if len > self.limits.max_attachment_size || self.total > self.limits.max_attachments_size {
             return Err(UploadError::AttachmentsTooLarge);
         }
@@ -400,11 +406,7 @@ fn attachment(
 
 /// The dump, out of its container if it has one, with its magic checked.
 fn unwrap_dump(data: Bytes, limits: &LimitsConfig) -> Result<Bytes, UploadError> {
-    let cap = limits.max_attachment_size.min(
-        data.len()
-            .saturating_mul(limits.max_decompression_ratio)
-            .max(RATIO_FREE_BYTES),
-    );
+    let cap = limits.decoded_cap(data.len(), limits.max_attachment_size);
     let dump = unwrap_container(data, cap).map_err(UploadError::Container)?;
     if !is_minidump(&dump) {
         return Err(UploadError::NotAMinidump);

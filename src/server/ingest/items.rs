@@ -51,16 +51,7 @@ impl Scrubber<'_> {
             state.metrics.observe_scrub(label, started.elapsed());
         }
         let scrubbed = result.map_err(|source| IngestError::Scrub { kind, source })?;
-        if let Some(changes) = self.changes {
-            let item = self.item_index.get();
-            changes
-                .borrow_mut()
-                .extend(scrubbed.report.changes.iter().map(|c| ItemChange {
-                    item,
-                    item_type: label,
-                    change: c.clone(),
-                }));
-        }
+        self.collect_changes(label, &scrubbed.report);
         if let Some(state) = self.state {
             self.observe(state, kind, label, payload, &scrubbed, sample_turn);
         }
@@ -195,7 +186,7 @@ impl Scrubber<'_> {
         let inflated;
         let json = if compressed {
             let limits = self.limits;
-            let cap = decoded_cap(events.len(), limits.max_replay_uncompressed_size, limits);
+            let cap = limits.decoded_cap(events.len(), limits.max_replay_uncompressed_size);
             inflated = crate::body::inflate_zlib(events, cap).map_err(IngestError::Body)?;
             &inflated[..]
         } else {
@@ -253,8 +244,8 @@ impl Scrubber<'_> {
         Ok(scrubbed)
     }
 
-    /// An attachment's changes: counted (in a request) or collected (offline).
-    fn observe_attachment_report(&self, label: ItemLabel, report: &crate::scrub::ScrubReport) {
+    /// Offline: keeps the changes of the item being scrubbed, with where they were made.
+    fn collect_changes(&self, label: ItemLabel, report: &crate::scrub::ScrubReport) {
         if let Some(changes) = self.changes {
             let item = self.item_index.get();
             changes
@@ -265,6 +256,11 @@ impl Scrubber<'_> {
                     change: c.clone(),
                 }));
         }
+    }
+
+    /// An attachment's changes: counted (in a request) or collected (offline).
+    fn observe_attachment_report(&self, label: ItemLabel, report: &crate::scrub::ScrubReport) {
+        self.collect_changes(label, report);
         if let Some(state) = self.state {
             if !report.changes.is_empty() {
                 state.metrics.record_redactions(

@@ -63,9 +63,6 @@ use upstream::{
 /// about 1 ms of scrubbing; a 32 KiB gzip body is typically 100 KiB or more of JSON).
 const OFFLOAD_BYTES: usize = 32 * 1024;
 
-/// A compressed body may always decode to this much, whatever its ratio.
-const RATIO_FREE_BYTES: usize = 1024 * 1024;
-
 /// `Content-Type` of envelopes.
 const ENVELOPE_CONTENT_TYPE: &str = "application/x-sentry-envelope";
 
@@ -312,16 +309,6 @@ where
     Ok(received)
 }
 
-/// The most `compressed` bytes may decode to: `limit`, and no more than
-/// `limits.max_decompression_ratio` times their size (always [`RATIO_FREE_BYTES`]).
-pub(super) fn decoded_cap(compressed: usize, limit: usize, limits: &LimitsConfig) -> usize {
-    limit.min(
-        compressed
-            .saturating_mul(limits.max_decompression_ratio)
-            .max(RATIO_FREE_BYTES),
-    )
-}
-
 /// A decoded request body, ready to scrub.
 enum Payload {
     /// A store or security endpoint body: one event, and the request's auth.
@@ -355,7 +342,7 @@ fn prepare(
     };
     // A bomb stops at its ratio cap: a few KB never become hundreds of MB. An identity
     // body is never over its own ratio cap.
-    let max_decoded = decoded_cap(received.len(), max_decoded, limits);
+    let max_decoded = limits.decoded_cap(received.len(), max_decoded);
     let encodings = parts.headers.get_all(header::CONTENT_ENCODING);
     let compressed = !matches!(codings(encodings.iter()), Ok(list) if list.is_empty());
     if compressed {
@@ -406,7 +393,9 @@ fn prepare(
             .filter(|item| item.item_type() == ItemType::ReplayRecording)
             .map(|item| {
                 let len = item.payload().len();
-                decoded_cap(len, limits.max_replay_uncompressed_size, limits).saturating_mul(2)
+                limits
+                    .decoded_cap(len, limits.max_replay_uncompressed_size)
+                    .saturating_mul(2)
             })
             .fold(0usize, usize::saturating_add);
         if recordings > 0 {
@@ -689,14 +678,10 @@ fn envelope_auth(
         }
         (None, None) => return Err(IngestError::Auth(AuthError::Missing)),
     };
-    if envelope.dsn().and_then(dsn_without_secret).is_some() {
+    if let Some(public) = envelope.dsn().and_then(dsn_without_secret) {
         let mut headers: Headers = serde_json::from_slice(envelope.header())
             .map_err(|_| IngestError::Envelope(EnvelopeError::InvalidHeader))?;
-        if let Some(serde_json::Value::String(dsn)) = headers.get_mut("dsn") {
-            if let Some(public) = dsn_without_secret(dsn) {
-                *dsn = public;
-            }
-        }
+        headers.insert("dsn".to_owned(), serde_json::Value::String(public));
         let json = serde_json::to_vec(&headers)
             .map_err(|_| IngestError::Envelope(EnvelopeError::Serialize))?;
         envelope
