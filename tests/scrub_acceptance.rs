@@ -818,3 +818,172 @@ fn rule_sets_used_alternately_on_one_thread_keep_their_own_results() {
         assert_eq!(ip_only["extra"]["b"], "[ip]", "round {round}");
     }
 }
+
+// Known answers from Relay itself: each expected value and remark below is what PyPI
+// `sentry-relay` 0.10.1's `pii_strip_event` returned for the same config and event.
+
+#[test]
+fn bearer_rules_redact_the_keyword_and_the_token_as_one() {
+    let event = json!({"extra": {"a": "Bearer abc123def", "b": "x Bearer  abc123def y"}});
+    let cases = [
+        (
+            "@bearer",
+            "Bearer [token]",
+            "x Bearer [token] y",
+            json!(["@bearer", "s", 0, 14]),
+            json!(["@bearer", "s", 2, 16]),
+        ),
+        (
+            "@bearer:mask",
+            "****************",
+            "x ***************** y",
+            json!(["@bearer:mask", "m", 0, 16]),
+            json!(["@bearer:mask", "m", 2, 19]),
+        ),
+        (
+            "@bearer:remove",
+            "",
+            "x  y",
+            json!(["@bearer:remove", "x", 0, 0]),
+            json!(["@bearer:remove", "x", 2, 2]),
+        ),
+        (
+            "@bearer:filter",
+            "[Filtered]",
+            "x [Filtered] y",
+            json!(["@bearer:filter", "s", 0, 10]),
+            json!(["@bearer:filter", "s", 2, 12]),
+        ),
+        (
+            "@bearer:hash",
+            "2E5CA52BB37BA192F3E3E158B79DF733E7D65C2F",
+            "x 1931879A8A2A30A3BC78FC001E2FB4E4DA32D1C9 y",
+            json!(["@bearer:hash", "p", 0, 40]),
+            json!(["@bearer:hash", "p", 2, 42]),
+        ),
+    ];
+    for (rule, a, b, rem_a, rem_b) in cases {
+        let out = scrub_with(pii(json!({"$string": [rule]})), event.clone());
+        assert_eq!(out["extra"]["a"], a, "{rule}");
+        assert_eq!(out["extra"]["b"], b, "{rule}");
+        assert_eq!(
+            out["_meta"]["extra"]["a"][""]["rem"],
+            json!([rem_a]),
+            "{rule}"
+        );
+        assert_eq!(
+            out["_meta"]["extra"]["b"][""]["rem"],
+            json!([rem_b]),
+            "{rule}"
+        );
+    }
+}
+
+#[test]
+fn common_rules_include_bearer() {
+    let event = json!({"extra": {"a": "Bearer abc123def", "auth": "Bearer abcdef1234"}});
+    let out = scrub_with(pii(json!({"$string": ["@common:filter"]})), event.clone());
+    assert_eq!(
+        out["extra"],
+        json!({"a": "[Filtered]", "auth": "[Filtered]"})
+    );
+    assert_eq!(
+        out["_meta"]["extra"]["a"][""]["rem"],
+        json!([["@bearer:filter", "s", 0, 10]])
+    );
+    // `@bearer` comes before `@password` (rules apply by id): the token is replaced, then
+    // the `auth` key removes the value.
+    let out = scrub_with(pii(json!({"$string": ["@common"]})), event);
+    assert_eq!(out["extra"]["a"], "Bearer [token]");
+    assert_eq!(out["extra"]["auth"], Value::Null);
+    assert_eq!(
+        out["_meta"]["extra"]["auth"][""]["rem"],
+        json!([["@bearer", "s", 0, 14], ["@password", "x"]])
+    );
+}
+
+#[test]
+fn a_scrubbed_bearer_token_is_not_scrubbed_again() {
+    let out = scrub_with(
+        pii(json!({"$string": ["@bearer"]})),
+        json!({"extra": {"a": "Bearer [token]"}}),
+    );
+    assert_eq!(out["extra"]["a"], "Bearer [token]");
+    assert_eq!(out["_meta"], Value::Null);
+}
+
+/// Applications run in the order of Relay's `BTreeMap<SelectorSpec, _>`: `&&`, `||`, `!`,
+/// then paths by their parts, with `$type` items (in Relay's order of value types) before
+/// keys. Where two applications change the same value, the first one wins.
+#[test]
+fn applications_apply_in_relays_selector_order() {
+    let event = json!({
+        "exception": {"values": [{"type": "E", "stacktrace": {"frames": [
+            {"function": "f", "vars": {"a": "id 550e8400-e29b-41d4-a716-446655440000 x"}}
+        ]}}]},
+        "extra": {"K": "mail a@b.com"}
+    });
+    let frame_var =
+        |out: &Value| out["exception"]["values"][0]["stacktrace"]["frames"][0]["vars"]["a"].clone();
+    // `$string` sorts before `$frame.vars.**` (the text order is the other way round).
+    for apps in [
+        json!({"$string": ["@uuid"], "$frame.vars.**": ["@uuid:remove"]}),
+        json!({"$frame.vars.**": ["@uuid:remove"], "$string": ["@uuid"]}),
+    ] {
+        let out = scrub_with(pii(apps), event.clone());
+        assert_eq!(frame_var(&out), "id ************************************ x");
+    }
+    // A type before a key.
+    let out = scrub_with(
+        pii(json!({"extra.K": ["@email:hash"], "$string": ["@email"]})),
+        event.clone(),
+    );
+    assert_eq!(out["extra"]["K"], "mail [email]");
+    // Keys by their text as written: `K` before `k`. Both apply (they are two selectors).
+    let out = scrub_with(
+        pii(json!({"extra.k": ["@email:hash"], "extra.K": ["@email:remove"]})),
+        event.clone(),
+    );
+    assert_eq!(out["extra"]["K"], "mail ");
+    assert_eq!(
+        out["_meta"]["extra"]["K"][""]["rem"],
+        json!([["@email:remove", "x", 5, 5]])
+    );
+    // `&&` before `||` before `!` before a path.
+    let out = scrub_with(
+        pii(
+            json!({"!extra.K": ["@email:hash"], "extra.K || $string": ["@email:mask"], "$string && extra.*": ["@email:remove"]}),
+        ),
+        event.clone(),
+    );
+    assert_eq!(out["extra"]["K"], "mail ");
+}
+
+/// Two selectors that parse the same are one key of Relay's map: the later one in the
+/// config replaces the earlier, and the config check says so.
+#[test]
+fn a_later_selector_that_parses_the_same_replaces_the_earlier() {
+    let event = json!({"extra": {"K": "mail a@b.com"}});
+    let out = scrub_with(
+        pii(json!({"freeform": ["@email:hash"], "$string": ["@email:remove"]})),
+        event.clone(),
+    );
+    assert_eq!(out["extra"]["K"], "mail ");
+    let out = scrub_with(
+        pii(json!({"$string": ["@email:remove"], "freeform": ["@email:hash"]})),
+        event,
+    );
+    assert_eq!(
+        out["extra"]["K"],
+        "mail 61B3201A382D592BE35539FDC89B1D3DD75CE6E1"
+    );
+    let project = ProjectConfig::from_config_value(pii(
+        json!({"$string": ["@email:remove"], "freeform": ["@email:hash"]}),
+    ))
+    .unwrap();
+    let warnings = format!("{:?}", project.warnings);
+    assert!(
+        warnings.contains("$string") && warnings.contains("replaces it"),
+        "{warnings}"
+    );
+}

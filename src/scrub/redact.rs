@@ -43,6 +43,7 @@ const PLACEHOLDERS: &[&str] = &[
     "[user]",
     "[password]",
     "[token]",
+    "[device-id]",
 ];
 
 /// Splits `text` around built-in placeholders; `None` when it has none.

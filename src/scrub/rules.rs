@@ -109,7 +109,7 @@ pub struct RuleRef {
 pub struct Application {
     /// Where the rules apply.
     pub selector: Selector,
-    /// The selector's text (used for ordering, like Relay's sorted map).
+    /// The selector as written in the config.
     pub source: String,
     /// Rules ordered by id.
     pub rules: Vec<RuleRef>,
@@ -196,6 +196,7 @@ fn builtin(id: &str) -> Option<Spec> {
                 "@userpath",
                 "@password",
                 "@usssn",
+                "@bearer",
             ]))
         }
         "@common:filter" => {
@@ -207,6 +208,7 @@ fn builtin(id: &str) -> Option<Spec> {
                 "@userpath:filter",
                 "@password:filter",
                 "@usssn:filter",
+                "@bearer:filter",
             ]))
         }
         "@urlauth:legacy" => {
@@ -240,7 +242,7 @@ fn builtin(id: &str) -> Option<Spec> {
         "userpath" => ("replace", "[user]"),
         "password" => ("remove", "[password]"),
         "anything" => ("replace", "[Filtered]"),
-        "bearer" => ("replace", "[token]"),
+        "bearer" => ("replace", "Bearer [token]"),
         "deviceid" => ("replace", "[device-id]"),
         _ => return None,
     };
@@ -257,7 +259,14 @@ fn builtin(id: &str) -> Option<Spec> {
         "filter"
             if matches!(
                 ty,
-                "creditcard" | "iban" | "pemkey" | "usssn" | "password" | "anything" | "userpath"
+                "creditcard"
+                    | "iban"
+                    | "pemkey"
+                    | "usssn"
+                    | "password"
+                    | "anything"
+                    | "userpath"
+                    | "bearer"
             ) =>
         {
             replace("[Filtered]")
@@ -749,7 +758,7 @@ pub fn compile_pii_config(
         }
         Some(_) => reader.error(".applications", "must be an object of selector to rule ids"),
     }
-    sort_applications(&mut applications);
+    sort_applications(reader, &mut applications);
     reader.warnings.dedup();
     CompiledPii {
         applications,
@@ -757,22 +766,31 @@ pub fn compile_pii_config(
     }
 }
 
-/// Orders applications the way Relay's `BTreeMap<SelectorSpec, _>` does: by selector
-/// variant (and, or, not, path), then by content.
-pub fn sort_applications(apps: &mut [Application]) {
-    fn rank(s: &Selector) -> u8 {
-        match s {
-            Selector::And(_) => 0,
-            Selector::Or(_) => 1,
-            Selector::Not(_) => 2,
-            Selector::Path(_) => 3,
+/// Orders applications the way Relay's `BTreeMap<SelectorSpec, _>` does: by the parsed
+/// selector (see [`Selector`]'s order), not by its text. Two selectors that parse the same
+/// (`$string` and `freeform`, `a` and `'a'`) are one map key in Relay, where the later one
+/// in the config replaces the earlier: so here, with a warning naming both. (`a.B` and
+/// `a.b` are two keys, as in Relay: both apply, `B` first.)
+fn sort_applications(reader: &mut Reader<'_>, apps: &mut Vec<Application>) {
+    // Stable: equal selectors stay in config order, so the last of a run is the later one.
+    apps.sort_by(|a, b| a.selector.cmp(&b.selector));
+    let mut kept: Vec<Application> = Vec::with_capacity(apps.len());
+    for app in apps.drain(..) {
+        match kept.last_mut() {
+            Some(prev) if prev.selector == app.selector => {
+                reader.warn(
+                    format!(".applications.'{}'", prev.source),
+                    format!(
+                        "selects the same fields as '{}', which replaces it (as in Relay); merge their rules into one selector",
+                        app.source
+                    ),
+                );
+                *prev = app;
+            }
+            _ => kept.push(app),
         }
     }
-    apps.sort_by(|a, b| {
-        rank(&a.selector)
-            .cmp(&rank(&b.selector))
-            .then_with(|| a.source.cmp(&b.source))
-    });
+    *apps = kept;
 }
 
 /// Resolves `id` (custom rules first, then built-ins) into flat rule refs.
@@ -910,6 +928,7 @@ mod tests {
             "@urlauth:legacy",
             "@password:filter",
             "@anything:filter",
+            "@bearer:filter",
         ] {
             assert!(builtin(id).is_some(), "missing builtin {id}");
         }
@@ -940,6 +959,7 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "@bearer:filter",
                 "@creditcard:filter",
                 "@iban:filter",
                 "@password:filter",

@@ -30,8 +30,9 @@ impl Pii {
     }
 }
 
-/// A value type a `$type` selector item can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A value type a `$type` selector item can name, in the order Relay declares them (which
+/// orders selectors, and so applications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum ValueType {
     /// `$string`

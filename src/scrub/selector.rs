@@ -29,14 +29,23 @@ pub enum SelectorError {
 }
 
 /// One item of a selector path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The derived order is Relay's (`SelectorPathItem`): types in the order Relay declares
+/// them, then indexes, keys (by their text as written), `*` and `**`. Applications are
+/// applied in this order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathItem {
     /// `$type`
     Type(ValueType),
     /// An array index.
     Index(usize),
-    /// A key, stored lowercase (keys match case-insensitively).
-    Key(String),
+    /// A key. Keys match case-insensitively, by `lower`; `raw` (as written) orders them.
+    Key {
+        /// The key as written in the selector.
+        raw: String,
+        /// The key lowercased, for matching.
+        lower: String,
+    },
     /// `*`: exactly one level.
     Wildcard,
     /// `**`: one or more levels.
@@ -44,7 +53,10 @@ pub enum PathItem {
 }
 
 /// A parsed selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The derived order is Relay's (`SelectorSpec`): `&&`, `||`, `!`, then paths, each by its
+/// parts in turn.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Selector {
     /// All must match.
     And(Vec<Selector>),
@@ -68,6 +80,14 @@ pub struct Step<'p> {
 }
 
 impl PathItem {
+    /// A key item for `raw`, as written.
+    pub fn key(raw: String) -> PathItem {
+        PathItem::Key {
+            lower: raw.to_lowercase(),
+            raw,
+        }
+    }
+
     fn matches(&self, pii: Pii, i: usize, step: &Step<'_>) -> bool {
         match (self, pii) {
             (_, Pii::False) => false,
@@ -79,7 +99,7 @@ impl PathItem {
                 step.types.contains(*ty) && !ty.is_basic() && i == 0
             }
             (PathItem::Index(idx), _) => step.index == Some(*idx),
-            (PathItem::Key(key), _) => step.key.is_some_and(|k| key_eq(k, key)),
+            (PathItem::Key { lower, .. }, _) => step.key.is_some_and(|k| key_eq(k, lower)),
         }
     }
 }
@@ -373,7 +393,7 @@ impl SelParser<'_> {
                         }
                     }
                 }
-                Ok(PathItem::Key(key.to_lowercase()))
+                Ok(PathItem::key(key))
             }
             Some(b'0'..=b'9') => {
                 while self.s.get(self.pos).is_some_and(u8::is_ascii_digit) {
@@ -392,9 +412,7 @@ impl SelParser<'_> {
                 {
                     self.pos += 1;
                 }
-                Ok(PathItem::Key(
-                    self.src[start..self.pos].to_ascii_lowercase(),
-                ))
+                Ok(PathItem::key(self.src[start..self.pos].to_string()))
             }
             _ => Err(self.err("expected a path item")),
         }
@@ -406,7 +424,7 @@ impl fmt::Display for PathItem {
         match self {
             PathItem::Type(t) => write!(f, "${t:?}"),
             PathItem::Index(i) => write!(f, "{i}"),
-            PathItem::Key(k) => write!(f, "{k}"),
+            PathItem::Key { lower, .. } => write!(f, "{lower}"),
             PathItem::Wildcard => f.write_str("*"),
             PathItem::DeepWildcard => f.write_str("**"),
         }
@@ -511,10 +529,10 @@ mod tests {
         assert_eq!(
             s,
             Selector::Or(vec![
-                Selector::Path(vec![PathItem::Key("a".into())]),
+                Selector::Path(vec![PathItem::key("a".into())]),
                 Selector::And(vec![
-                    Selector::Path(vec![PathItem::Key("b".into())]),
-                    Selector::Not(Box::new(Selector::Path(vec![PathItem::Key("c".into())]))),
+                    Selector::Path(vec![PathItem::key("b".into())]),
+                    Selector::Not(Box::new(Selector::Path(vec![PathItem::key("c".into())]))),
                 ]),
             ])
         );

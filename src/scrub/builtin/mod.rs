@@ -30,10 +30,6 @@
 //! - **userpath**: Relay's pattern is written in `x` mode, where the spaces in
 //!   `documents and settings` are ignored, so Relay never matches
 //!   `C:\Documents and Settings\<user>`. We match it, as Relay's docs intend.
-//! - **bearer** reports the token only; Relay replaces the whole `Bearer <token>` with the
-//!   text `Bearer [token]`. The visible output is the same for the usual single space, but
-//!   the remark range starts at the token and whitespace between `Bearer` and the token is
-//!   kept as sent.
 //! - **password, value side**: [`password_value_matches`] is true for the bearer
 //!   sub-pattern as well as for the keywords (the engine redacts the whole value on either). Relay redacts
 //!   the whole value only for a keyword hit and only the `Bearer <token>` match otherwise;
@@ -66,7 +62,7 @@ pub use password::password_key_matches;
 pub use password::password_value_matches;
 use password::{may_hold_password_keyword, password_value_ranges};
 use patterns::{
-    push_group, push_matches, BEARER, CREDITCARD, EMAIL, IBAN, IMEI, MAC, PEMKEY, URL_AUTH,
+    push_bearer, push_group, push_matches, CREDITCARD, EMAIL, IBAN, IMEI, MAC, PEMKEY, URL_AUTH,
     URL_AUTH_LEGACY, USERPATH, US_SSN, UUID,
 };
 pub use prefilter::Features;
@@ -101,7 +97,8 @@ pub enum Pattern {
     UrlAuthLegacy,
     /// US social security number `ddd-dd-dddd`.
     UsSsn,
-    /// The token after `Bearer` (case-insensitive) and whitespace.
+    /// `Bearer` (case-insensitive), whitespace and the token, as one match: Relay's
+    /// `@bearer` replaces it all with `Bearer [token]`.
     Bearer,
     /// The value side of the `password` rule: the whole value when it contains a
     /// sensitive keyword, otherwise each `Bearer <token>` match.
@@ -282,7 +279,7 @@ impl Pattern {
             Pattern::Pemkey => push_group(&PEMKEY, value, out),
             Pattern::UrlAuth => push_group(&URL_AUTH, value, out),
             Pattern::UrlAuthLegacy => push_group(&URL_AUTH_LEGACY, value, out),
-            Pattern::Bearer => push_group(&BEARER, value, out),
+            Pattern::Bearer => push_bearer(value, out),
             Pattern::Ip => {
                 let bytes = value.as_bytes();
                 ip_ranges(

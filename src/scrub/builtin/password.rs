@@ -5,7 +5,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::patterns::{compile, push_matches, BEARER};
+#[cfg(test)]
+use super::patterns::BEARER;
+use super::patterns::{compile, push_bearer};
 use super::prefilter::contains_ascii_ci;
 use super::Ranges;
 
@@ -154,7 +156,7 @@ pub(super) fn password_value_ranges(value: &str, out: &mut Ranges) {
     let mut bearer = Ranges::new();
     // `bearer` has no non-ASCII case variant, so ASCII text without it cannot match.
     if !value.is_ascii() || contains_ascii_ci(value.as_bytes(), b"bearer") {
-        push_matches(&BEARER, value, &mut bearer);
+        push_bearer(value, &mut bearer);
     }
     let keyword = if bearer.is_empty() {
         password_keyword(value)

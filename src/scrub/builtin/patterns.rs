@@ -89,8 +89,22 @@ pub(super) static URL_AUTH_LEGACY: LazyLock<Regex> =
 pub(super) static US_SSN: LazyLock<Regex> =
     LazyLock::new(|| compile(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"));
 
-/// `Bearer` in any case, whitespace, then the token (group 1): everything up to whitespace.
-pub(super) static BEARER: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)\bbearer\s+(\S+)"));
+/// `Bearer` in any case, whitespace, then the token: everything up to whitespace.
+pub(super) static BEARER: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)\bbearer\s+\S+"));
+
+/// Appends every `Bearer <token>` match, except where the token is only earlier
+/// redactions (NULs in the search text): `Bearer [token]` is not redacted again.
+pub(super) fn push_bearer(value: &str, out: &mut Ranges) {
+    out.extend(
+        BEARER
+            .find_iter(value)
+            .filter(|m| {
+                let token = m.as_str().trim_end_matches('\0');
+                token.ends_with(|c: char| !c.is_whitespace())
+            })
+            .map(|m| m.range()),
+    );
+}
 
 /// Appends every whole match of `re`.
 pub(super) fn push_matches(re: &Regex, value: &str, out: &mut Ranges) {

@@ -8,7 +8,7 @@ use super::ip::{ipv4_ascii, ipv6, merge_overlaps};
 use super::password::{
     has_password_stem, password_keyword, PASSWORD_KEY, PASSWORD_STEMS, PASSWORD_VALUE,
 };
-use super::patterns::IPV4;
+use super::patterns::{BEARER, IPV4};
 use super::prefilter::has_iban_head;
 use super::*;
 
@@ -174,9 +174,11 @@ const CASES: &[Case] = &[
     case("us_ssn/miss-too-long", UsSsn, "078-05-11200", &[]),
     case("us_ssn/miss-inside-word", UsSsn, "a078-05-1120", &[]),
     // bearer
-    case("bearer/jwt", Bearer, "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", &["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig"]),
-    case("bearer/header-lowercase-spaces", Bearer, "authorization: bearer   abc123", &["abc123"]),
-    case("bearer/in-message", Bearer, "API failed with Bearer ABC123TOKEN for user@example.com", &["ABC123TOKEN"]),
+    case("bearer/jwt", Bearer, "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", &["Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig"]),
+    case("bearer/header-lowercase-spaces", Bearer, "authorization: bearer   abc123", &["bearer   abc123"]),
+    case("bearer/in-message", Bearer, "API failed with Bearer ABC123TOKEN for user@example.com", &["Bearer ABC123TOKEN"]),
+    case("bearer/placeholder-not-again", Bearer, "Bearer \0", &[]),
+    case("bearer/token-after-placeholder", Bearer, "Bearer \0abc", &["Bearer \0abc"]),
     case("bearer/miss-no-token", Bearer, "Bearer ", &[]),
     case("bearer/miss-no-space", Bearer, "Bearertoken", &[]),
     case("bearer/miss-inside-word", Bearer, "xBearer abc", &[]),
@@ -378,7 +380,7 @@ fn reference_ranges() {
         (UsSsn, "Hi I'm Hilda and my SSN is 078-05-1120", &[(27, 38)]),
         (Iban, "some iban: DE89370400440532013000!", &[(11, 33)]),
         (Email, "John Appleseed <john@appleseed.com>", &[(16, 34)]),
-        (Bearer, "Bearer eyJhbGciOiJIUzI1NiJ9", &[(7, 27)]),
+        (Bearer, "x Bearer eyJhbGciOiJIUzI1NiJ9", &[(2, 29)]),
     ];
     for (pattern, input, expect) in cases {
         assert_eq!(
@@ -401,7 +403,7 @@ fn mixed_message() {
             .map(|r| msg[r.clone()].to_owned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(texts(Bearer), ["ABC123TOKEN"]);
+    assert_eq!(texts(Bearer), ["Bearer ABC123TOKEN"]);
     assert_eq!(texts(Email), ["user@example.com"]);
     assert_eq!(texts(Creditcard), ["4111-1111-1111-1111"]);
     assert!(texts(Ip).is_empty());
