@@ -408,6 +408,7 @@ fn planted_in(body: &[u8]) -> Vec<Canary> {
         .map(|(value, kind)| Canary {
             value,
             place: format!("planted {kind}"),
+            items: Vec::new(),
         })
         .collect()
 }
@@ -460,6 +461,9 @@ fn root() -> &'static Path {
 struct Canary {
     value: String,
     place: String,
+    /// The kinds of what the SDK sends it in (`tests/sdk/canaries.json`'s `items`: item
+    /// types, and `envelope header`); empty for values found by pattern in a capture.
+    items: Vec<String>,
 }
 
 fn canaries(sdk: &Sdk, which: Canaries) -> Vec<Canary> {
@@ -476,6 +480,12 @@ fn canaries(sdk: &Sdk, which: Canaries) -> Vec<Canary> {
         .map(|(key, canary)| Canary {
             value: canary["value"].as_str().unwrap().to_owned(),
             place: format!("{key} ({})", canary["where"].as_str().unwrap_or("")),
+            items: canary["items"]
+                .as_array()
+                .unwrap_or_else(|| panic!("canaries.json: {}.{key} has no items list", sdk.key))
+                .iter()
+                .map(|kind| kind.as_str().expect("item kinds are strings").to_owned())
+                .collect(),
         })
         .collect()
 }
@@ -609,6 +619,7 @@ async fn run_sdk(sdk: &Sdk, project: String, which: Canaries) {
     // What the upstream is to receive: everything sent but the dropped screenshots.
     let forwarded = without_dropped_attachments(sdk, &sent);
     check_item_types(sdk.expected, &forwarded, &arrived, &mut failures);
+    check_canary_items(&canaries, &sent, &mut failures);
     check_canaries(&canaries, &run.sent, &received, &arrived, &mut failures);
     check_identifiers(&forwarded, &arrived, &mut failures);
     check_reported_ids(&summary, &arrived, &mut failures);
@@ -885,6 +896,37 @@ fn without_strings(value: &Value) -> Value {
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// Each canary was sent in exactly the kinds of item its `items` list names (so a
+/// canary of a session, a log or an attachment's file name is known to have been sent
+/// there, and so known to have been scrubbed there).
+fn check_canary_items(canaries: &[Canary], sent: &[Envelope], failures: &mut Vec<String>) {
+    assert!(!canaries.is_empty(), "no canaries to look for");
+    for canary in canaries {
+        let raw = canary.value.as_bytes().to_vec();
+        let quoted = serde_json::to_string(&canary.value).unwrap();
+        let escaped = quoted[1..quoted.len() - 1].as_bytes().to_vec();
+        let holds = |bytes: &[u8]| contains(bytes, &raw) || contains(bytes, &escaped);
+        let mut found = BTreeSet::new();
+        for envelope in sent {
+            if holds(envelope.header.to_string().as_bytes()) {
+                found.insert("envelope header".to_owned());
+            }
+            for item in &envelope.items {
+                if holds(&item.payload) || holds(item.header.to_string().as_bytes()) {
+                    found.insert(item.ty().to_owned());
+                }
+            }
+        }
+        let listed: BTreeSet<String> = canary.items.iter().cloned().collect();
+        if listed.is_empty() || found != listed {
+            failures.push(format!(
+                "planted {:?} [{}] was sent in {found:?}; canaries.json lists {listed:?}",
+                canary.value, canary.place
+            ));
+        }
     }
 }
 
