@@ -240,3 +240,209 @@ impl DataScrubbingSettings {
         Some(pii_config_json(rules, apps))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scrub::{compile, CompileOptions, Coverage, ItemKind, Protect, ScrubOptions};
+
+    fn read(v: Json) -> (DataScrubbingSettings, Vec<ConfigIssue>) {
+        let mut errors = Vec::new();
+        let settings = DataScrubbingSettings::from_json(&v, "ds", &mut errors);
+        (settings, errors)
+    }
+
+    fn messages(errors: &[ConfigIssue]) -> Vec<String> {
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect()
+    }
+
+    /// Scrubs `event` with the project whose `datascrubbingSettings` are `settings`.
+    fn scrub(settings: Json, event: Json) -> Json {
+        let opts = CompileOptions {
+            coverage: Coverage::Relay,
+            protect: Protect::default(),
+            env: &|_| None,
+        };
+        let config = json!({ "datascrubbingSettings": settings });
+        let compiled = compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
+        let out = compiled
+            .rules
+            .scrub(
+                ItemKind::Event,
+                event.to_string().as_bytes(),
+                &ScrubOptions::default(),
+            )
+            .unwrap();
+        serde_json::from_slice(&out.bytes).unwrap()
+    }
+
+    #[test]
+    fn relay_names_and_sentry_api_aliases_read_the_same() {
+        let (relay, errors) = read(json!({
+            "scrubData": true, "scrubDefaults": true, "scrubIpAddresses": true,
+            "sensitiveFields": ["a"], "excludeFields": ["b"]
+        }));
+        assert!(errors.is_empty(), "{:?}", messages(&errors));
+        let (sentry, errors) = read(json!({
+            "dataScrubber": true, "dataScrubberDefaults": true, "scrubIPAddresses": true,
+            "sensitiveFields": ["a"], "safeFields": ["b"]
+        }));
+        assert!(errors.is_empty(), "{:?}", messages(&errors));
+        assert_eq!(relay, sentry);
+        assert_eq!(
+            relay,
+            DataScrubbingSettings {
+                scrub_data: true,
+                scrub_defaults: true,
+                scrub_ip_addresses: true,
+                sensitive_fields: vec!["a".into()],
+                exclude_fields: vec!["b".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_errors_naming_the_field() {
+        let (_, errors) = read(json!({"scrubData": true, "dataScrubber": false}));
+        assert_eq!(
+            messages(&errors),
+            ["ds.dataScrubber: scrubData is set under two names; keep one"]
+        );
+        let (settings, errors) = read(json!({"scrubDefault": true}));
+        assert!(!settings.scrub_defaults);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "ds.scrubDefault");
+        assert!(
+            errors[0].message.contains("scrubDefaults"),
+            "{:?}",
+            errors[0]
+        );
+        let (_, errors) = read(json!({"scrubIPAddresses": "yes"}));
+        assert_eq!(
+            messages(&errors),
+            ["ds.scrubIPAddresses: must be true or false"]
+        );
+        let (settings, errors) = read(json!({"safeFields": ["ok", 3]}));
+        assert_eq!(settings.exclude_fields, ["ok"]);
+        assert_eq!(messages(&errors), ["ds.safeFields.1: must be a string"]);
+        let (_, errors) = read(json!({"sensitiveFields": {"a": 1}}));
+        assert_eq!(
+            messages(&errors),
+            ["ds.sensitiveFields: must be an array of strings"]
+        );
+        let (_, errors) = read(json!([true]));
+        assert_eq!(messages(&errors), ["ds: must be an object"]);
+        let (settings, errors) = read(Json::Null);
+        assert!(errors.is_empty());
+        assert_eq!(settings, DataScrubbingSettings::default());
+    }
+
+    #[test]
+    fn field_lists_also_read_as_newline_separated_text() {
+        let (settings, errors) = read(json!({"sensitiveFields": " card_ref \n\n  order_note\n"}));
+        assert!(errors.is_empty());
+        assert_eq!(settings.sensitive_fields, ["card_ref", "order_note"]);
+    }
+
+    #[test]
+    fn nothing_to_scrub_converts_to_no_config() {
+        let settings = DataScrubbingSettings {
+            scrub_defaults: true,
+            sensitive_fields: vec!["x".into()],
+            ..Default::default()
+        };
+        assert_eq!(settings.to_pii_config(), None);
+        let ip_only = DataScrubbingSettings {
+            scrub_ip_addresses: true,
+            ..Default::default()
+        };
+        assert!(ip_only.to_pii_config().is_some());
+    }
+
+    #[test]
+    fn defaults_filter_passwords_and_session_cookies_and_keep_ignored_fields() {
+        let out = scrub(
+            json!({"scrubData": true, "scrubDefaults": true}),
+            json!({
+                "request": {"cookies": {"sessionid": "abc123", "theme": "dark", "csrf-token": "t0k"}},
+                "extra": {"password": "hunter2", "note": "card 4111 1111 1111 1111"},
+                "logentry": {"formatted": "mail jane@example.com"},
+                "exception": {"values": [{"type": "E", "value": "secret in jane@example.com",
+                    "stacktrace": {"frames": [{"abs_path": "/home/jane/app/secret.py"}]}}]}
+            }),
+        );
+        assert_eq!(out["request"]["cookies"]["sessionid"], "[Filtered]");
+        assert_eq!(out["request"]["cookies"]["csrf-token"], "[Filtered]");
+        assert_eq!(out["request"]["cookies"]["theme"], "dark");
+        assert_eq!(out["extra"]["password"], "[Filtered]");
+        assert_eq!(out["extra"]["note"], "card [Filtered]");
+        // Replaced, never filtered whole.
+        assert_eq!(out["logentry"]["formatted"], "mail [email]");
+        let exception = &out["exception"]["values"][0];
+        assert_eq!(exception["value"], "secret in jane@example.com");
+        assert_eq!(
+            exception["stacktrace"]["frames"][0]["abs_path"],
+            "/home/jane/app/secret.py"
+        );
+    }
+
+    #[test]
+    fn ip_addresses_are_replaced_in_text_and_removed_from_ip_fields() {
+        let out = scrub(
+            json!({"scrubIpAddresses": true}),
+            json!({"user": {"ip_address": "203.0.113.9"}, "extra": {"peer": "from 203.0.113.7"},
+                   "request": {"env": {"REMOTE_ADDR": "203.0.113.8"}}}),
+        );
+        assert!(
+            out["user"].get("ip_address").is_none_or(Json::is_null),
+            "{out}"
+        );
+        assert!(out["request"]["env"]["REMOTE_ADDR"].is_null(), "{out}");
+        assert_eq!(out["extra"]["peer"], "from [ip]");
+        // Without scrubData, passwords are not this setting's business.
+        let out = scrub(
+            json!({"scrubIpAddresses": true}),
+            json!({"extra": {"password": "hunter2"}}),
+        );
+        assert_eq!(out["extra"]["password"], "hunter2");
+    }
+
+    #[test]
+    fn sensitive_fields_match_keys_literally_and_in_any_case() {
+        let event = json!({"extra": {"Customer_Ref": "C-1", "axb": "kept", "a.b": "gone", "other": "kept"}});
+        let out = scrub(
+            json!({"scrubData": true, "sensitiveFields": ["customer_ref", " a.b ", ""]}),
+            event.clone(),
+        );
+        assert_eq!(out["extra"]["Customer_Ref"], "[Filtered]");
+        assert_eq!(out["extra"]["a.b"], "[Filtered]");
+        // `.` is a literal dot, not any character.
+        assert_eq!(out["extra"]["axb"], "kept");
+        assert_eq!(out["extra"]["other"], "kept");
+        // Only under scrubData.
+        let out = scrub(
+            json!({"scrubIpAddresses": true, "sensitiveFields": ["customer_ref"]}),
+            event,
+        );
+        assert_eq!(out["extra"]["Customer_Ref"], "C-1");
+    }
+
+    #[test]
+    fn exclude_fields_are_selectors_or_literal_keys() {
+        let event = json!({"extra": {"password": "a", "it's secret": "b", "api_key": "c"}});
+        let out = scrub(
+            json!({"scrubData": true, "scrubDefaults": true,
+                   "excludeFields": ["extra.password", "it's secret", "  "]}),
+            event,
+        );
+        assert_eq!(out["extra"]["password"], "a");
+        // Not a selector (a quote and a space): a key, quoted.
+        assert_eq!(out["extra"]["it's secret"], "b");
+        assert_eq!(out["extra"]["api_key"], "[Filtered]");
+    }
+}

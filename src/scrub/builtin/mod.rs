@@ -160,7 +160,7 @@ impl Pattern {
     /// Appends to `out` the byte ranges of `value` that this pattern redacts (the replaced
     /// group, not always the whole match: userpath = the user segment only; pemkey = the
     /// body between BEGIN/END lines; url_auth = `user[:pass]`; url_auth legacy = only the
-    /// password; bearer = the token; ip v6 = the whole address). The appended ranges are
+    /// password; bearer = `Bearer <token>`; ip v6 = the whole address). The appended ranges are
     /// non-empty, on char boundaries, sorted and non-overlapping; ranges already in `out`
     /// are left alone.
     ///

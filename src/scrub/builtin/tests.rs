@@ -727,3 +727,81 @@ proptest! {
         }
     }
 }
+
+/// The fast path does its job: each condition of each prefilter rules out the values
+/// that pass every other condition. A prefilter that let these through would still give
+/// the right ranges (the regex decides), but every ordinary value would pay for a regex.
+#[test]
+fn each_prefilter_condition_rules_out_its_near_misses() {
+    // Shared features (`may_match_features`): each input fails exactly one condition.
+    let by_features: &[(Pattern, &str)] = &[
+        // 20 digits, but no run of 15: a timestamp.
+        (Creditcard, "2024-01-01T12:00:00.123456Z"),
+        (Imei, "2024-01-01T12:00:00.123456Z"),
+        // Long without separators; separators but short.
+        (Mac, "a long sentence without separators"),
+        (Mac, "a:b:c:d:e:f"),
+        (Uuid, "short-id-1234"),
+        (Email, "no at sign in here"),
+        (Email, "a@b.c"),
+        // Dots without digits; digits with two dots; two colons without `::`.
+        (Ip, "a.b.c.d.e"),
+        (Ip, "12.34.56"),
+        (Ip, "12:34:56"),
+        // Too short; no capitals; no digits; capitals and digits but never `AA00`.
+        (Iban, "DE89 short"),
+        (Iban, "de89 a long lowercase sentence"),
+        (Iban, "Some Long Sentence With Capitals"),
+        (Iban, "Long Sentence 12 With Capitals"),
+        (Userpath, "no separators here"),
+        (Pemkey, "a-b-c"),
+        (UrlAuth, "path/to/some/file"),
+        (UrlAuth, "user@host"),
+        (UrlAuthLegacy, "user@host"),
+        // Dashes without digits; digits without dashes; both, but no run of 9.
+        (UsSsn, "a-b-c"),
+        (UsSsn, "123456789"),
+        (UsSsn, "12-34 56.78.90 12"),
+        (Bearer, "Bear"),
+        (PasswordValue, ""),
+        (DeviceId, "2024-01-01T12:00:00.123456Z"),
+    ];
+    for (pattern, input) in by_features {
+        assert!(
+            !pattern.may_match_features(&Features::scan(input)),
+            "{}: the shared features let {input:?} through",
+            pattern.as_str()
+        );
+    }
+    // Each pattern's own byte test (`may_match`).
+    let by_bytes: &[(Pattern, &str)] = &[
+        (Imei, "12345 12345 12345"),
+        (Creditcard, "12345678901234"),
+        (Mac, "a long sentence without separators"),
+        (Mac, "a:b:c:d:e:f"),
+        (Uuid, "short-id-1234"),
+        (Email, "no at sign in here"),
+        (Email, "a@b.c"),
+        (Ip, "1.2.3"),
+        (Ip, "a:b"),
+        (Iban, "DE89 short"),
+        (Iban, "de89 a long lowercase sentence"),
+        (Userpath, "/var/log/app"),
+        (Pemkey, "-----END KEY-----"),
+        (UrlAuth, "user@host"),
+        (UrlAuth, "http://host/path"),
+        (UsSsn, "a-b-c"),
+        (UsSsn, "123456789"),
+        (Bearer, "bear with me"),
+        (PasswordValue, ""),
+        (PasswordValue, "hello world"),
+        (DeviceId, "12345678901234"),
+    ];
+    for (pattern, input) in by_bytes {
+        assert!(
+            !pattern.may_match(input),
+            "{}: the byte test lets {input:?} through",
+            pattern.as_str()
+        );
+    }
+}
