@@ -404,9 +404,10 @@ mod tests {
         );
         assert!(out["request"]["env"]["REMOTE_ADDR"].is_null(), "{out}");
         assert_eq!(out["extra"]["peer"], "from [ip]");
-        // Without scrubData, passwords are not this setting's business.
+        // Without scrubData, passwords are not this setting's business, and
+        // scrubDefaults means nothing.
         let out = scrub(
-            json!({"scrubIpAddresses": true}),
+            json!({"scrubIpAddresses": true, "scrubDefaults": true}),
             json!({"extra": {"password": "hunter2"}}),
         );
         assert_eq!(out["extra"]["password"], "hunter2");
