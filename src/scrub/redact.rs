@@ -463,7 +463,68 @@ fn whole_value<'t>(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value as Json};
+
     use super::*;
+    use crate::scrub::{compile, CompileOptions, Coverage, ItemKind, Protect, ScrubOptions};
+
+    /// `extra.v` after scrubbing `value` with `applications`, and its `_meta` entry.
+    fn scrub_value(applications: Json, value: &str) -> (Json, Json) {
+        let opts = CompileOptions {
+            coverage: Coverage::Relay,
+            protect: Protect::default(),
+            env: &|_| None,
+        };
+        let config = json!({"piiConfig": {"applications": applications}});
+        let compiled = compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
+        let event = json!({"extra": {"v": value}}).to_string();
+        let out = compiled
+            .rules
+            .scrub(ItemKind::Event, event.as_bytes(), &ScrubOptions::default())
+            .unwrap();
+        let out: Json = serde_json::from_slice(&out.bytes).unwrap();
+        (
+            out["extra"]["v"].clone(),
+            out["_meta"]["extra"]["v"][""].clone(),
+        )
+    }
+
+    /// Replacement texts already in a value (from an earlier scrub) are opaque: never
+    /// matched again, kept byte for byte with the text around them, and given no remark.
+    #[test]
+    fn placeholders_in_the_input_are_opaque() {
+        for value in [
+            "[auth] failed for [email]",
+            "login [auth] for user [email] from [ip] done",
+            "[Filtered]",
+            "x[password]y[token]",
+        ] {
+            let (out, meta) = scrub_value(
+                json!({"$string": ["@password:replace", "@email", "@ip"]}),
+                value,
+            );
+            assert_eq!(out, value, "{value:?}");
+            assert!(meta.is_null(), "{value:?}: {meta}");
+        }
+    }
+
+    /// Text around placeholders and brackets that are not placeholders is still
+    /// searched, with the right ranges.
+    #[test]
+    fn text_around_placeholders_is_still_scrubbed() {
+        let apps = json!({"$string": ["@email"]});
+        let (out, meta) = scrub_value(apps.clone(), "[x] [ip] a@b.co [email] tail");
+        assert_eq!(out, "[x] [ip] [email] [email] tail");
+        assert_eq!(meta["rem"], json!([["@email", "s", 9, 16]]));
+        let (out, _) = scrub_value(apps.clone(), "[[ip]] jane@example.com");
+        assert_eq!(out, "[[ip]] [email]");
+        let (out, _) = scrub_value(apps, "[email]jane@example.com[");
+        assert_eq!(out, "[email][email][");
+        // A keyword next to a placeholder is a keyword.
+        let (out, meta) = scrub_value(json!({"$string": ["@password:replace"]}), "[auth] secret");
+        assert_eq!(out, "[password]");
+        assert_eq!(meta["rem"], json!([["@password:replace", "s", 0, 10]]));
+    }
 
     #[test]
     fn relay_hash_vector() {
