@@ -543,4 +543,136 @@ mod tests {
             hash_hex(HashAlgorithm::Sha256, b"k2", b"x")
         );
     }
+
+    /// Each method, on a match after a multi-byte character: the text and the remark
+    /// (type, and range in bytes of the output) are Relay's (sentry-relay 0.10.1).
+    #[test]
+    fn each_method_redacts_the_match_with_its_remark() {
+        let value = "müll jane@example.com now";
+        let cases = [
+            (
+                "@email:replace",
+                "müll [email] now",
+                json!(["@email:replace", "s", 6, 13]),
+            ),
+            (
+                "@email:mask",
+                "müll **************** now",
+                json!(["@email:mask", "m", 6, 22]),
+            ),
+            (
+                "@email:remove",
+                "müll  now",
+                json!(["@email:remove", "x", 6, 6]),
+            ),
+            (
+                "@email:hash",
+                "müll F928C1B59170A978137BB69D2EF993131D4CCDC2 now",
+                json!(["@email:hash", "p", 6, 46]),
+            ),
+        ];
+        for (rule, want, remark) in cases {
+            let (out, meta) = scrub_value(json!({"$string": [rule]}), value);
+            assert_eq!(out, want, "{rule}");
+            assert_eq!(meta["rem"], json!([remark]), "{rule}");
+            assert_eq!(meta["len"], 25, "{rule}");
+        }
+    }
+
+    /// A later rule's match that covers an earlier redaction absorbs it; matches on both
+    /// sides of an earlier redaction keep it in place.
+    #[test]
+    fn later_rules_work_around_or_over_earlier_redactions() {
+        let (out, meta) = scrub_value(
+            json!({"$string": ["@ip", "@email"]}),
+            "a@b.co 10.0.0.1 c@d.co 10.0.0.2 e@f.co",
+        );
+        assert_eq!(out, "[email] [ip] [email] [ip] [email]");
+        assert_eq!(meta["rem"].as_array().map(Vec::len), Some(5), "{meta}");
+        // `@anything` replaces each line, earlier redactions included.
+        let (out, meta) = scrub_value(
+            json!({"$string": ["@email", "@anything:replace"]}),
+            "a@b.co\nsecond line\n\nlast",
+        );
+        assert_eq!(out, "[Filtered]\n[Filtered]\n\n[Filtered]");
+        assert_eq!(meta["rem"].as_array().map(Vec::len), Some(3), "{meta}");
+        // A custom regex with a group: only the group, each match.
+        let config = json!({"piiConfig": {
+            "rules": {"order": {"type": "pattern", "pattern": "ord_([a-z0-9]+)", "replaceGroups": [1],
+                                 "redaction": {"method": "replace", "text": "[order]"}}},
+            "applications": {"$string": ["order"]}}});
+        let opts = CompileOptions {
+            coverage: Coverage::Relay,
+            protect: Protect::default(),
+            env: &|_| None,
+        };
+        let compiled = compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
+        let out = compiled
+            .rules
+            .scrub(
+                ItemKind::Event,
+                br#"{"extra":{"v":"ord_abc1 and ord_zz9"}}"#,
+                &ScrubOptions::default(),
+            )
+            .unwrap();
+        let out: Json = serde_json::from_slice(&out.bytes).unwrap();
+        assert_eq!(out["extra"]["v"], "ord_[order] and ord_[order]");
+    }
+
+    /// A value that holds only replacement texts has no text left for `@anything`.
+    #[test]
+    fn a_value_of_placeholders_only_is_left_alone() {
+        let (out, meta) = scrub_value(json!({"$string": ["@anything:replace"]}), "[email]");
+        assert_eq!(out, "[email]");
+        assert!(meta.is_null(), "{meta}");
+        let (out, meta) = scrub_value(json!({"$string": ["@anything:replace"]}), "");
+        assert_eq!(out, "");
+        assert!(meta.is_null(), "{meta}");
+    }
+
+    /// The password rule, with Relay's answers: a sensitive key takes the whole value
+    /// (deleted, or replaced when the method keeps a value); a keyword in the value the
+    /// whole text; a bearer token only itself.
+    #[test]
+    fn password_rule_by_key_and_by_value() {
+        let event = br#"{"extra":{"api_key":"k-123","note":"my secret is out","hdr":"x Bearer abc y","plain":"hello"}}"#;
+        let scrub = |rule: &str| -> Json {
+            let opts = CompileOptions {
+                coverage: Coverage::Relay,
+                protect: Protect::default(),
+                env: &|_| None,
+            };
+            let config = json!({"piiConfig": {"applications": {"$string": [rule]}}});
+            let compiled =
+                compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
+            let out = compiled
+                .rules
+                .scrub(ItemKind::Event, event, &ScrubOptions::default())
+                .unwrap();
+            serde_json::from_slice(&out.bytes).unwrap()
+        };
+        let out = scrub("@password:replace");
+        assert_eq!(out["extra"]["api_key"], "[password]");
+        assert_eq!(out["extra"]["note"], "[password]");
+        assert_eq!(out["extra"]["hdr"], "x [password] y");
+        assert_eq!(out["extra"]["plain"], "hello");
+        assert_eq!(
+            out["_meta"]["extra"]["hdr"][""]["rem"],
+            json!([["@password:replace", "s", 2, 12]])
+        );
+        // As in Relay: a sensitive key deletes the value; a keyword in the value
+        // removes the text, leaving an empty string.
+        let out = scrub("@password:remove");
+        assert!(out["extra"]["api_key"].is_null(), "{out}");
+        assert_eq!(out["extra"]["note"], "");
+        assert_eq!(out["extra"]["hdr"], "x  y");
+        assert_eq!(
+            out["_meta"]["extra"]["api_key"][""]["rem"],
+            json!([["@password:remove", "x"]])
+        );
+        assert_eq!(
+            out["_meta"]["extra"]["note"][""]["rem"],
+            json!([["@password:remove", "x", 0, 0]])
+        );
+    }
 }
