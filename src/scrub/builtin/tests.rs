@@ -9,7 +9,10 @@ use super::password::{
     has_password_stem, password_keyword, PASSWORD_KEY, PASSWORD_STEMS, PASSWORD_VALUE,
 };
 use super::patterns::{BEARER, IPV4};
-use super::prefilter::has_iban_head;
+use super::prefilter::{
+    contains_ascii_ci, count_at_least, has_chars, has_home_segment, has_iban_head, maybe_digit,
+    uuid_char,
+};
 use super::*;
 
 /// One table case: `input` scanned by `pattern` must redact exactly `expect`, in order
@@ -804,4 +807,62 @@ fn each_prefilter_condition_rules_out_its_near_misses() {
             pattern.as_str()
         );
     }
+}
+
+/// The shared counts are exact, also past the 255-byte chunks the counter flushes at.
+#[test]
+fn features_count_each_byte_class_exactly() {
+    let value = "Ab1.:-/\\@ x9Z";
+    let f = Features::scan(value);
+    assert_eq!(
+        (f.len, f.digits, f.alnum, f.dots, f.colons, f.dashes, f.slashes),
+        (13, 2, 6, 1, 1, 1, 2)
+    );
+    assert!(f.at && f.upper && !f.non_ascii);
+    let f = Features::scan("lower only, no digits");
+    assert!(!f.at && !f.upper);
+    assert_eq!((f.digits, f.alnum), (0, 17));
+    assert!(Features::scan("caf\u{e9}").non_ascii);
+    // 600 bytes: three chunks.
+    let long = "1.a:".repeat(150);
+    let f = Features::scan(&long);
+    assert_eq!(
+        (f.len, f.digits, f.alnum, f.dots, f.colons),
+        (600, 150, 300, 150, 150)
+    );
+    assert_eq!(Features::scan("12-34 56\t7x8").digit_run(), 7);
+    assert_eq!(Features::scan("12--34").digit_run(), 2);
+    assert_eq!(Features::scan("-12").digit_run(), 2);
+    assert!(Features::scan("a::b").double_colon());
+    assert!(!Features::scan("a:b:c").double_colon());
+    assert!(Features::scan("xx DE89 yy").iban_head());
+    assert!(!Features::scan("xx De89 D8 9").iban_head());
+}
+
+#[test]
+fn byte_test_helpers_are_exact() {
+    assert!(count_at_least(b"a.b.c", 2, |b| b == b'.'));
+    assert!(!count_at_least(b"a.b", 2, |b| b == b'.'));
+    assert!(!count_at_least(b"", 1, |_| true));
+    // 15 digits in runs of 5: enough in total, not in one run of 6.
+    assert!(!has_chars("12345 12345 12345", 15, 6, maybe_digit));
+    assert!(has_chars("123456 123456 123", 15, 6, maybe_digit));
+    assert!(!has_chars("12345678901234", 15, 1, maybe_digit));
+    assert!(has_chars("١٢٣٤٥٦٧٨٩٠١٢٣٤٥", 15, 15, maybe_digit));
+    assert!(!has_chars("abc", 2, 4, |c| c.is_ascii_alphabetic()));
+    assert!(maybe_digit('7') && maybe_digit('٣') && !maybe_digit('x'));
+    assert!(uuid_char('K') && uuid_char('\u{212A}') && uuid_char('\u{17F}') && !uuid_char('-'));
+    for home in [
+        "/home/x",
+        "C:\\Users\\x",
+        "/PROFILES/x",
+        "c:\\documents and settings\\x",
+    ] {
+        assert!(has_home_segment(home.as_bytes()), "{home}");
+    }
+    for other in ["/var/log/x", "home", "ome/x", "/homes/x", "/"] {
+        assert!(!has_home_segment(other.as_bytes()), "{other}");
+    }
+    assert!(contains_ascii_ci(b"x BeArEr y", b"bearer"));
+    assert!(!contains_ascii_ci(b"bear", b"bearer"));
 }
