@@ -95,6 +95,13 @@ const CASES: &[Case] = &[
     case("ip/v4-two", Ip, "ip=10.0.0.1,10.0.0.2", &["10.0.0.1", "10.0.0.2"]),
     case("ip/v4-prefix-of-longer-dotted-relay-quirk", Ip, "1.2.3.4.5", &["1.2.3.4"]),
     case("ip/v6-loopback", Ip, "before ::1 after", &["::1"]),
+    case("ip/v6-loopback-whole-value", Ip, "::1", &["::1"]),
+    // A `%` with no zone id, or a zone id followed by a letter, is not part of the address.
+    case("ip/v6-empty-zone", Ip, "fe80::1% done", &["fe80::1"]),
+    case("ip/v6-zone-before-letter", Ip, "fe80::1%eth0\u{e9}", &["fe80::1"]),
+    case("ip/v6-miss-letter-after", Ip, "::1g and 2001:db8::1zz", &[]),
+    // `Å` ends in the byte 0x85, which read alone would be a whitespace character (NEL).
+    case("ip/v6-miss-after-non-ascii-letter", Ip, "\u{c5}::1", &[]),
     case("ip/v6-full-bracketed", Ip, "[2001:0db8:85a3:0000:0000:8a2e:0370:7334]", &["2001:0db8:85a3:0000:0000:8a2e:0370:7334"]),
     case("ip/v6-compressed-whole-address", Ip, "from 2001:db8:85a3::8a2e:370:7334 ok", &["2001:db8:85a3::8a2e:370:7334"]),
     case("ip/v6-trailing-double-colon", Ip, "net 2001:db8:: end", &["2001:db8::"]),
@@ -865,4 +872,32 @@ fn byte_test_helpers_are_exact() {
     }
     assert!(contains_ascii_ci(b"x BeArEr y", b"bearer"));
     assert!(!contains_ascii_ci(b"bear", b"bearer"));
+}
+
+/// The IMEI test of `@deviceid`: 15 digits, an allocated reporting body, the Luhn digit.
+#[test]
+fn imei_check_digit_and_reporting_body() {
+    assert!(is_luhn_valid_imei("490154203237518"));
+    assert!(is_luhn_valid_imei("49-015420-323751-8"));
+    // Wrong check digit; unallocated body (a 15-digit card number); 16 digits that pass
+    // Luhn (an IMEISV has no check digit); a non-digit.
+    assert!(!is_luhn_valid_imei("490154203237519"));
+    assert!(!is_luhn_valid_imei("378282246310005"));
+    assert!(!is_luhn_valid_imei("4901542032375183"));
+    assert!(!is_luhn_valid_imei("49015420323751x"));
+}
+
+/// Ranges found by two searches are merged where they overlap, not where they touch;
+/// ranges before `start` are left alone.
+#[test]
+fn merge_overlaps_merges_only_overlapping_ranges() {
+    let mut out: Ranges = smallvec::smallvec![0..2, 9..12, 3..5, 5..7, 4..6];
+    merge_overlaps(&mut out, 1);
+    assert_eq!(out.as_slice(), [0..2, 3..7, 9..12]);
+    let mut out: Ranges = smallvec::smallvec![0..3, 3..5];
+    merge_overlaps(&mut out, 0);
+    assert_eq!(out.as_slice(), [0..3, 3..5]);
+    let mut out: Ranges = smallvec::smallvec![2..9];
+    merge_overlaps(&mut out, 0);
+    assert_eq!(out.as_slice(), [2..9]);
 }
