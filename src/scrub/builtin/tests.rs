@@ -46,6 +46,9 @@ const PEM_CRLF: &str = "-----BEGIN PUBLIC KEY-----  \r\nAAAAB3Nza\r\n-----END PU
 #[rustfmt::skip]
 const CASES: &[Case] = &[
     // imei
+    // Exactly as long as the shortest match: the length prefilter must let it through.
+    case("imei/whole-value-15-digits", Imei, "490154203237518", &["490154203237518"]),
+    case("creditcard/whole-value-15-digits", Creditcard, "378282246310005", &["378282246310005"]),
     case("imei/plain", Imei, "before 356938035643809 after", &["356938035643809"]),
     case("imei/dashes", Imei, "imei 35-693803-564380-9", &["35-693803-564380-9"]),
     case("imei/two-check-digits", Imei, "356938035643809 1", &["356938035643809"]),
@@ -200,6 +203,9 @@ const CASES: &[Case] = &[
     case("password/bearer-only-match", PasswordValue, "x Bearer abc y", &["Bearer abc"]),
     case("password/keyword-inside-bearer-token", PasswordValue, "x Bearer secret123", &["Bearer secret123"]),
     case("password/bearer-and-keyword", PasswordValue, "auth: Bearer abc", &["auth: Bearer abc"]),
+    case("password/keyword-after-bearer", PasswordValue, "Bearer abc my secret", &["Bearer abc my secret"]),
+    // The first `token` has whitespace before any `:`/`=`; a later one is still tried.
+    case("password/second-token-assignment", PasswordValue, "some text token x token=1", &["some text token x token=1"]),
     case("password/miss-plain", PasswordValue, "hello world", &[]),
     case("password/miss-tokens-word", PasswordValue, "tokens are nice", &[]),
     case("password/miss-otp-in-text", PasswordValue, "my otp code", &[]),
@@ -900,4 +906,24 @@ fn merge_overlaps_merges_only_overlapping_ranges() {
     let mut out: Ranges = smallvec::smallvec![2..9];
     merge_overlaps(&mut out, 0);
     assert_eq!(out.as_slice(), [2..9]);
+}
+
+/// The password prefilter lets every keyword through and rules out text without one.
+#[test]
+fn password_prefilter_rules_out_text_without_a_keyword() {
+    for text in [
+        "my secret",
+        "PASSWORD",
+        "x-api-key: 1",
+        "\u{17F}ecret",
+        "auth",
+    ] {
+        assert!(Features::scan(text).may_hold_password_keyword(), "{text:?}");
+    }
+    for text in ["hello world", "", "12345 678", "ab", "order 7 shipped"] {
+        assert!(
+            !Features::scan(text).may_hold_password_keyword(),
+            "{text:?}"
+        );
+    }
 }
