@@ -907,7 +907,7 @@ fn check_canary_items(canaries: &[Canary], sent: &[Envelope], failures: &mut Vec
     for canary in canaries {
         let raw = canary.value.as_bytes().to_vec();
         let quoted = serde_json::to_string(&canary.value).unwrap();
-        let escaped = quoted[1..quoted.len() - 1].as_bytes().to_vec();
+        let escaped = quoted.as_bytes()[1..quoted.len() - 1].to_vec();
         let holds = |bytes: &[u8]| contains(bytes, &raw) || contains(bytes, &escaped);
         let mut found = BTreeSet::new();
         for envelope in sent {

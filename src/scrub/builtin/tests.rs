@@ -905,7 +905,8 @@ fn merge_overlaps_merges_only_overlapping_ranges() {
     assert_eq!(out.as_slice(), [0..3, 3..5]);
     let mut out: Ranges = smallvec::smallvec![2..9];
     merge_overlaps(&mut out, 0);
-    assert_eq!(out.as_slice(), [2..9]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0], 2..9);
 }
 
 /// The password prefilter lets every keyword through and rules out text without one.
