@@ -628,6 +628,26 @@ mod tests {
         let (out, meta) = scrub_value(json!({"$string": ["@anything:replace"]}), "");
         assert_eq!(out, "");
         assert!(meta.is_null(), "{meta}");
+        // Nor for a pattern that would match anything, the marks of redactions included.
+        let config = json!({"piiConfig": {
+            "rules": {"any": {"type": "pattern", "pattern": "(?s).+", "redaction": {"method": "replace", "text": "[x]"}}},
+            "applications": {"$string": ["any"]}}});
+        let opts = CompileOptions {
+            coverage: Coverage::Relay,
+            protect: Protect::default(),
+            env: &|_| None,
+        };
+        let compiled = compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
+        let out = compiled
+            .rules
+            .scrub(
+                ItemKind::Event,
+                br#"{"extra":{"v":"[email][ip]"}}"#,
+                &ScrubOptions::default(),
+            )
+            .unwrap();
+        let out: Json = serde_json::from_slice(&out.bytes).unwrap();
+        assert_eq!(out["extra"]["v"], "[email][ip]");
     }
 
     /// The password rule, with Relay's answers: a sensitive key takes the whole value
