@@ -397,17 +397,21 @@ def stream_phase():
             busy(0.2)
         # A worker thread named after its user, alive until the profiler stops: the
         # profile chunk's thread metadata carries the name.
+        # A daemon, so that nothing it waits for can keep the script from exiting.
         profiled = threading.Event()
         worker = threading.Thread(
             target=lambda: (busy(0.3), profiled.wait(FLUSH_TIMEOUT)),
             name="export for " + PLANT["profile_thread_email"],
+            daemon=True,
         )
         worker.start()
         busy(0.3)
         trace_id = root.trace_id
-    stop_profiler()
-    profiled.set()
-    worker.join()
+    try:
+        stop_profiler()
+    finally:
+        profiled.set()
+        worker.join(FLUSH_TIMEOUT)
     sentry_sdk.get_client().close(timeout=FLUSH_TIMEOUT)
     return trace_id
 
