@@ -468,21 +468,26 @@ mod tests {
     use super::*;
     use crate::scrub::{compile, CompileOptions, Coverage, ItemKind, Protect, ScrubOptions};
 
-    /// `extra.v` after scrubbing `value` with `applications`, and its `_meta` entry.
-    fn scrub_value(applications: Json, value: &str) -> (Json, Json) {
+    /// `event` (JSON text) scrubbed by the project whose `config` object is given.
+    fn scrub_event(config: &Json, event: &[u8]) -> Json {
         let opts = CompileOptions {
             coverage: Coverage::Relay,
             protect: Protect::default(),
             env: &|_| None,
         };
-        let config = json!({"piiConfig": {"applications": applications}});
-        let compiled = compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
-        let event = json!({"extra": {"v": value}}).to_string();
+        let compiled = compile(config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
         let out = compiled
             .rules
-            .scrub(ItemKind::Event, event.as_bytes(), &ScrubOptions::default())
+            .scrub(ItemKind::Event, event, &ScrubOptions::default())
             .unwrap();
-        let out: Json = serde_json::from_slice(&out.bytes).unwrap();
+        serde_json::from_slice(&out.bytes).unwrap()
+    }
+
+    /// `extra.v` after scrubbing `value` with `applications`, and its `_meta` entry.
+    fn scrub_value(applications: Json, value: &str) -> (Json, Json) {
+        let config = json!({"piiConfig": {"applications": applications}});
+        let event = json!({"extra": {"v": value}}).to_string();
+        let out = scrub_event(&config, event.as_bytes());
         (
             out["extra"]["v"].clone(),
             out["_meta"]["extra"]["v"][""].clone(),
@@ -601,21 +606,7 @@ mod tests {
             "rules": {"order": {"type": "pattern", "pattern": "ord_([a-z0-9]+)", "replaceGroups": [1],
                                  "redaction": {"method": "replace", "text": "[order]"}}},
             "applications": {"$string": ["order"]}}});
-        let opts = CompileOptions {
-            coverage: Coverage::Relay,
-            protect: Protect::default(),
-            env: &|_| None,
-        };
-        let compiled = compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
-        let out = compiled
-            .rules
-            .scrub(
-                ItemKind::Event,
-                br#"{"extra":{"v":"ord_abc1 and ord_zz9"}}"#,
-                &ScrubOptions::default(),
-            )
-            .unwrap();
-        let out: Json = serde_json::from_slice(&out.bytes).unwrap();
+        let out = scrub_event(&config, br#"{"extra":{"v":"ord_abc1 and ord_zz9"}}"#);
         assert_eq!(out["extra"]["v"], "ord_[order] and ord_[order]");
     }
 
@@ -632,21 +623,7 @@ mod tests {
         let config = json!({"piiConfig": {
             "rules": {"any": {"type": "pattern", "pattern": "(?s).+", "redaction": {"method": "replace", "text": "[x]"}}},
             "applications": {"$string": ["any"]}}});
-        let opts = CompileOptions {
-            coverage: Coverage::Relay,
-            protect: Protect::default(),
-            env: &|_| None,
-        };
-        let compiled = compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
-        let out = compiled
-            .rules
-            .scrub(
-                ItemKind::Event,
-                br#"{"extra":{"v":"[email][ip]"}}"#,
-                &ScrubOptions::default(),
-            )
-            .unwrap();
-        let out: Json = serde_json::from_slice(&out.bytes).unwrap();
+        let out = scrub_event(&config, br#"{"extra":{"v":"[email][ip]"}}"#);
         assert_eq!(out["extra"]["v"], "[email][ip]");
     }
 
@@ -657,19 +634,8 @@ mod tests {
     fn password_rule_by_key_and_by_value() {
         let event = br#"{"extra":{"api_key":"k-123","note":"my secret is out","hdr":"x Bearer abc y","plain":"hello"}}"#;
         let scrub = |rule: &str| -> Json {
-            let opts = CompileOptions {
-                coverage: Coverage::Relay,
-                protect: Protect::default(),
-                env: &|_| None,
-            };
             let config = json!({"piiConfig": {"applications": {"$string": [rule]}}});
-            let compiled =
-                compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
-            let out = compiled
-                .rules
-                .scrub(ItemKind::Event, event, &ScrubOptions::default())
-                .unwrap();
-            serde_json::from_slice(&out.bytes).unwrap()
+            scrub_event(&config, event)
         };
         let out = scrub("@password:replace");
         assert_eq!(out["extra"]["api_key"], "[password]");
