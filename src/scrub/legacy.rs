@@ -246,7 +246,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::scrub::{compile, CompileOptions, Coverage, ItemKind, Protect, ScrubOptions};
+    use crate::scrub::scrub_event_with;
 
     fn read(v: Json) -> (DataScrubbingSettings, Vec<ConfigIssue>) {
         let mut errors = Vec::new();
@@ -263,22 +263,8 @@ mod tests {
 
     /// Scrubs `event` with the project whose `datascrubbingSettings` are `settings`.
     fn scrub(settings: Json, event: Json) -> Json {
-        let opts = CompileOptions {
-            coverage: Coverage::Relay,
-            protect: Protect::default(),
-            env: &|_| None,
-        };
         let config = json!({ "datascrubbingSettings": settings });
-        let compiled = compile(&config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
-        let out = compiled
-            .rules
-            .scrub(
-                ItemKind::Event,
-                event.to_string().as_bytes(),
-                &ScrubOptions::default(),
-            )
-            .unwrap();
-        serde_json::from_slice(&out.bytes).unwrap()
+        scrub_event_with(&config, event.to_string().as_bytes())
     }
 
     #[test]

@@ -787,6 +787,24 @@ fn resolve_auto_ip<'a>(root: &mut json::Value<'a>, bump: &'a json::Bump, ip: IpA
     }
 }
 
+/// Test helper for the engine's modules: `event` (JSON text) scrubbed as an event by the
+/// project whose `config` object is given, under coverage `relay` and no `protect`;
+/// panics on a config error.
+#[cfg(test)]
+pub(crate) fn scrub_event_with(config: &Json, event: &[u8]) -> Json {
+    let opts = CompileOptions {
+        coverage: Coverage::Relay,
+        protect: Protect::default(),
+        env: &|_| None,
+    };
+    let compiled = compile(config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
+    let out = compiled
+        .rules
+        .scrub(ItemKind::Event, event, &ScrubOptions::default())
+        .unwrap();
+    serde_json::from_slice(&out.bytes).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

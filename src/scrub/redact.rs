@@ -466,28 +466,13 @@ mod tests {
     use serde_json::{json, Value as Json};
 
     use super::*;
-    use crate::scrub::{compile, CompileOptions, Coverage, ItemKind, Protect, ScrubOptions};
-
-    /// `event` (JSON text) scrubbed by the project whose `config` object is given.
-    fn scrub_event(config: &Json, event: &[u8]) -> Json {
-        let opts = CompileOptions {
-            coverage: Coverage::Relay,
-            protect: Protect::default(),
-            env: &|_| None,
-        };
-        let compiled = compile(config, "config", &opts).unwrap_or_else(|e| panic!("{:?}", e.0));
-        let out = compiled
-            .rules
-            .scrub(ItemKind::Event, event, &ScrubOptions::default())
-            .unwrap();
-        serde_json::from_slice(&out.bytes).unwrap()
-    }
+    use crate::scrub::scrub_event_with;
 
     /// `extra.v` after scrubbing `value` with `applications`, and its `_meta` entry.
     fn scrub_value(applications: Json, value: &str) -> (Json, Json) {
         let config = json!({"piiConfig": {"applications": applications}});
         let event = json!({"extra": {"v": value}}).to_string();
-        let out = scrub_event(&config, event.as_bytes());
+        let out = scrub_event_with(&config, event.as_bytes());
         (
             out["extra"]["v"].clone(),
             out["_meta"]["extra"]["v"][""].clone(),
@@ -606,7 +591,7 @@ mod tests {
             "rules": {"order": {"type": "pattern", "pattern": "ord_([a-z0-9]+)", "replaceGroups": [1],
                                  "redaction": {"method": "replace", "text": "[order]"}}},
             "applications": {"$string": ["order"]}}});
-        let out = scrub_event(&config, br#"{"extra":{"v":"ord_abc1 and ord_zz9"}}"#);
+        let out = scrub_event_with(&config, br#"{"extra":{"v":"ord_abc1 and ord_zz9"}}"#);
         assert_eq!(out["extra"]["v"], "ord_[order] and ord_[order]");
     }
 
@@ -623,7 +608,7 @@ mod tests {
         let config = json!({"piiConfig": {
             "rules": {"any": {"type": "pattern", "pattern": "(?s).+", "redaction": {"method": "replace", "text": "[x]"}}},
             "applications": {"$string": ["any"]}}});
-        let out = scrub_event(&config, br#"{"extra":{"v":"[email][ip]"}}"#);
+        let out = scrub_event_with(&config, br#"{"extra":{"v":"[email][ip]"}}"#);
         assert_eq!(out["extra"]["v"], "[email][ip]");
     }
 
@@ -635,7 +620,7 @@ mod tests {
         let event = br#"{"extra":{"api_key":"k-123","note":"my secret is out","hdr":"x Bearer abc y","plain":"hello"}}"#;
         let scrub = |rule: &str| -> Json {
             let config = json!({"piiConfig": {"applications": {"$string": [rule]}}});
-            scrub_event(&config, event)
+            scrub_event_with(&config, event)
         };
         let out = scrub("@password:replace");
         assert_eq!(out["extra"]["api_key"], "[password]");
